@@ -1,0 +1,243 @@
+//! The core module (id 0): IOST transfers, staking and equivocation evidence.
+//! Servi has no transfer: an attempt is the typed error `ServiNotTransferable`.
+
+use crate::block::{SignedProposal, SignedVote};
+use crate::committee::{validators, K_FEE_POOL, K_VALIDATORS};
+use crate::crypto::Address;
+use crate::error::{ChainError, Result};
+use crate::hash::{hash_value, Hash};
+use crate::module::{CallContext, Module};
+use crate::tx::ModuleId;
+use crate::types::{Amount, PPM};
+use borsh::{BorshDeserialize, BorshSerialize};
+
+/// Upper bound on an encoded ledger call (evidence is the largest).
+pub const MAX_LEDGER_CALL: usize = 4 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Token {
+    Iost,
+    Servi,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum LedgerCall {
+    Transfer {
+        to: Address,
+        amount: Amount,
+        token: Token,
+    },
+    Stake {
+        amount: Amount,
+    },
+    Unstake {
+        amount: Amount,
+    },
+    Evidence(Box<Evidence>),
+}
+
+/// Proof that a validator signed two conflicting messages for one step.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum Evidence {
+    DuplicateVote {
+        a: SignedVote,
+        b: SignedVote,
+    },
+    DuplicateProposal {
+        a: SignedProposal,
+        b: SignedProposal,
+    },
+}
+
+impl Evidence {
+    /// Checks the evidence by itself (signatures, same step, different content)
+    /// and returns the offender and a key naming the offence.
+    pub fn verify(&self) -> Result<(Address, Hash)> {
+        let bad = |m: &str| Err(ChainError::InvalidEvidence(m.to_string()));
+        match self {
+            Evidence::DuplicateVote { a, b } => {
+                if a.voter != b.voter {
+                    return bad("votes are from different validators");
+                }
+                let (va, vb) = (&a.vote, &b.vote);
+                if (&va.chain_id, va.shard, va.height, va.round, va.kind)
+                    != (&vb.chain_id, vb.shard, vb.height, vb.round, vb.kind)
+                {
+                    return bad("votes are for different steps");
+                }
+                if va.block == vb.block {
+                    return bad("votes do not conflict");
+                }
+                a.verify()?;
+                b.verify()?;
+                let key = hash_value(
+                    "ios/evidence-key",
+                    &(a.voter, va.shard, va.height, va.round, va.kind as u8),
+                );
+                Ok((a.voter, key))
+            }
+            Evidence::DuplicateProposal { a, b } => {
+                if a.proposer != b.proposer {
+                    return bad("proposals are from different validators");
+                }
+                let (pa, pb) = (&a.proposal, &b.proposal);
+                if (&pa.chain_id, pa.shard, pa.height, pa.round)
+                    != (&pb.chain_id, pb.shard, pb.height, pb.round)
+                {
+                    return bad("proposals are for different rounds");
+                }
+                if pa.block == pb.block {
+                    return bad("proposals do not conflict");
+                }
+                a.verify()?;
+                b.verify()?;
+                let key = hash_value(
+                    "ios/evidence-key",
+                    &(a.proposer, pa.shard, pa.height, pa.round, 2u8),
+                );
+                Ok((a.proposer, key))
+            }
+        }
+    }
+}
+
+pub struct LedgerModule;
+
+impl LedgerModule {
+    pub fn call(call: &LedgerCall) -> crate::tx::Call {
+        crate::tx::Call {
+            module: ModuleId::CORE,
+            payload: crate::codec::encode(call),
+        }
+    }
+}
+
+fn set_validator(ctx: &mut CallContext<'_, '_>, a: &Address, bonded: bool) -> Result<()> {
+    let mut set = validators_of(ctx)?;
+    match (set.binary_search(a), bonded) {
+        (Err(i), true) => set.insert(i, *a),
+        (Ok(i), false) => {
+            set.remove(i);
+        }
+        _ => return Ok(()),
+    }
+    ctx.put(K_VALIDATORS, &set)
+}
+
+fn validators_of(ctx: &CallContext<'_, '_>) -> Result<Vec<Address>> {
+    Ok(ctx.get(K_VALIDATORS)?.unwrap_or_default())
+}
+
+impl Module for LedgerModule {
+    fn id(&self) -> ModuleId {
+        ModuleId::CORE
+    }
+
+    fn name(&self) -> &'static str {
+        "core"
+    }
+
+    fn execute(&self, ctx: &mut CallContext<'_, '_>, payload: &[u8]) -> Result<()> {
+        let call: LedgerCall = crate::codec::decode("ledger call", payload, MAX_LEDGER_CALL)?;
+        let sender = ctx.sender;
+        match call {
+            LedgerCall::Transfer { to, amount, token } => {
+                if token == Token::Servi {
+                    return Err(ChainError::ServiNotTransferable);
+                }
+                if amount == 0 {
+                    return Err(ChainError::ZeroAmount);
+                }
+                let mut from = ctx.account(&sender)?;
+                from.debit(amount)?;
+                ctx.set_account(&sender, &from);
+                let mut dest = ctx.account(&to)?;
+                dest.credit(amount)?;
+                ctx.set_account(&to, &dest);
+                ctx.emit("transfer", &(sender, to, amount));
+            }
+            LedgerCall::Stake { amount } => {
+                if amount == 0 {
+                    return Err(ChainError::ZeroAmount);
+                }
+                let mut acct = ctx.account(&sender)?;
+                acct.debit(amount)?;
+                acct.stake = acct.stake.checked_add(amount).ok_or(ChainError::Overflow)?;
+                let bonded = acct.stake >= ctx.params.min_validator_stake && !acct.jailed;
+                ctx.set_account(&sender, &acct);
+                set_validator(ctx, &sender, bonded)?;
+                ctx.emit("stake", &(sender, amount));
+            }
+            LedgerCall::Unstake { amount } => {
+                if amount == 0 {
+                    return Err(ChainError::ZeroAmount);
+                }
+                let mut acct = ctx.account(&sender)?;
+                acct.stake =
+                    acct.stake
+                        .checked_sub(amount)
+                        .ok_or(ChainError::InsufficientFunds {
+                            need: amount,
+                            have: acct.stake,
+                        })?;
+                acct.unbonding = acct
+                    .unbonding
+                    .checked_add(amount)
+                    .ok_or(ChainError::Overflow)?;
+                acct.unbonding_release = ctx.env.height + ctx.params.unbonding_blocks;
+                let bonded = acct.stake >= ctx.params.min_validator_stake && !acct.jailed;
+                ctx.set_account(&sender, &acct);
+                set_validator(ctx, &sender, bonded)?;
+                ctx.emit("unstake", &(sender, amount));
+            }
+            LedgerCall::Evidence(ev) => {
+                let (offender, key) = ev.verify()?;
+                let chain_id = match &*ev {
+                    Evidence::DuplicateVote { a, .. } => &a.vote.chain_id,
+                    Evidence::DuplicateProposal { a, .. } => &a.proposal.chain_id,
+                };
+                if chain_id != &ctx.env.chain_id {
+                    return Err(ChainError::WrongChainId {
+                        expected: ctx.env.chain_id.0.clone(),
+                        got: chain_id.0.clone(),
+                    });
+                }
+                let mut record = b"core/evidence/".to_vec();
+                record.extend_from_slice(&key.0);
+                if ctx.get::<()>(&record)?.is_some() {
+                    return Err(ChainError::DuplicateEvidence);
+                }
+                let mut acct = ctx.account(&offender)?;
+                if acct.stake == 0 && acct.unbonding == 0 {
+                    return Err(ChainError::InvalidEvidence(
+                        "the signer has no stake to slash".into(),
+                    ));
+                }
+                let slash =
+                    |v: Amount| (v as u128 * ctx.params.slash as u128 / PPM as u128) as Amount;
+                let from_stake = slash(acct.stake);
+                let from_unbonding = slash(acct.unbonding);
+                acct.stake -= from_stake;
+                acct.unbonding -= from_unbonding;
+                acct.reputation = 0;
+                acct.penalty = PPM as u32;
+                acct.jailed = true;
+                ctx.set_account(&offender, &acct);
+                set_validator(ctx, &offender, false)?;
+                let pool: Amount = ctx.get(K_FEE_POOL)?.unwrap_or(0);
+                let pool = pool
+                    .checked_add(from_stake + from_unbonding)
+                    .ok_or(ChainError::Overflow)?;
+                ctx.put(K_FEE_POOL, &pool)?;
+                ctx.put(&record, &())?;
+                ctx.emit("slashed", &(offender, from_stake + from_unbonding));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Every bonded validator (for tools and tests).
+pub fn bonded(state: &dyn crate::state::StateRead) -> Result<Vec<Address>> {
+    validators(state)
+}

@@ -1,0 +1,31 @@
+//! ios-chain: the IOS ledger and its consensus, as sans-IO state machines.
+//!
+//! Accounts, transactions and blocks ([`tx`], [`block`], [`account`]); the
+//! sparse Merkle state over sled ([`state`]); deterministic execution with a
+//! module boundary for storage and market ([`execute`], [`module`]);
+//! Proof-of-Believability committees and Tendermint finality ([`committee`],
+//! [`replica`]); and the deterministic simulator that tests them ([`sim`]).
+//!
+//! Nothing here opens a socket, spawns a task, reads a clock or draws OS
+//! randomness: time, messages and randomness are inputs.
+
+pub mod account;
+pub mod block;
+pub mod codec;
+pub mod committee;
+pub mod crypto;
+pub mod error;
+pub mod execute;
+pub mod hash;
+pub mod ledger;
+pub mod mempool;
+pub mod message;
+pub mod module;
+pub mod params;
+pub mod replica;
+pub mod sim;
+pub mod state;
+pub mod tx;
+pub mod types;
+
+pub use error::{ChainError, Result};

@@ -1,0 +1,148 @@
+//! The module boundary. `chain` knows nothing of storage or market, yet their
+//! calls are transactions: each registers a `Module` that executes its own
+//! borsh-encoded calls against a state view, under its own key prefix.
+
+use crate::account::Account;
+use crate::block::Event;
+use crate::codec;
+use crate::crypto::Address;
+use crate::error::{ChainError, Result};
+use crate::hash::Hash;
+use crate::params::ChainParams;
+use crate::state::{Overlay, StateRead};
+use crate::tx::ModuleId;
+use crate::types::{ChainId, Epoch, Height, Round, ShardId, TimeMs};
+use borsh::{BorshDeserialize, BorshSerialize};
+
+/// Bound on a single decoded state value.
+pub const MAX_STATE_VALUE: usize = 16 * 1024 * 1024;
+
+/// Facts about the block being executed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockEnv {
+    pub chain_id: ChainId,
+    pub shard: ShardId,
+    pub height: Height,
+    pub epoch: Epoch,
+    pub round: Round,
+    pub time: TimeMs,
+    pub proposer: Address,
+    pub prev: Hash,
+}
+
+/// State keys shared by all modules.
+pub mod keys {
+    use crate::crypto::Address;
+
+    pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
+
+    pub fn account(a: &Address) -> Vec<u8> {
+        let mut k = ACCOUNT_PREFIX.to_vec();
+        k.extend_from_slice(&a.0);
+        k
+    }
+}
+
+/// A module's window on state while it executes one call (or its end-of-block hook).
+pub struct CallContext<'a, 'b> {
+    pub env: &'a BlockEnv,
+    pub params: &'a ChainParams,
+    /// The transaction's sender; the block proposer in `end_block`.
+    pub sender: Address,
+    pub tx_id: Hash,
+    module: ModuleId,
+    prefix: &'static str,
+    state: &'a mut Overlay<'b>,
+    events: Vec<Event>,
+}
+
+impl<'a, 'b> CallContext<'a, 'b> {
+    pub fn new(
+        env: &'a BlockEnv,
+        params: &'a ChainParams,
+        sender: Address,
+        tx_id: Hash,
+        module: &dyn Module,
+        state: &'a mut Overlay<'b>,
+    ) -> Self {
+        CallContext {
+            env,
+            params,
+            sender,
+            tx_id,
+            module: module.id(),
+            prefix: module.name(),
+            state,
+            events: Vec::new(),
+        }
+    }
+
+    /// Reads any key (modules may read each other's state, never write it).
+    pub fn get<T: BorshDeserialize>(&self, key: &[u8]) -> Result<Option<T>> {
+        match self.state.read(key)? {
+            Some(b) => Ok(Some(codec::decode("state value", &b, MAX_STATE_VALUE)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn check_owned(&self, key: &[u8]) -> Result<()> {
+        let p = self.prefix.as_bytes();
+        if key.len() > p.len() && key.starts_with(p) && key[p.len()] == b'/' {
+            Ok(())
+        } else {
+            Err(ChainError::ForeignKey {
+                module: self.prefix,
+            })
+        }
+    }
+
+    /// Writes a key under this module's own prefix `"<name>/"`.
+    pub fn put<T: BorshSerialize>(&mut self, key: &[u8], value: &T) -> Result<()> {
+        self.check_owned(key)?;
+        self.state.put(key.to_vec(), codec::encode(value));
+        Ok(())
+    }
+
+    pub fn delete(&mut self, key: &[u8]) -> Result<()> {
+        self.check_owned(key)?;
+        self.state.delete(key.to_vec());
+        Ok(())
+    }
+
+    /// The account at `a` (a fresh default account if it never held anything).
+    pub fn account(&self, a: &Address) -> Result<Account> {
+        Ok(self.get(&keys::account(a))?.unwrap_or_default())
+    }
+
+    /// Accounts are shared by all modules; the ledger rules (checked
+    /// arithmetic, non-transferable Servi) are enforced by `Account`'s methods.
+    pub fn set_account(&mut self, a: &Address, account: &Account) {
+        self.state.put(keys::account(a), codec::encode(account));
+    }
+
+    pub fn emit<T: BorshSerialize>(&mut self, kind: &str, data: &T) {
+        self.events.push(Event {
+            module: self.module.0,
+            kind: kind.to_string(),
+            data: codec::encode(data),
+        });
+    }
+
+    pub fn into_events(self) -> Vec<Event> {
+        self.events
+    }
+}
+
+/// A state-machine module. Implementations must be deterministic: no clock,
+/// no randomness beyond `env`, no floating point, no IO besides the context.
+pub trait Module: Send + Sync {
+    fn id(&self) -> ModuleId;
+    /// Also the state key prefix this module owns (`"<name>/..."`).
+    fn name(&self) -> &'static str;
+    /// Executes one call. An `Err` discards the call's writes; the fee is still paid.
+    fn execute(&self, ctx: &mut CallContext<'_, '_>, payload: &[u8]) -> Result<()>;
+    /// Runs after the block's transactions, before the state root is computed.
+    fn end_block(&self, _ctx: &mut CallContext<'_, '_>) -> Result<()> {
+        Ok(())
+    }
+}

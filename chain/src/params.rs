@@ -1,0 +1,150 @@
+//! Genesis parameters and the genesis allocation. Everything here is part of
+//! consensus: all validators of a network must agree on it byte for byte.
+
+use crate::crypto::Address;
+use crate::error::{ChainError, Result};
+use crate::hash::{hash_value, tag, Hash};
+use crate::types::{Amount, ChainId, Ppm, ShardId, TimeMs, UNITS_PER_IOST};
+use borsh::{BorshDeserialize, BorshSerialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BelievabilityParams {
+    pub w_stake: Ppm,
+    pub w_reputation: Ppm,
+    pub w_servi: Ppm,
+    pub stake_cap: Amount,
+    pub servi_cap: u64,
+    /// Share of the committee in the believable league (proposers).
+    pub league: Ppm,
+}
+
+impl Default for BelievabilityParams {
+    fn default() -> Self {
+        BelievabilityParams {
+            w_stake: 400_000,
+            w_reputation: 300_000,
+            w_servi: 300_000,
+            stake_cap: 100_000 * UNITS_PER_IOST,
+            servi_cap: 1_000_000,
+            league: 333_334,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ChainParams {
+    pub chain_id: ChainId,
+    pub shard: ShardId,
+    /// Blocks per epoch.
+    pub epoch_length: u64,
+    /// Largest committee; members are the top bonded validators by stake.
+    pub committee_size: u16,
+    pub min_validator_stake: Amount,
+    pub believability: BelievabilityParams,
+    pub min_fee_per_byte: Amount,
+    /// Share of stake slashed for equivocation.
+    pub slash: Ppm,
+    /// Reputation lost by a proposer whose turn passed without a block.
+    pub missed_proposal_decay: Ppm,
+    pub unbonding_blocks: u64,
+    pub max_block_txs: u32,
+    pub max_block_bytes: u32,
+    /// A proposal's time may be at most this far ahead of a validator's clock.
+    pub max_clock_drift_ms: TimeMs,
+    /// From this round on the proposer is drawn from the whole committee, so a
+    /// believable league that is down cannot stall the shard.
+    pub league_fallback_round: u32,
+}
+
+impl ChainParams {
+    pub fn devnet(chain_id: &str) -> ChainParams {
+        ChainParams {
+            chain_id: ChainId(chain_id.to_string()),
+            shard: 1,
+            epoch_length: 50,
+            committee_size: 64,
+            min_validator_stake: 1_000 * UNITS_PER_IOST,
+            believability: BelievabilityParams::default(),
+            min_fee_per_byte: 1,
+            slash: 100_000,
+            missed_proposal_decay: 20_000,
+            unbonding_blocks: 100,
+            max_block_txs: 10_000,
+            max_block_bytes: 4 * 1024 * 1024,
+            max_clock_drift_ms: 5_000,
+            league_fallback_round: 2,
+        }
+    }
+
+    pub fn max_block_bytes(&self) -> usize {
+        self.max_block_bytes as usize
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct GenesisAccount {
+    pub address: Address,
+    pub balance: Amount,
+    pub stake: Amount,
+    pub servi: u64,
+    pub reputation: Ppm,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Genesis {
+    pub params: ChainParams,
+    pub time: TimeMs,
+    /// Seed of epoch 0's randomness.
+    pub randomness: Hash,
+    pub accounts: Vec<GenesisAccount>,
+}
+
+impl Genesis {
+    pub fn hash(&self) -> Hash {
+        hash_value(tag::GENESIS, self)
+    }
+
+    /// Total IOST in existence, forever (supply is conserved).
+    pub fn total_supply(&self) -> Result<Amount> {
+        self.accounts.iter().try_fold(0u64, |acc, a| {
+            acc.checked_add(a.balance)
+                .and_then(|v| v.checked_add(a.stake))
+                .ok_or_else(|| ChainError::InvalidGenesis("total supply overflows u64".into()))
+        })
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        self.total_supply()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for a in &self.accounts {
+            if !seen.insert(a.address) {
+                return Err(ChainError::InvalidGenesis(format!(
+                    "account {} listed twice",
+                    a.address
+                )));
+            }
+            if a.reputation > 1_000_000 {
+                return Err(ChainError::InvalidGenesis(format!(
+                    "reputation of {} is over 1000000 ppm",
+                    a.address
+                )));
+            }
+        }
+        let validators = self
+            .accounts
+            .iter()
+            .filter(|a| a.stake >= self.params.min_validator_stake)
+            .count();
+        if validators == 0 {
+            return Err(ChainError::InvalidGenesis(
+                "no account has the minimum validator stake".into(),
+            ));
+        }
+        if self.params.epoch_length == 0 || self.params.committee_size == 0 {
+            return Err(ChainError::InvalidGenesis(
+                "epoch length and committee size must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}

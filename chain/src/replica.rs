@@ -1,0 +1,1414 @@
+//! One validator's replica of a shard, as a sans-IO state machine: the
+//! Tendermint BFT protocol (Buchman, Kwon, Milosevic, "The latest gossip on
+//! BFT consensus", 2018, arXiv:1807.04938) over Proof-of-Believability
+//! proposer selection, with the mempool, block execution and the block store.
+//!
+//! Inputs are messages, ticks of a clock it does not own, and transaction
+//! submissions; outputs are messages to send and committed blocks. The
+//! simulator drives it on virtual time, the node on real time.
+
+use crate::block::{
+    Block, BlockHeader, CommitCertificate, Committee, Proposal, Receipt, SignedProposal,
+    SignedVote, Vote, VoteKind,
+};
+use crate::codec;
+use crate::committee::{self, K_COMMITTEE, K_RANDOMNESS};
+use crate::crypto::{Address, Keypair};
+use crate::error::{ChainError, Result};
+use crate::execute::{Executed, Mode, Runtime};
+use crate::hash::Hash;
+use crate::ledger::{Evidence, LedgerCall, LedgerModule};
+use crate::mempool::{Mempool, MempoolConfig};
+use crate::message::{Message, PeerId, MAX_SYNC_BLOCKS};
+use crate::module::BlockEnv;
+use crate::params::Genesis;
+use crate::state::StateStore;
+use crate::tx::{PooledTx, SignedTransaction, Transaction};
+use crate::types::{Epoch, Height, Round, TimeMs};
+use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Timing and resource settings of a replica. Not consensus-critical: each
+/// node may choose its own.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    pub timeout_propose_ms: TimeMs,
+    pub timeout_prevote_ms: TimeMs,
+    pub timeout_precommit_ms: TimeMs,
+    /// Added to every timeout per round, so rounds lengthen until the network is synchronous enough.
+    pub timeout_delta_ms: TimeMs,
+    /// A proposer waits this long after the previous block before proposing.
+    pub min_block_interval_ms: TimeMs,
+    /// Period of status and vote re-broadcasts that make lost messages harmless.
+    pub gossip_interval_ms: TimeMs,
+    /// Flush the write-ahead record to disk before any vote leaves (real nodes).
+    pub durable: bool,
+    pub mempool: MempoolConfig,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        ReplicaConfig {
+            timeout_propose_ms: 1_000,
+            timeout_prevote_ms: 500,
+            timeout_precommit_ms: 500,
+            timeout_delta_ms: 250,
+            min_block_interval_ms: 100,
+            gossip_interval_ms: 300,
+            durable: false,
+            mempool: MempoolConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, BorshSerialize, BorshDeserialize)]
+pub enum Step {
+    Propose,
+    Prevote,
+    Precommit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timeout {
+    ProposeAt,
+    Propose,
+    Prevote,
+    Precommit,
+}
+
+/// A block that reached finality, as reported to the driver.
+#[derive(Debug)]
+pub struct CommittedBlock {
+    /// The replica's state root right after committing (equal to the header's).
+    pub state_root: Hash,
+    pub block: Block,
+    pub cert: CommitCertificate,
+    pub receipts: Vec<Receipt>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Output {
+    Broadcast(Arc<Message>),
+    Send(PeerId, Arc<Message>),
+    Committed(Arc<CommittedBlock>),
+}
+
+/// Everything a replica must remember across a crash to stay safe: what it
+/// signed and what it locked at the current height.
+#[derive(Clone, Debug, Default, BorshSerialize, BorshDeserialize)]
+struct WalRecord {
+    height: Height,
+    round: Round,
+    locked: Option<(Round, Hash)>,
+    valid: Option<(Round, Hash)>,
+    sent_votes: Vec<SignedVote>,
+    sent_proposals: Vec<SignedProposal>,
+}
+
+const WAL_RECORD: &[u8] = b"record";
+
+/// Most conflicting votes kept per voter and step (an equivocator's extra
+/// votes still count toward quorums, as Tendermint's proof allows, but
+/// memory stays bounded).
+const MAX_VOTES_PER_VOTER: usize = 4;
+
+#[derive(Default)]
+struct RoundVotes {
+    prevotes: BTreeMap<Address, Vec<SignedVote>>,
+    precommits: BTreeMap<Address, Vec<SignedVote>>,
+}
+
+enum Inserted {
+    New,
+    Known,
+    /// A validly signed vote conflicting with this earlier one.
+    Conflict(SignedVote),
+}
+
+impl RoundVotes {
+    fn of(&self, kind: VoteKind) -> &BTreeMap<Address, Vec<SignedVote>> {
+        match kind {
+            VoteKind::Prevote => &self.prevotes,
+            VoteKind::Precommit => &self.precommits,
+        }
+    }
+
+    fn of_mut(&mut self, kind: VoteKind) -> &mut BTreeMap<Address, Vec<SignedVote>> {
+        match kind {
+            VoteKind::Prevote => &mut self.prevotes,
+            VoteKind::Precommit => &mut self.precommits,
+        }
+    }
+
+    /// Caller has verified the signature.
+    fn insert(&mut self, sv: &SignedVote) -> Inserted {
+        let votes = self.of_mut(sv.vote.kind).entry(sv.voter).or_default();
+        if votes.iter().any(|v| v.vote.block == sv.vote.block) {
+            return Inserted::Known;
+        }
+        let first = votes.first().cloned();
+        if votes.len() < MAX_VOTES_PER_VOTER {
+            votes.push(sv.clone());
+        }
+        match first {
+            Some(f) => Inserted::Conflict(f),
+            None => Inserted::New,
+        }
+    }
+
+    fn has(&self, sv: &SignedVote) -> bool {
+        self.of(sv.vote.kind)
+            .get(&sv.voter)
+            .is_some_and(|vs| vs.iter().any(|v| v.vote.block == sv.vote.block))
+    }
+
+    /// Distinct voters that voted in this step at all.
+    fn voters(&self, kind: VoteKind) -> usize {
+        self.of(kind).len()
+    }
+
+    fn count_for(&self, kind: VoteKind, block: Option<Hash>) -> usize {
+        self.votes_for(kind, block).count()
+    }
+
+    fn votes_for(&self, kind: VoteKind, block: Option<Hash>) -> impl Iterator<Item = &SignedVote> {
+        self.of(kind)
+            .values()
+            .filter_map(move |vs| vs.iter().find(|v| v.vote.block == block))
+    }
+
+    /// Blocks (not nil) voted for in this step.
+    fn blocks(&self, kind: VoteKind) -> BTreeSet<Hash> {
+        self.of(kind)
+            .values()
+            .flat_map(|vs| vs.iter().filter_map(|v| v.vote.block))
+            .collect()
+    }
+}
+
+/// Counters a driver may report.
+#[derive(Clone, Debug, Default)]
+pub struct ReplicaStats {
+    pub rejected_messages: u64,
+    pub evidence_submitted: u64,
+    pub rounds_skipped: u64,
+}
+
+pub struct Replica {
+    key: Keypair,
+    me: Address,
+    runtime: Runtime,
+    store: StateStore,
+    mempool: Mempool<PooledTx>,
+    config: ReplicaConfig,
+    now: TimeMs,
+
+    height: Height,
+    round: Round,
+    step: Step,
+    committee: Committee,
+    randomness: Hash,
+    locked: Option<(Round, Hash)>,
+    valid: Option<(Round, Hash)>,
+    blocks: BTreeMap<Hash, Arc<Block>>,
+    executed: BTreeMap<Hash, Executed>,
+    invalid: BTreeSet<Hash>,
+    proposals: BTreeMap<Round, SignedProposal>,
+    votes: BTreeMap<Round, RoundVotes>,
+    round_senders: BTreeMap<Round, BTreeSet<Address>>,
+    proposer_cache: BTreeMap<Round, Address>,
+    sent_votes: BTreeMap<(Round, VoteKind), SignedVote>,
+    sent_proposals: BTreeMap<Round, SignedProposal>,
+    timeouts: BTreeSet<(TimeMs, Timeout, Round)>,
+    timers_started: BTreeSet<(Round, VoteKind)>,
+    locked_in_round: BTreeSet<Round>,
+    next_gossip: TimeMs,
+    last_sync_request: TimeMs,
+    reported: BTreeSet<Hash>,
+    own_next_nonce: u64,
+    outputs: Vec<Output>,
+    stats: ReplicaStats,
+}
+
+fn epoch_of(height: Height, epoch_length: u64) -> Epoch {
+    height.saturating_sub(1) / epoch_length
+}
+
+impl Replica {
+    /// Opens (or initializes from `genesis`) the replica whose data is in `db`.
+    /// After a crash this restores the last committed block and the
+    /// write-ahead record, so the replica never signs a conflicting message.
+    pub fn open(
+        db: &sled::Db,
+        key: Keypair,
+        runtime: Runtime,
+        genesis: &Genesis,
+        config: ReplicaConfig,
+        now: TimeMs,
+    ) -> Result<Replica> {
+        let mut store = StateStore::open(db)?;
+        runtime.init_genesis(&mut store, genesis)?;
+        let me = key.address();
+        let mut r = Replica {
+            key,
+            me,
+            mempool: Mempool::new(config.mempool.clone()),
+            runtime,
+            store,
+            config,
+            now,
+            height: 0,
+            round: 0,
+            step: Step::Propose,
+            committee: Committee {
+                epoch: 0,
+                members: vec![],
+                believable: vec![],
+            },
+            randomness: Hash::ZERO,
+            locked: None,
+            valid: None,
+            blocks: BTreeMap::new(),
+            executed: BTreeMap::new(),
+            invalid: BTreeSet::new(),
+            proposals: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            round_senders: BTreeMap::new(),
+            proposer_cache: BTreeMap::new(),
+            sent_votes: BTreeMap::new(),
+            sent_proposals: BTreeMap::new(),
+            timeouts: BTreeSet::new(),
+            timers_started: BTreeSet::new(),
+            locked_in_round: BTreeSet::new(),
+            next_gossip: now,
+            last_sync_request: 0,
+            reported: BTreeSet::new(),
+            own_next_nonce: 0,
+            outputs: Vec::new(),
+            stats: ReplicaStats::default(),
+        };
+        r.enter_height()?;
+        let mut start_round = 0;
+        if let Some(bytes) = r.store.wal_get(WAL_RECORD)? {
+            let wal: WalRecord = codec::decode("wal record", &bytes, 16 * 1024 * 1024)?;
+            if wal.height == r.height {
+                for hash in wal.locked.iter().chain(wal.valid.iter()).map(|(_, h)| *h) {
+                    r.restore_block(&hash)?;
+                }
+                for p in &wal.sent_proposals {
+                    r.restore_block(&p.proposal.block)?;
+                    r.sent_proposals.insert(p.proposal.round, p.clone());
+                }
+                for v in wal.sent_votes {
+                    r.sent_votes.insert((v.vote.round, v.vote.kind), v);
+                }
+                r.locked = wal.locked;
+                r.valid = wal.valid;
+                start_round = wal.round;
+            }
+        }
+        r.start_round(start_round)?;
+        r.check_rules()?;
+        Ok(r)
+    }
+
+    fn restore_block(&mut self, hash: &Hash) -> Result<()> {
+        let mut key = b"block/".to_vec();
+        key.extend_from_slice(&hash.0);
+        if let Some(b) = self.store.wal_get(&key)? {
+            let block: Block = codec::decode("wal block", &b, 64 * 1024 * 1024)?;
+            self.blocks.insert(*hash, Arc::new(block));
+        }
+        Ok(())
+    }
+
+    pub fn address(&self) -> Address {
+        self.me
+    }
+
+    /// The height being decided (one above the last committed block).
+    pub fn height(&self) -> Height {
+        self.height
+    }
+
+    pub fn round(&self) -> Round {
+        self.round
+    }
+
+    pub fn store(&self) -> &StateStore {
+        &self.store
+    }
+
+    pub fn committee(&self) -> &Committee {
+        &self.committee
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    pub fn mempool_len(&self) -> usize {
+        self.mempool.len()
+    }
+
+    pub fn stats(&self) -> &ReplicaStats {
+        &self.stats
+    }
+
+    /// The next time at which `tick` has work to do.
+    pub fn next_deadline(&self) -> TimeMs {
+        let t = self.timeouts.iter().next().map(|(t, _, _)| *t);
+        t.map_or(self.next_gossip, |t| t.min(self.next_gossip))
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    // ---- inputs -------------------------------------------------------
+
+    /// Advances the clock: fires due timeouts and periodic gossip.
+    pub fn tick(&mut self, now: TimeMs) -> Result<Vec<Output>> {
+        self.now = self.now.max(now);
+        while let Some(&(t, kind, round)) = self.timeouts.iter().next() {
+            if t > self.now {
+                break;
+            }
+            self.timeouts.remove(&(t, kind, round));
+            self.on_timeout(kind, round)?;
+            self.check_rules()?;
+        }
+        if self.now >= self.next_gossip {
+            self.next_gossip = self.now + self.config.gossip_interval_ms;
+            self.gossip();
+        }
+        Ok(self.drain())
+    }
+
+    /// Verifies and pools transactions; returns each one's id or why it was refused.
+    /// Accepted ones are broadcast to peers.
+    pub fn submit(
+        &mut self,
+        txs: Vec<SignedTransaction>,
+        now: TimeMs,
+    ) -> (Vec<Result<Hash>>, Vec<Output>) {
+        self.now = self.now.max(now);
+        let (results, accepted) = self.admit_txs(txs);
+        if !accepted.is_empty() {
+            self.outputs
+                .push(Output::Broadcast(Arc::new(Message::Txs(accepted))));
+        }
+        (results, self.drain())
+    }
+
+    /// Handles one message from a peer. An `Err` means the message was bad
+    /// (the transport may penalize the peer); state is unchanged by it.
+    pub fn handle(&mut self, from: PeerId, msg: &Message, now: TimeMs) -> Result<Vec<Output>> {
+        self.now = self.now.max(now);
+        let r = self.on_message(from, msg);
+        if r.is_err() {
+            self.stats.rejected_messages += 1;
+        }
+        r?;
+        self.check_rules()?;
+        Ok(self.drain())
+    }
+
+    fn on_message(&mut self, from: PeerId, msg: &Message) -> Result<()> {
+        match msg {
+            Message::Txs(txs) => {
+                let (results, _) = self.admit_txs(txs.clone());
+                // Mempool refusals (known, nonce too low) are normal under gossip;
+                // only a bad signature or encoding marks the peer.
+                if let Some(Err(e)) = results.into_iter().find(|r| {
+                    matches!(
+                        r,
+                        Err(ChainError::BadSignature(_)) | Err(ChainError::TooLarge { .. })
+                    )
+                }) {
+                    return Err(e);
+                }
+                Ok(())
+            }
+            Message::Proposal {
+                proposal,
+                block,
+                pol,
+            } => {
+                self.on_proposal(proposal, block)?;
+                self.on_pol(proposal, pol)
+            }
+            Message::Vote(v) => self.on_vote(v),
+            Message::Polka {
+                round,
+                block,
+                votes,
+            } => self.on_polka(*round, block, votes),
+            Message::Status { height, .. } => {
+                if *height < self.height {
+                    self.serve_sync(from, *height)?;
+                } else if *height > self.height
+                    && self.now >= self.last_sync_request + self.config.gossip_interval_ms
+                {
+                    self.last_sync_request = self.now;
+                    self.outputs.push(Output::Send(
+                        from,
+                        Arc::new(Message::SyncRequest { from: self.height }),
+                    ));
+                }
+                Ok(())
+            }
+            Message::SyncRequest { from: h } => self.serve_sync(from, *h),
+            Message::SyncResponse { blocks } => {
+                if blocks.len() > MAX_SYNC_BLOCKS as usize {
+                    return Err(ChainError::TooLarge {
+                        what: "sync response",
+                        len: blocks.len(),
+                        max: MAX_SYNC_BLOCKS as usize,
+                    });
+                }
+                for (block, cert) in blocks {
+                    if block.header.height < self.height {
+                        continue;
+                    }
+                    if block.header.height > self.height {
+                        break;
+                    }
+                    self.commit_synced(block, cert)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn serve_sync(&mut self, to: PeerId, from: Height) -> Result<()> {
+        let from = from.max(1);
+        let mut blocks = Vec::new();
+        let mut bytes = 0usize;
+        let mut h = from;
+        while h < self.height && blocks.len() < MAX_SYNC_BLOCKS as usize && bytes < 8 << 20 {
+            match self.store.block(h)? {
+                Some(b) => {
+                    bytes += b.0.txs.len() * 200 + 512;
+                    blocks.push(b);
+                }
+                None => break,
+            }
+            h += 1;
+        }
+        if !blocks.is_empty() {
+            self.outputs
+                .push(Output::Send(to, Arc::new(Message::SyncResponse { blocks })));
+        }
+        Ok(())
+    }
+
+    fn admit_txs(
+        &mut self,
+        txs: Vec<SignedTransaction>,
+    ) -> (Vec<Result<Hash>>, Vec<SignedTransaction>) {
+        let chain_id = self.runtime.params().chain_id.clone();
+        let mut results: Vec<Result<Hash>> = Vec::with_capacity(txs.len());
+        let mut candidates = Vec::new();
+        for tx in txs {
+            let p = PooledTx::new(tx);
+            if p.tx.tx.chain_id != chain_id {
+                results.push(Err(ChainError::WrongChainId {
+                    expected: chain_id.0.clone(),
+                    got: p.tx.tx.chain_id.0.clone(),
+                }));
+            } else if p.len > crate::tx::MAX_TX_BYTES {
+                results.push(Err(ChainError::TooLarge {
+                    what: "transaction",
+                    len: p.len,
+                    max: crate::tx::MAX_TX_BYTES,
+                }));
+            } else if self.mempool.contains(&p.id) {
+                results.push(Ok(p.id));
+            } else {
+                results.push(Ok(p.id));
+                candidates.push((results.len() - 1, p));
+            }
+        }
+        let ok = verify_txs(candidates.iter().map(|(_, p)| p));
+        let mut accepted = Vec::new();
+        for ((i, p), sig_ok) in candidates.into_iter().zip(ok) {
+            if !sig_ok {
+                results[i] = Err(ChainError::BadSignature("transaction"));
+                continue;
+            }
+            let nonce = match committee::read_account(&self.store, &p.tx.tx.sender) {
+                Ok(a) => a.nonce,
+                Err(e) => {
+                    results[i] = Err(e);
+                    continue;
+                }
+            };
+            let tx = (*p.tx).clone();
+            match self.mempool.insert(p, nonce, self.height) {
+                Ok(()) => accepted.push(tx),
+                Err(e) => results[i] = Err(mempool_error(e)),
+            }
+        }
+        (results, accepted)
+    }
+
+    fn on_proposal(&mut self, sp: &SignedProposal, block: &Block) -> Result<()> {
+        let p = &sp.proposal;
+        let params = self.runtime.params();
+        if p.chain_id != params.chain_id {
+            return Err(ChainError::WrongChainId {
+                expected: params.chain_id.0.clone(),
+                got: p.chain_id.0.clone(),
+            });
+        }
+        if p.shard != params.shard {
+            return Err(ChainError::WrongShard {
+                expected: params.shard,
+                got: p.shard,
+            });
+        }
+        if p.height != self.height {
+            return Ok(()); // stale or early: status gossip resolves it
+        }
+        sp.verify()?;
+        if sp.proposer != self.proposer(p.round)? {
+            return Err(ChainError::InvalidBlock(format!(
+                "{} is not the proposer of round {}",
+                sp.proposer, p.round
+            )));
+        }
+        if block.hash() != p.block {
+            return Err(ChainError::InvalidBlock(
+                "proposal does not match block".into(),
+            ));
+        }
+        if block.header.round > p.round || p.valid_round.is_some_and(|vr| vr >= p.round) {
+            return Err(ChainError::InvalidBlock(
+                "proposal rounds are inconsistent".into(),
+            ));
+        }
+        if let Some(existing) = self.proposals.get(&p.round) {
+            if existing.proposal.block != p.block {
+                let ev = Evidence::DuplicateProposal {
+                    a: existing.clone(),
+                    b: sp.clone(),
+                };
+                self.report(ev)?;
+            }
+            return Ok(());
+        }
+        self.round_senders
+            .entry(p.round)
+            .or_default()
+            .insert(sp.proposer);
+        self.blocks
+            .entry(p.block)
+            .or_insert_with(|| Arc::new(block.clone()));
+        self.proposals.insert(p.round, sp.clone());
+        Ok(())
+    }
+
+    /// A relayed prevote quorum: adopt its block as the valid value if it is
+    /// from a later round than ours. Safe: a re-proposal still needs the
+    /// quorum, and no quorum for another block can follow a decision.
+    fn on_polka(&mut self, round: Round, block: &Block, votes: &[SignedVote]) -> Result<()> {
+        if block.header.height != self.height {
+            return Ok(());
+        }
+        if votes.len() > self.committee.size() {
+            return Err(ChainError::TooLarge {
+                what: "polka",
+                len: votes.len(),
+                max: self.committee.size(),
+            });
+        }
+        let hash = block.hash();
+        for v in votes {
+            let w = &v.vote;
+            if w.kind != VoteKind::Prevote || w.round != round || w.block != Some(hash) {
+                return Err(ChainError::InvalidBlock(
+                    "polka vote is not a prevote for the block in its round".into(),
+                ));
+            }
+            self.on_vote(v)?;
+        }
+        let quorum = self.votes.get(&round).is_some_and(|rv| {
+            rv.count_for(VoteKind::Prevote, Some(hash)) >= self.committee.quorum()
+        });
+        if !quorum || self.valid.is_some_and(|(vr, _)| vr >= round) {
+            return Ok(());
+        }
+        self.blocks
+            .entry(hash)
+            .or_insert_with(|| Arc::new(block.clone()));
+        if self.is_valid(&hash, false) {
+            self.valid = Some((round, hash));
+            self.save_block(block)?;
+            self.persist_wal()?;
+        }
+        Ok(())
+    }
+
+    /// Adds a proposal's proof-of-lock prevotes to the vote sets.
+    fn on_pol(&mut self, sp: &SignedProposal, pol: &[SignedVote]) -> Result<()> {
+        let p = &sp.proposal;
+        if pol.is_empty() || p.height != self.height {
+            return Ok(());
+        }
+        let Some(vr) = p.valid_round else {
+            return Err(ChainError::InvalidBlock(
+                "proof-of-lock without a valid round".into(),
+            ));
+        };
+        if pol.len() > self.committee.size() {
+            return Err(ChainError::TooLarge {
+                what: "proof-of-lock",
+                len: pol.len(),
+                max: self.committee.size(),
+            });
+        }
+        for v in pol {
+            let w = &v.vote;
+            if w.kind != VoteKind::Prevote || w.round != vr || w.block != Some(p.block) {
+                return Err(ChainError::InvalidBlock(
+                    "proof-of-lock vote is not a prevote for the block in its valid round".into(),
+                ));
+            }
+            self.on_vote(v)?;
+        }
+        Ok(())
+    }
+
+    fn on_vote(&mut self, sv: &SignedVote) -> Result<()> {
+        let v = &sv.vote;
+        let params = self.runtime.params();
+        if v.chain_id != params.chain_id {
+            return Err(ChainError::WrongChainId {
+                expected: params.chain_id.0.clone(),
+                got: v.chain_id.0.clone(),
+            });
+        }
+        if v.shard != params.shard {
+            return Err(ChainError::WrongShard {
+                expected: params.shard,
+                got: v.shard,
+            });
+        }
+        if v.height != self.height {
+            return Ok(());
+        }
+        if !self.committee.is_member(&sv.voter) {
+            return Err(ChainError::BadSignature("vote from a non-member"));
+        }
+        if self.votes.get(&v.round).is_some_and(|rv| rv.has(sv)) {
+            return Ok(());
+        }
+        sv.verify()?;
+        let inserted = self.votes.entry(v.round).or_default().insert(sv);
+        self.round_senders
+            .entry(v.round)
+            .or_default()
+            .insert(sv.voter);
+        if let Inserted::Conflict(first) = inserted {
+            self.report(Evidence::DuplicateVote {
+                a: first,
+                b: sv.clone(),
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Turns observed equivocation into an evidence transaction from this validator.
+    fn report(&mut self, ev: Evidence) -> Result<()> {
+        let (offender, key) = ev.verify()?;
+        if !self.reported.insert(key) {
+            return Ok(());
+        }
+        tracing::info!(%offender, "equivocation observed; submitting evidence");
+        let params = self.runtime.params().clone();
+        let acct = committee::read_account(&self.store, &self.me)?;
+        let nonce = acct.nonce.max(self.own_next_nonce);
+        let mut tx = Transaction {
+            chain_id: params.chain_id.clone(),
+            sender: self.me,
+            nonce,
+            fee: 0,
+            expires_at: self.height + 1_000,
+            call: LedgerModule::call(&LedgerCall::Evidence(Box::new(ev))),
+        };
+        let len = codec::encode(&tx.clone().sign(&self.key)).len() as u64;
+        tx.fee = params.min_fee_per_byte.saturating_mul(len);
+        let signed = tx.sign(&self.key);
+        let (results, accepted) = self.admit_txs(vec![signed]);
+        if let Some(Ok(_)) = results.first() {
+            self.own_next_nonce = nonce + 1;
+            self.stats.evidence_submitted += 1;
+        }
+        if !accepted.is_empty() {
+            self.outputs
+                .push(Output::Broadcast(Arc::new(Message::Txs(accepted))));
+        }
+        Ok(())
+    }
+
+    // ---- Tendermint ---------------------------------------------------
+
+    fn proposer(&mut self, round: Round) -> Result<Address> {
+        if let Some(a) = self.proposer_cache.get(&round) {
+            return Ok(*a);
+        }
+        let params = self.runtime.params();
+        let a = committee::proposer(
+            &self.committee,
+            &self.store,
+            params,
+            &self.randomness,
+            params.shard,
+            self.height,
+            round,
+        )?;
+        self.proposer_cache.insert(round, a);
+        Ok(a)
+    }
+
+    fn timeout_after(&self, base: TimeMs, round: Round) -> TimeMs {
+        self.now + base + self.config.timeout_delta_ms * round as u64
+    }
+
+    fn schedule(&mut self, kind: Timeout, at: TimeMs, round: Round) {
+        self.timeouts.insert((at, kind, round));
+    }
+
+    fn start_round(&mut self, round: Round) -> Result<()> {
+        tracing::debug!(me = ?self.me, height = self.height, round, now = self.now, "start round");
+        self.round = round;
+        self.step = Step::Propose;
+        self.persist_wal()?;
+        if self.proposer(round)? == self.me {
+            let head_time = self.store.head().map(|h| h.time).unwrap_or(0);
+            let earliest = head_time + self.config.min_block_interval_ms;
+            if round == 0 && self.now < earliest && self.valid.is_none() {
+                self.schedule(Timeout::ProposeAt, earliest, round);
+            } else {
+                self.propose(round)?;
+            }
+        } else {
+            let at = self.timeout_after(self.config.timeout_propose_ms, round);
+            self.schedule(Timeout::Propose, at, round);
+        }
+        Ok(())
+    }
+
+    fn propose(&mut self, round: Round) -> Result<()> {
+        let (proposal, block) = if let Some(sp) = self.sent_proposals.get(&round).cloned() {
+            // Already proposed in this round (before a crash): send the same again.
+            match self.blocks.get(&sp.proposal.block) {
+                Some(b) => (sp, b.clone()),
+                None => return Ok(()),
+            }
+        } else {
+            let (block, valid_round) = match self.valid {
+                Some((vr, hash)) if self.blocks.contains_key(&hash) => {
+                    (self.blocks[&hash].clone(), Some(vr))
+                }
+                _ => (Arc::new(self.build_block(round)?), None),
+            };
+            let params = self.runtime.params();
+            let proposal = Proposal {
+                chain_id: params.chain_id.clone(),
+                shard: params.shard,
+                height: self.height,
+                round,
+                block: block.hash(),
+                valid_round,
+            };
+            let sp = SignedProposal::new(proposal, &self.key);
+            self.save_block(&block)?;
+            self.sent_proposals.insert(round, sp.clone());
+            self.persist_wal()?;
+            (sp, block)
+        };
+        self.blocks.insert(proposal.proposal.block, block.clone());
+        self.round_senders.entry(round).or_default().insert(self.me);
+        self.proposals
+            .entry(round)
+            .or_insert_with(|| proposal.clone());
+        let pol = self.pol_for(&proposal);
+        self.outputs
+            .push(Output::Broadcast(Arc::new(Message::Proposal {
+                proposal,
+                block: (*block).clone(),
+                pol,
+            })));
+        Ok(())
+    }
+
+    /// The prevotes that justify re-proposing a block from its valid round.
+    fn pol_for(&self, sp: &SignedProposal) -> Vec<SignedVote> {
+        let Some(vr) = sp.proposal.valid_round else {
+            return Vec::new();
+        };
+        self.votes
+            .get(&vr)
+            .map(|rv| {
+                rv.votes_for(VoteKind::Prevote, Some(sp.proposal.block))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn env_for(&self, round: Round, proposer: Address, time: TimeMs) -> BlockEnv {
+        let params = self.runtime.params();
+        BlockEnv {
+            chain_id: params.chain_id.clone(),
+            shard: params.shard,
+            height: self.height,
+            epoch: epoch_of(self.height, params.epoch_length),
+            round,
+            time,
+            proposer,
+            prev: self.store.head().map(|h| h.block).unwrap_or_default(),
+        }
+    }
+
+    fn build_block(&mut self, round: Round) -> Result<Block> {
+        let params = self.runtime.params().clone();
+        let head = self
+            .store
+            .head()
+            .cloned()
+            .ok_or_else(|| ChainError::Storage("no committed head; genesis missing".into()))?;
+        let time = self.now.max(head.time + 1);
+        let store = &self.store;
+        let candidates = self.mempool.select(
+            params.max_block_txs as usize,
+            params.max_block_bytes(),
+            self.height,
+            |a| {
+                committee::read_account(store, a)
+                    .map(|x| x.nonce)
+                    .unwrap_or(0)
+            },
+        );
+        let env = self.env_for(round, self.me, time);
+        let executed = self
+            .runtime
+            .execute(&self.store, &env, candidates, Mode::Propose)?;
+        let header = BlockHeader {
+            chain_id: params.chain_id.clone(),
+            shard: params.shard,
+            height: self.height,
+            epoch: env.epoch,
+            round,
+            prev: head.block,
+            tx_root: executed.tx_root,
+            receipts_root: executed.receipts_root,
+            state_root: executed.diff.state_root,
+            proposer: self.me,
+            time,
+        };
+        let block = Block {
+            header,
+            txs: executed.txs.iter().map(|t| (*t.tx).clone()).collect(),
+        };
+        self.executed.insert(block.hash(), executed);
+        Ok(block)
+    }
+
+    /// Full validity of a block at the current height; cached per hash.
+    fn is_valid(&mut self, hash: &Hash, check_time: bool) -> bool {
+        if self.executed.contains_key(hash) {
+            return true;
+        }
+        if self.invalid.contains(hash) {
+            return false;
+        }
+        let Some(block) = self.blocks.get(hash).cloned() else {
+            return false;
+        };
+        match self.validate(&block, check_time) {
+            Ok(executed) => {
+                self.executed.insert(*hash, executed);
+                true
+            }
+            Err(e) => {
+                tracing::debug!(block = %hash, error = %e, "invalid block");
+                self.invalid.insert(*hash);
+                false
+            }
+        }
+    }
+
+    fn validate(&mut self, block: &Block, check_time: bool) -> Result<Executed> {
+        let params = self.runtime.params().clone();
+        let h = &block.header;
+        let head = self
+            .store
+            .head()
+            .cloned()
+            .ok_or_else(|| ChainError::Storage("no committed head; genesis missing".into()))?;
+        let fail = |m: String| Err(ChainError::InvalidBlock(m));
+        if h.chain_id != params.chain_id || h.shard != params.shard {
+            return fail("wrong chain or shard".into());
+        }
+        if h.height != self.height || h.prev != head.block {
+            return fail(format!("does not extend height {}", head.height));
+        }
+        if h.epoch != epoch_of(h.height, params.epoch_length) {
+            return fail(format!(
+                "epoch {} is wrong for height {}",
+                h.epoch, h.height
+            ));
+        }
+        if h.proposer != self.proposer(h.round)? {
+            return fail(format!(
+                "{} is not the proposer of round {}",
+                h.proposer, h.round
+            ));
+        }
+        if h.time <= head.time {
+            return fail("time does not advance".into());
+        }
+        if check_time && h.time > self.now + params.max_clock_drift_ms {
+            return fail("time is too far in the future".into());
+        }
+        if Block::tx_root_of(&block.txs) != h.tx_root {
+            return fail("tx root mismatch".into());
+        }
+        let pooled: Vec<PooledTx> = block.txs.iter().cloned().map(PooledTx::new).collect();
+        let unknown: Vec<&PooledTx> = pooled
+            .iter()
+            .filter(|p| !self.mempool.contains(&p.id))
+            .collect();
+        if verify_txs(unknown.into_iter()).iter().any(|ok| !ok) {
+            return fail("a transaction signature does not verify".into());
+        }
+        let env = self.env_for(h.round, h.proposer, h.time);
+        let executed = self
+            .runtime
+            .execute(&self.store, &env, pooled, Mode::Validate)?;
+        if executed.diff.state_root != h.state_root {
+            return fail("state root mismatch".into());
+        }
+        if executed.receipts_root != h.receipts_root {
+            return fail("receipts root mismatch".into());
+        }
+        Ok(executed)
+    }
+
+    fn cast(&mut self, kind: VoteKind, block: Option<Hash>) -> Result<()> {
+        let round = self.round;
+        tracing::debug!(me = ?self.me, height = self.height, round, ?kind, ?block, "vote");
+        let sv = match self.sent_votes.get(&(round, kind)) {
+            // Never sign a second, different vote for one step (even after a crash).
+            Some(v) => v.clone(),
+            None => {
+                let params = self.runtime.params();
+                let vote = Vote {
+                    chain_id: params.chain_id.clone(),
+                    shard: params.shard,
+                    height: self.height,
+                    round,
+                    kind,
+                    block,
+                };
+                let sv = SignedVote::new(vote, &self.key);
+                self.sent_votes.insert((round, kind), sv.clone());
+                self.persist_wal()?;
+                sv
+            }
+        };
+        if self.committee.is_member(&self.me) {
+            self.votes.entry(round).or_default().insert(&sv);
+            self.round_senders.entry(round).or_default().insert(self.me);
+            self.outputs
+                .push(Output::Broadcast(Arc::new(Message::Vote(sv))));
+        }
+        Ok(())
+    }
+
+    fn on_timeout(&mut self, kind: Timeout, round: Round) -> Result<()> {
+        if round != self.round {
+            return Ok(());
+        }
+        match kind {
+            Timeout::ProposeAt => {
+                if self.step == Step::Propose && self.proposer(round)? == self.me {
+                    self.propose(round)?;
+                }
+            }
+            Timeout::Propose => {
+                if self.step == Step::Propose {
+                    self.cast(VoteKind::Prevote, None)?;
+                    self.step = Step::Prevote;
+                }
+            }
+            Timeout::Prevote => {
+                if self.step == Step::Prevote {
+                    self.cast(VoteKind::Precommit, None)?;
+                    self.step = Step::Precommit;
+                }
+            }
+            Timeout::Precommit => {
+                self.stats.rounds_skipped += 1;
+                self.start_round(round + 1)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies Tendermint's upon-rules until none fires.
+    fn check_rules(&mut self) -> Result<()> {
+        while self.apply_one_rule()? {}
+        Ok(())
+    }
+
+    fn apply_one_rule(&mut self) -> Result<bool> {
+        let q = self.committee.quorum();
+        let f = self.committee.max_faulty();
+
+        // Decide: a block with a precommit quorum in any round.
+        let decided: Vec<(Round, Hash)> = self
+            .votes
+            .iter()
+            .flat_map(|(r, rv)| {
+                rv.blocks(VoteKind::Precommit)
+                    .into_iter()
+                    .filter(|b| rv.count_for(VoteKind::Precommit, Some(*b)) >= q)
+                    .map(move |b| (*r, b))
+            })
+            .collect();
+        for (r, hash) in decided {
+            if self.is_valid(&hash, false) {
+                self.commit_decided(r, hash)?;
+                return Ok(true);
+            }
+        }
+
+        // Skip ahead to a round in which f+1 members are already active.
+        let ahead = self
+            .round_senders
+            .iter()
+            .rev()
+            .find(|(r, s)| **r > self.round && s.len() > f)
+            .map(|(r, _)| *r);
+        if let Some(r) = ahead {
+            self.start_round(r)?;
+            return Ok(true);
+        }
+
+        let round = self.round;
+        let proposal = self.proposals.get(&round).cloned();
+
+        if self.step == Step::Propose {
+            if let Some(sp) = &proposal {
+                let v = sp.proposal.block;
+                match sp.proposal.valid_round {
+                    None => {
+                        let ok = self.is_valid(&v, true) && self.locked.is_none_or(|(_, l)| l == v);
+                        self.cast(VoteKind::Prevote, ok.then_some(v))?;
+                        self.step = Step::Prevote;
+                        return Ok(true);
+                    }
+                    Some(vr) => {
+                        let quorum = self
+                            .votes
+                            .get(&vr)
+                            .is_some_and(|rv| rv.count_for(VoteKind::Prevote, Some(v)) >= q);
+                        if vr < round && quorum {
+                            let ok = self.is_valid(&v, true)
+                                && self.locked.is_none_or(|(lr, l)| lr <= vr || l == v);
+                            self.cast(VoteKind::Prevote, ok.then_some(v))?;
+                            self.step = Step::Prevote;
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+
+        let (prevotes_any, precommits_any) = self
+            .votes
+            .get(&round)
+            .map(|rv| (rv.voters(VoteKind::Prevote), rv.voters(VoteKind::Precommit)))
+            .unwrap_or((0, 0));
+
+        if self.step == Step::Prevote
+            && prevotes_any >= q
+            && self.timers_started.insert((round, VoteKind::Prevote))
+        {
+            let at = self.timeout_after(self.config.timeout_prevote_ms, round);
+            self.schedule(Timeout::Prevote, at, round);
+        }
+
+        if self.step >= Step::Prevote && !self.locked_in_round.contains(&round) {
+            if let Some(sp) = &proposal {
+                let v = sp.proposal.block;
+                let quorum = self
+                    .votes
+                    .get(&round)
+                    .is_some_and(|rv| rv.count_for(VoteKind::Prevote, Some(v)) >= q);
+                if quorum && self.is_valid(&v, true) {
+                    self.locked_in_round.insert(round);
+                    if self.step == Step::Prevote {
+                        self.locked = Some((round, v));
+                        self.save_block_by_hash(&v)?;
+                        self.cast(VoteKind::Precommit, Some(v))?;
+                        self.step = Step::Precommit;
+                    }
+                    self.valid = Some((round, v));
+                    self.persist_wal()?;
+                    return Ok(true);
+                }
+            }
+        }
+
+        if self.step == Step::Prevote {
+            let nil = self
+                .votes
+                .get(&round)
+                .is_some_and(|rv| rv.count_for(VoteKind::Prevote, None) >= q);
+            if nil {
+                self.cast(VoteKind::Precommit, None)?;
+                self.step = Step::Precommit;
+                return Ok(true);
+            }
+        }
+
+        if precommits_any >= q && self.timers_started.insert((round, VoteKind::Precommit)) {
+            let at = self.timeout_after(self.config.timeout_precommit_ms, round);
+            self.schedule(Timeout::Precommit, at, round);
+        }
+        Ok(false)
+    }
+
+    fn commit_decided(&mut self, round: Round, hash: Hash) -> Result<()> {
+        let signatures: Vec<_> = self
+            .votes
+            .get(&round)
+            .map(|rv| {
+                rv.votes_for(VoteKind::Precommit, Some(hash))
+                    .map(|v| (v.voter, v.signature))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let cert = CommitCertificate {
+            height: self.height,
+            round,
+            block: hash,
+            signatures,
+        };
+        let block = self.blocks[&hash].clone();
+        self.commit(block, cert)
+    }
+
+    fn commit_synced(&mut self, block: &Block, cert: &CommitCertificate) -> Result<()> {
+        let params = self.runtime.params();
+        if cert.block != block.hash() || cert.height != block.header.height {
+            return Err(ChainError::InvalidCertificate(
+                "certificate is for another block".into(),
+            ));
+        }
+        cert.verify(&params.chain_id, params.shard, &self.committee)?;
+        let hash = block.hash();
+        self.blocks
+            .entry(hash)
+            .or_insert_with(|| Arc::new(block.clone()));
+        self.invalid.remove(&hash);
+        if !self.is_valid(&hash, false) {
+            return Err(ChainError::InvalidBlock(format!(
+                "certified block {hash} does not execute to its header"
+            )));
+        }
+        let b = self.blocks[&hash].clone();
+        self.commit(b, cert.clone())?;
+        self.check_rules()
+    }
+
+    fn commit(&mut self, block: Arc<Block>, cert: CommitCertificate) -> Result<()> {
+        let hash = block.hash();
+        let executed = self
+            .executed
+            .remove(&hash)
+            .ok_or(ChainError::UnknownBlock(hash))?;
+        self.store
+            .commit_block(&block, &cert, &executed.receipts, &executed.diff)?;
+        if self.config.durable {
+            self.store.flush()?;
+        }
+        let touched: Vec<Address> = executed
+            .txs
+            .iter()
+            .map(|t| t.tx.tx.sender)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let store = &self.store;
+        self.mempool.on_committed(&touched, self.height + 1, |a| {
+            committee::read_account(store, a)
+                .map(|x| x.nonce)
+                .unwrap_or(0)
+        });
+        self.outputs
+            .push(Output::Committed(Arc::new(CommittedBlock {
+                state_root: self.store.state_root(),
+                block: (*block).clone(),
+                cert,
+                receipts: executed.receipts,
+            })));
+        self.height += 1;
+        self.enter_height()?;
+        self.store.wal_clear()?;
+        self.start_round(0)
+    }
+
+    /// Resets per-height state and loads the committee for the new height.
+    fn enter_height(&mut self) -> Result<()> {
+        let head = self
+            .store
+            .head()
+            .cloned()
+            .ok_or_else(|| ChainError::Storage("no committed head; genesis missing".into()))?;
+        self.height = head.height + 1;
+        self.committee = committee::read(&self.store, K_COMMITTEE)?
+            .ok_or_else(|| ChainError::Storage("no committee in state".into()))?;
+        self.randomness = committee::read(&self.store, K_RANDOMNESS)?.unwrap_or_default();
+        self.round = 0;
+        self.step = Step::Propose;
+        self.locked = None;
+        self.valid = None;
+        self.blocks.clear();
+        self.executed.clear();
+        self.invalid.clear();
+        self.proposals.clear();
+        self.votes.clear();
+        self.round_senders.clear();
+        self.proposer_cache.clear();
+        self.sent_votes.clear();
+        self.sent_proposals.clear();
+        self.timeouts.clear();
+        self.timers_started.clear();
+        self.locked_in_round.clear();
+        Ok(())
+    }
+
+    fn gossip(&mut self) {
+        self.outputs
+            .push(Output::Broadcast(Arc::new(Message::Status {
+                height: self.height,
+                round: self.round,
+            })));
+        if let Some((vr, hash)) = self.valid {
+            if let Some(block) = self.blocks.get(&hash) {
+                let votes: Vec<SignedVote> = self
+                    .votes
+                    .get(&vr)
+                    .map(|rv| {
+                        rv.votes_for(VoteKind::Prevote, Some(hash))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                self.outputs
+                    .push(Output::Broadcast(Arc::new(Message::Polka {
+                        round: vr,
+                        block: (**block).clone(),
+                        votes,
+                    })));
+            }
+        }
+        // Re-send what this replica said in the current round: lost messages are harmless.
+        let mine: Vec<SignedVote> = self
+            .sent_votes
+            .iter()
+            .filter(|((r, _), _)| *r == self.round)
+            .map(|(_, v)| v.clone())
+            .collect();
+        for v in mine {
+            self.outputs
+                .push(Output::Broadcast(Arc::new(Message::Vote(v))));
+        }
+        if self.step <= Step::Prevote {
+            if let Some(sp) = self.sent_proposals.get(&self.round).cloned() {
+                if let Some(b) = self.blocks.get(&sp.proposal.block) {
+                    let block = (**b).clone();
+                    let pol = self.pol_for(&sp);
+                    self.outputs
+                        .push(Output::Broadcast(Arc::new(Message::Proposal {
+                            proposal: sp,
+                            block,
+                            pol,
+                        })));
+                }
+            }
+        }
+    }
+
+    // ---- write-ahead record -------------------------------------------
+
+    fn save_block(&self, block: &Block) -> Result<()> {
+        let mut key = b"block/".to_vec();
+        key.extend_from_slice(&block.hash().0);
+        self.store.wal_put(&key, &codec::encode(block))
+    }
+
+    fn save_block_by_hash(&self, hash: &Hash) -> Result<()> {
+        match self.blocks.get(hash) {
+            Some(b) => self.save_block(b),
+            None => Ok(()),
+        }
+    }
+
+    fn persist_wal(&self) -> Result<()> {
+        let rec = WalRecord {
+            height: self.height,
+            round: self.round,
+            locked: self.locked,
+            valid: self.valid,
+            sent_votes: self.sent_votes.values().cloned().collect(),
+            sent_proposals: self.sent_proposals.values().cloned().collect(),
+        };
+        self.store.wal_put(WAL_RECORD, &codec::encode(&rec))?;
+        if self.config.durable {
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Batch-verifies transaction signatures; one bool per transaction.
+fn verify_txs<'a>(txs: impl Iterator<Item = &'a PooledTx>) -> Vec<bool> {
+    let items: Vec<_> = txs
+        .map(|p| (p.tx.tx.sender, p.id, p.tx.signature))
+        .collect();
+    if crate::crypto::verify_batch(&items).is_ok() {
+        return vec![true; items.len()];
+    }
+    items
+        .iter()
+        .map(|(a, d, s)| a.verify(d, s, "transaction").is_ok())
+        .collect()
+}
+
+fn mempool_error(e: crate::mempool::MempoolError) -> ChainError {
+    use crate::mempool::MempoolError as M;
+    match e {
+        M::NonceTooLow { nonce, expected } | M::NonceTooFar { nonce, expected } => {
+            ChainError::BadNonce {
+                expected,
+                got: nonce,
+            }
+        }
+        M::Expired { expires_at, height } => ChainError::Expired { expires_at, height },
+        M::TooLarge { len, max } => ChainError::TooLarge {
+            what: "transaction",
+            len,
+            max,
+        },
+        M::FeeTooLow { fee, min } => ChainError::FeeTooLow { fee, min },
+        other => ChainError::Mempool(other.to_string()),
+    }
+}

@@ -1,0 +1,347 @@
+//! Shard state: the committed key-value state under a sparse Merkle tree, the
+//! block store, and the overlays execution writes into before a block commits.
+//!
+//! Everything lives in one sled tree under key prefixes, so a block commit is a
+//! single atomic `sled::Batch`: values, new tree nodes, the block, its receipts
+//! and the new head land together or not at all.
+
+pub mod smt;
+
+use crate::block::{Block, CommitCertificate, Receipt};
+use crate::codec;
+use crate::error::{ChainError, Result};
+use crate::hash::{hash_tagged, tag, Hash};
+use crate::types::{Height, TimeMs};
+use borsh::{BorshDeserialize, BorshSerialize};
+use smt::{NodeBatch, SparseMerkleProof, SparseMerkleTree};
+use std::collections::BTreeMap;
+
+const P_VALUE: &[u8] = b"v/";
+const P_NODE: &[u8] = b"n/";
+const P_BLOCK: &[u8] = b"b/";
+const P_RECEIPTS: &[u8] = b"r/";
+const P_TX: &[u8] = b"t/";
+const P_WAL: &[u8] = b"w/";
+const K_HEAD: &[u8] = b"m/head";
+const K_GENESIS: &[u8] = b"m/genesis";
+
+/// Bound on any stored value we decode (blocks are the largest).
+const MAX_STORED: usize = 64 * 1024 * 1024;
+
+/// The last committed block.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Head {
+    pub height: Height,
+    pub block: Hash,
+    pub state_root: Hash,
+    pub time: TimeMs,
+}
+
+/// Where a committed transaction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct TxLocation {
+    pub height: Height,
+    pub index: u32,
+}
+
+/// Read access to state values by raw key.
+pub trait StateRead {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
+}
+
+/// Pending writes: `None` deletes.
+pub type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Writes layered over a base; a failed call drops its overlay, a successful
+/// one merges it into its parent.
+pub struct Overlay<'a> {
+    base: &'a dyn StateRead,
+    writes: WriteSet,
+}
+
+impl<'a> Overlay<'a> {
+    pub fn new(base: &'a dyn StateRead) -> Overlay<'a> {
+        Overlay {
+            base,
+            writes: WriteSet::new(),
+        }
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    pub fn into_writes(self) -> WriteSet {
+        self.writes
+    }
+
+    pub fn merge(&mut self, child: WriteSet) {
+        self.writes.extend(child);
+    }
+
+    pub fn writes(&self) -> &WriteSet {
+        &self.writes
+    }
+}
+
+impl StateRead for Overlay<'_> {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.read(key),
+        }
+    }
+}
+
+/// The result of executing a block, held until the block commits.
+#[derive(Debug)]
+pub struct StateDiff {
+    pub writes: WriteSet,
+    pub nodes: NodeBatch,
+    pub state_root: Hash,
+}
+
+/// A shard's committed state and blocks in one sled tree.
+pub struct StateStore {
+    tree: sled::Tree,
+    smt: SparseMerkleTree,
+    head: Option<Head>,
+}
+
+fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + key.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(key);
+    k
+}
+
+fn smt_key(key: &[u8]) -> Hash {
+    hash_tagged(tag::STATE_KEY, key)
+}
+
+fn smt_value(value: &[u8]) -> Hash {
+    hash_tagged(tag::STATE_VALUE, value)
+}
+
+impl StateStore {
+    /// Opens the store in `db` (tree `chain`); an empty store has no head until genesis.
+    pub fn open(db: &sled::Db) -> Result<StateStore> {
+        let tree = db.open_tree("chain")?;
+        let smt = SparseMerkleTree::new(tree.clone(), P_NODE);
+        let head = match tree.get(K_HEAD)? {
+            Some(b) => Some(codec::decode("head", &b, 1024)?),
+            None => None,
+        };
+        Ok(StateStore { tree, smt, head })
+    }
+
+    /// Hash of the genesis this store was initialized with.
+    pub fn genesis_hash(&self) -> Result<Option<Hash>> {
+        Ok(self.tree.get(K_GENESIS)?.and_then(|b| {
+            let arr: [u8; 32] = b.as_ref().try_into().ok()?;
+            Some(Hash(arr))
+        }))
+    }
+
+    pub fn head(&self) -> Option<&Head> {
+        self.head.as_ref()
+    }
+
+    /// Root of the committed state (the empty root before genesis).
+    pub fn state_root(&self) -> Hash {
+        self.head
+            .as_ref()
+            .map(|h| h.state_root)
+            .unwrap_or(Hash::ZERO)
+    }
+
+    /// Computes the new root for `writes` on top of the committed state.
+    pub fn diff(&self, writes: WriteSet) -> Result<StateDiff> {
+        let updates: Vec<(Hash, Option<Hash>)> = {
+            let mut u: Vec<(Hash, Option<Hash>)> = writes
+                .iter()
+                .map(|(k, v)| (smt_key(k), v.as_deref().map(smt_value)))
+                .collect();
+            u.sort_by_key(|x| x.0);
+            u
+        };
+        let (state_root, nodes) = self
+            .smt
+            .update(self.state_root(), &updates)
+            .map_err(|e| ChainError::Storage(e.to_string()))?;
+        Ok(StateDiff {
+            writes,
+            nodes,
+            state_root,
+        })
+    }
+
+    /// Atomically stores genesis state (height 0).
+    pub fn commit_genesis(
+        &mut self,
+        genesis_hash: Hash,
+        time: TimeMs,
+        diff: StateDiff,
+    ) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        self.write_diff(&diff, &mut batch);
+        let head = Head {
+            height: 0,
+            block: genesis_hash,
+            state_root: diff.state_root,
+            time,
+        };
+        batch.insert(K_GENESIS, genesis_hash.0.to_vec());
+        batch.insert(K_HEAD, codec::encode(&head));
+        self.tree.apply_batch(batch)?;
+        self.head = Some(head);
+        Ok(())
+    }
+
+    fn write_diff(&self, diff: &StateDiff, batch: &mut sled::Batch) {
+        for (k, v) in &diff.writes {
+            let key = prefixed(P_VALUE, k);
+            match v {
+                Some(v) => batch.insert(key, v.clone()),
+                None => batch.remove(key),
+            }
+        }
+        self.smt.write_batch(&diff.nodes, batch);
+    }
+
+    /// Atomically commits a finalized block with its certificate, receipts and state diff.
+    pub fn commit_block(
+        &mut self,
+        block: &Block,
+        cert: &CommitCertificate,
+        receipts: &[Receipt],
+        diff: &StateDiff,
+    ) -> Result<()> {
+        let height = block.header.height;
+        let expected = self.head.as_ref().map(|h| h.height + 1).unwrap_or(0);
+        if height != expected {
+            return Err(ChainError::InvalidBlock(format!(
+                "commit of height {height}, expected {expected}"
+            )));
+        }
+        if diff.state_root != block.header.state_root {
+            return Err(ChainError::InvalidBlock(
+                "state root mismatch at commit".into(),
+            ));
+        }
+        let mut batch = sled::Batch::default();
+        self.write_diff(diff, &mut batch);
+        let hkey = height.to_be_bytes();
+        batch.insert(prefixed(P_BLOCK, &hkey), codec::encode(&(block, cert)));
+        batch.insert(
+            prefixed(P_RECEIPTS, &hkey),
+            codec::encode(&receipts.to_vec()),
+        );
+        for (i, tx) in block.txs.iter().enumerate() {
+            let loc = TxLocation {
+                height,
+                index: i as u32,
+            };
+            batch.insert(prefixed(P_TX, &tx.id().0), codec::encode(&loc));
+        }
+        let head = Head {
+            height,
+            block: block.hash(),
+            state_root: diff.state_root,
+            time: block.header.time,
+        };
+        batch.insert(K_HEAD, codec::encode(&head));
+        self.tree.apply_batch(batch)?;
+        self.head = Some(head);
+        Ok(())
+    }
+
+    pub fn block(&self, height: Height) -> Result<Option<(Block, CommitCertificate)>> {
+        match self.tree.get(prefixed(P_BLOCK, &height.to_be_bytes()))? {
+            Some(b) => Ok(Some(codec::decode("stored block", &b, MAX_STORED)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn receipts(&self, height: Height) -> Result<Option<Vec<Receipt>>> {
+        match self.tree.get(prefixed(P_RECEIPTS, &height.to_be_bytes()))? {
+            Some(b) => Ok(Some(codec::decode("stored receipts", &b, MAX_STORED)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn tx_location(&self, id: &Hash) -> Result<Option<TxLocation>> {
+        match self.tree.get(prefixed(P_TX, &id.0))? {
+            Some(b) => Ok(Some(codec::decode("tx location", &b, 64)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The committed value of `key` and a proof of it (or of its absence) against the state root.
+    pub fn prove(&self, key: &[u8]) -> Result<(Option<Vec<u8>>, SparseMerkleProof)> {
+        let value = self.read(key)?;
+        let proof = self
+            .smt
+            .prove(self.state_root(), smt_key(key))
+            .map_err(|e| ChainError::Storage(e.to_string()))?;
+        Ok((value, proof))
+    }
+
+    /// All committed values whose key starts with `prefix`, in key order.
+    pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(prefixed(P_VALUE, prefix)) {
+            let (k, v) = item?;
+            out.push((k[P_VALUE.len()..].to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Consensus write-ahead record (see `consensus`): persisted before a vote leaves.
+    pub fn wal_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(prefixed(P_WAL, key))?.map(|v| v.to_vec()))
+    }
+
+    pub fn wal_put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.tree.insert(prefixed(P_WAL, key), value)?;
+        Ok(())
+    }
+
+    pub fn wal_clear(&self) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for item in self.tree.scan_prefix(P_WAL) {
+            let (k, _) = item?;
+            batch.remove(k);
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// Forces everything written so far to disk (sled buffers otherwise).
+    pub fn flush(&self) -> Result<()> {
+        self.tree.flush()?;
+        Ok(())
+    }
+}
+
+impl StateRead for StateStore {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree.get(prefixed(P_VALUE, key))?.map(|v| v.to_vec()))
+    }
+}
+
+/// Pure check of a state proof from `StateStore::prove`.
+pub fn verify_state_proof(
+    root: &Hash,
+    key: &[u8],
+    value: Option<&[u8]>,
+    proof: &SparseMerkleProof,
+) -> Result<()> {
+    let vh = value.map(smt_value);
+    smt::verify_proof(root, &smt_key(key), vh.as_ref(), proof)
+        .map_err(|e| ChainError::Proof(e.to_string()))
+}

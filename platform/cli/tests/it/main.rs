@@ -1,0 +1,190 @@
+//! End-to-end tests of the `ios` binary as a user runs it.
+
+use std::process::{Command, Output};
+
+fn ios(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ios"))
+        .args(args)
+        .env("IOS_LOG", "error")
+        .output()
+        .expect("the ios binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn last_line(o: &Output) -> String {
+    stdout(o).lines().last().unwrap_or_default().to_string()
+}
+
+fn field(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn sim_seeds_end_with_the_summary_line_and_exit_zero() {
+    let o = ios(&[
+        "sim",
+        "--seeds",
+        "4",
+        "--validators",
+        "4",
+        "--faults",
+        "all",
+    ]);
+    let line = last_line(&o);
+    assert!(
+        o.status.success(),
+        "{line}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        line.starts_with("sim: seeds=4 violations=0 finalized="),
+        "{line}"
+    );
+    assert!(field(&line, "finalized").unwrap() > 0, "{line}");
+}
+
+#[test]
+fn sim_seed_replays_exactly() {
+    let a = ios(&["sim", "--seed", "7"]);
+    let b = ios(&["sim", "--seed", "7"]);
+    let trace = |o: &Output| {
+        stdout(o)
+            .lines()
+            .find(|l| l.starts_with("sim: seed=7 "))
+            .map(|l| l.split("trace=").nth(1).unwrap_or_default().to_string())
+            .expect("per-seed line")
+    };
+    assert!(a.status.success() && b.status.success());
+    assert_eq!(trace(&a), trace(&b));
+    let c = ios(&["sim", "--seed", "8"]);
+    assert_ne!(trace(&a), trace_of(&c, 8));
+}
+
+fn trace_of(o: &Output, seed: u64) -> String {
+    stdout(o)
+        .lines()
+        .find(|l| l.starts_with(&format!("sim: seed={seed} ")))
+        .map(|l| l.split("trace=").nth(1).unwrap_or_default().to_string())
+        .expect("per-seed line")
+}
+
+#[test]
+fn a_violation_prints_the_seed_and_exits_non_zero() {
+    // Demanding more progress than a run can make is a liveness violation.
+    let o = ios(&[
+        "sim",
+        "--seed",
+        "3",
+        "--faults",
+        "none",
+        "--min-progress",
+        "1000000",
+    ]);
+    assert!(!o.status.success());
+    let out = stdout(&o);
+    assert!(out.contains("VIOLATION seed=3"), "{out}");
+    assert!(out.contains("replay with: ios sim --seed 3"), "{out}");
+    assert!(
+        last_line(&o).starts_with("sim: seeds=1 violations="),
+        "{out}"
+    );
+    assert_ne!(field(&last_line(&o), "violations"), Some(0));
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    let o = ios(&["sim", "--faults", "lightning"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("unknown fault \"lightning\""), "{err}");
+}
+
+#[test]
+fn devnet_finalizes_transfers_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("devnet");
+    let o = ios(&[
+        "devnet",
+        "--seconds",
+        "5",
+        "--tps",
+        "200",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let reports: Vec<&str> = out.lines().filter(|l| l.starts_with("height=")).collect();
+    assert!(reports.len() >= 3, "{out}");
+    let last = out.lines().last().unwrap();
+    assert!(last.contains("state roots agree: true"), "{last}");
+    let height = field(reports.last().unwrap(), "height").unwrap();
+    assert!(height >= 3, "{out}");
+    let txs: u64 = last
+        .split("; ")
+        .find_map(|p| p.strip_suffix(" transactions finalized"))
+        .and_then(|v| v.parse().ok())
+        .expect("summary names finalized transactions");
+    assert!(txs > 0, "{last}");
+
+    // Restarting on the same data continues the same chain.
+    let o2 = ios(&[
+        "devnet",
+        "--seconds",
+        "3",
+        "--tps",
+        "0",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    let out2 = stdout(&o2);
+    assert!(
+        o2.status.success(),
+        "{out2}\n{}",
+        String::from_utf8_lossy(&o2.stderr)
+    );
+    let h2 = out2
+        .lines()
+        .rev()
+        .find_map(|l| field(l, "height"))
+        .expect("height lines");
+    assert!(h2 > height, "restart went from {height} to {h2}");
+}
+
+#[test]
+fn bench_chain_prints_its_ratio_as_json() {
+    let o = ios(&[
+        "bench",
+        "chain",
+        "--json",
+        "--txs",
+        "2000",
+        "--block-txs",
+        "500",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for key in [
+        "\"finalized_tps\"",
+        "\"finality_p50_ms\"",
+        "\"finality_p99_ms\"",
+        "\"smt_updates_per_sec\"",
+        "\"ed25519_batch_verify_per_sec\"",
+        "\"ratio\"",
+    ] {
+        assert!(out.contains(key), "missing {key} in {out}");
+    }
+}

@@ -1,0 +1,19 @@
+//! ios-node: drives the sans-IO engines of `ios-chain` on real time.
+//!
+//! At this stage the transport is in-process (tokio channels between replica
+//! tasks, [`devnet`]); the libp2p issue replaces the transport, not the
+//! engines. [`bench`] measures the engines against the machine's signature
+//! verification limit.
+
+pub mod bench;
+pub mod devnet;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Wall-clock milliseconds since the Unix epoch: the only clock replicas see.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
