@@ -205,9 +205,11 @@ impl CommitCertificate {
                     committee.epoch
                 ));
             }
-            if !seen.insert(*voter) {
-                return bad(format!("{voter} signed twice"));
+            // Strictly increasing voters: one canonical encoding per certificate.
+            if seen.last().is_some_and(|last| last >= voter) {
+                return bad(format!("signatures are not sorted by voter at {voter}"));
             }
+            seen.insert(*voter);
             items.push((*voter, digest, *sig));
         }
         if seen.len() < committee.quorum() {
@@ -249,8 +251,14 @@ pub struct Receipt {
 }
 
 impl Receipt {
+    /// Hashes what consensus agrees on: the error *code*, not its English
+    /// message, so rewording a message is not a consensus change.
     pub fn hash(&self) -> Hash {
-        hash_value(tag::RECEIPT, self)
+        let code = match &self.status {
+            ReceiptStatus::Success => None,
+            ReceiptStatus::Failed { code, .. } => Some(code.as_str()),
+        };
+        hash_value(tag::RECEIPT, &(&self.tx, code, self.fee, &self.events))
     }
 
     pub fn root_of(receipts: &[Receipt]) -> Hash {

@@ -86,6 +86,11 @@ pub fn proposer(
     } else {
         &committee.believable
     };
+    if pool.is_empty() {
+        return Err(crate::error::ChainError::InvalidGenesis(
+            "the committee is empty".into(),
+        ));
+    }
     let mut weights = Vec::with_capacity(pool.len());
     let mut total: u128 = 0;
     for a in pool {

@@ -161,10 +161,11 @@ pub fn verify_batch(items: &[(Address, Hash, Signature)]) -> std::result::Result
         .map(|(_, _, s)| ed25519_dalek::Signature::from_bytes(&s.0))
         .collect();
     if ed25519_dalek::verify_batch(&msgs, &sigs, &keys).is_ok() {
-        // Batch verification is cofactored; strict single verification is not.
-        // They agree on honestly made signatures; a crafted one that passes the
-        // batch but not strict checks is caught by the single pass below only
-        // on failure, so we also require canonical (low-order-free) keys above.
+        // Known gap: ed25519-dalek's batch equation is cofactorless but not
+        // strict, so a signature crafted with a small-order component in R can
+        // pass a batch (with probability about 1/8) and fail `verify_strict`.
+        // Honest signatures pass both. Moving to ZIP-215 rules everywhere
+        // (ed25519-zebra) closes it; see docs/protocol.md.
         return Ok(());
     }
     for (i, (addr, digest, sig)) in items.iter().enumerate() {

@@ -60,6 +60,8 @@ pub enum ChainError {
     Proof(String),
     #[error("mempool: {0}")]
     Mempool(String),
+    #[error("{0} is not a member of the current committee")]
+    NotCommitteeMember(crate::crypto::Address),
 }
 
 impl ChainError {
@@ -90,6 +92,7 @@ impl ChainError {
             ChainError::Storage(_) => "storage",
             ChainError::Proof(_) => "proof",
             ChainError::Mempool(_) => "mempool",
+            ChainError::NotCommitteeMember(_) => "not_committee_member",
         }
     }
 }

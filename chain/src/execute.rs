@@ -312,17 +312,36 @@ impl Runtime {
             let next_epoch = env.epoch + 1;
             // The shard's fee pool (commissions, slashed stake) is shared by the committee.
             let pool: Amount = committee::read(block, K_FEE_POOL)?.unwrap_or(0);
-            let n = committee.members.len() as u64;
+            // Members proven to have equivocated get no share.
+            let mut paid = Vec::new();
+            for m in &committee.members {
+                if !committee::read_account(block, m)?.jailed {
+                    paid.push(*m);
+                }
+            }
+            let n = paid.len() as u64;
             if n > 0 && pool >= n {
                 let share = pool / n;
-                for m in &committee.members {
+                for m in &paid {
                     self.update_account(block, m, |a| a.credit(share))?;
                 }
                 block.put(K_FEE_POOL.to_vec(), codec::encode(&(pool - share * n)));
             }
             let next = committee::next_randomness(&randomness, next_epoch, &env.prev);
             block.put(K_RANDOMNESS.to_vec(), codec::encode(&next));
-            let c = committee::elect(block, p, next_epoch)?;
+            let mut c = committee::elect(block, p, next_epoch)?;
+            if c.members.is_empty() {
+                // Nobody is eligible (all unstaked or jailed): the old committee
+                // carries on rather than halting the shard for good.
+                tracing::warn!(
+                    epoch = next_epoch,
+                    "no eligible validators; committee carries over"
+                );
+                c = Committee {
+                    epoch: next_epoch,
+                    ..committee.clone()
+                };
+            }
             block.put(K_COMMITTEE.to_vec(), codec::encode(&c));
         }
 

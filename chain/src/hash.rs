@@ -77,6 +77,7 @@ pub mod tag {
     pub const PROPOSER_DRAW: &str = "ios/proposer-draw";
     pub const EPOCH_RANDOMNESS: &str = "ios/epoch-randomness";
     pub const GENESIS: &str = "ios/genesis";
+    pub const EVIDENCE_KEY: &str = "ios/evidence-key";
 }
 
 /// A streaming hasher that starts with a domain tag.

@@ -5,7 +5,7 @@ use crate::block::{SignedProposal, SignedVote};
 use crate::committee::{validators, K_FEE_POOL, K_VALIDATORS};
 use crate::crypto::Address;
 use crate::error::{ChainError, Result};
-use crate::hash::{hash_value, Hash};
+use crate::hash::{hash_value, tag, Hash};
 use crate::module::{CallContext, Module};
 use crate::tx::ModuleId;
 use crate::types::{Amount, PPM};
@@ -71,7 +71,7 @@ impl Evidence {
                 a.verify()?;
                 b.verify()?;
                 let key = hash_value(
-                    "ios/evidence-key",
+                    tag::EVIDENCE_KEY,
                     &(a.voter, va.shard, va.height, va.round, va.kind as u8),
                 );
                 Ok((a.voter, key))
@@ -92,7 +92,7 @@ impl Evidence {
                 a.verify()?;
                 b.verify()?;
                 let key = hash_value(
-                    "ios/evidence-key",
+                    tag::EVIDENCE_KEY,
                     &(a.proposer, pa.shard, pa.height, pa.round, 2u8),
                 );
                 Ok((a.proposer, key))
@@ -192,10 +192,18 @@ impl Module for LedgerModule {
             }
             LedgerCall::Evidence(ev) => {
                 let (offender, key) = ev.verify()?;
-                let chain_id = match &*ev {
-                    Evidence::DuplicateVote { a, .. } => &a.vote.chain_id,
-                    Evidence::DuplicateProposal { a, .. } => &a.proposal.chain_id,
+                let (chain_id, shard) = match &*ev {
+                    Evidence::DuplicateVote { a, .. } => (&a.vote.chain_id, a.vote.shard),
+                    Evidence::DuplicateProposal { a, .. } => {
+                        (&a.proposal.chain_id, a.proposal.shard)
+                    }
                 };
+                if shard != ctx.env.shard {
+                    return Err(ChainError::WrongShard {
+                        expected: ctx.env.shard,
+                        got: shard,
+                    });
+                }
                 if chain_id != &ctx.env.chain_id {
                     return Err(ChainError::WrongChainId {
                         expected: ctx.env.chain_id.0.clone(),

@@ -9,6 +9,8 @@
 //! Nothing here opens a socket, spawns a task, reads a clock or draws OS
 //! randomness: time, messages and randomness are inputs.
 
+#![deny(clippy::float_arithmetic)]
+
 pub mod account;
 pub mod block;
 pub mod codec;

@@ -26,7 +26,7 @@ impl Default for BelievabilityParams {
             w_servi: 300_000,
             stake_cap: 100_000 * UNITS_PER_IOST,
             servi_cap: 1_000_000,
-            league: 333_334,
+            league: 333_333,
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::execute::{Executed, Mode, Runtime};
 use crate::hash::Hash;
 use crate::ledger::{Evidence, LedgerCall, LedgerModule};
 use crate::mempool::{Mempool, MempoolConfig};
-use crate::message::{Message, PeerId, MAX_SYNC_BLOCKS};
+use crate::message::{Message, PeerId, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS};
 use crate::module::BlockEnv;
 use crate::params::Genesis;
 use crate::state::StateStore;
@@ -226,7 +226,6 @@ pub struct Replica {
     next_gossip: TimeMs,
     last_sync_request: TimeMs,
     reported: BTreeSet<Hash>,
-    own_next_nonce: u64,
     outputs: Vec<Output>,
     stats: ReplicaStats,
 }
@@ -250,6 +249,8 @@ impl Replica {
         let mut store = StateStore::open(db)?;
         runtime.init_genesis(&mut store, genesis)?;
         let me = key.address();
+        let mut config = config;
+        config.mempool.min_fee_per_byte = runtime.params().min_fee_per_byte;
         let mut r = Replica {
             key,
             me,
@@ -284,7 +285,6 @@ impl Replica {
             next_gossip: now,
             last_sync_request: 0,
             reported: BTreeSet::new(),
-            own_next_nonce: 0,
             outputs: Vec::new(),
             stats: ReplicaStats::default(),
         };
@@ -487,10 +487,14 @@ impl Replica {
         let mut blocks = Vec::new();
         let mut bytes = 0usize;
         let mut h = from;
-        while h < self.height && blocks.len() < MAX_SYNC_BLOCKS as usize && bytes < 8 << 20 {
+        // Stay well inside MAX_MESSAGE_BYTES; always send at least one block.
+        while h < self.height && blocks.len() < MAX_SYNC_BLOCKS as usize {
             match self.store.block(h)? {
                 Some(b) => {
-                    bytes += b.0.txs.len() * 200 + 512;
+                    bytes += codec::encode(&b).len();
+                    if !blocks.is_empty() && bytes > MAX_MESSAGE_BYTES / 2 {
+                        break;
+                    }
                     blocks.push(b);
                 }
                 None => break,
@@ -700,7 +704,7 @@ impl Replica {
             return Ok(());
         }
         if !self.committee.is_member(&sv.voter) {
-            return Err(ChainError::BadSignature("vote from a non-member"));
+            return Err(ChainError::NotCommitteeMember(sv.voter));
         }
         if self.votes.get(&v.round).is_some_and(|rv| rv.has(sv)) {
             return Ok(());
@@ -728,8 +732,10 @@ impl Replica {
         }
         tracing::info!(%offender, "equivocation observed; submitting evidence");
         let params = self.runtime.params().clone();
+        // Next nonce after our own pooled transactions; if one was lost, the
+        // pool no longer holds it and we reuse its nonce instead of waiting.
         let acct = committee::read_account(&self.store, &self.me)?;
-        let nonce = acct.nonce.max(self.own_next_nonce);
+        let nonce = acct.nonce + self.mempool.sender_len(&self.me) as u64;
         let mut tx = Transaction {
             chain_id: params.chain_id.clone(),
             sender: self.me,
@@ -743,7 +749,6 @@ impl Replica {
         let signed = tx.sign(&self.key);
         let (results, accepted) = self.admit_txs(vec![signed]);
         if let Some(Ok(_)) = results.first() {
-            self.own_next_nonce = nonce + 1;
             self.stats.evidence_submitted += 1;
         }
         if !accepted.is_empty() {

@@ -23,6 +23,9 @@ enum BenchWhat {
         /// Transactions per block.
         #[arg(long, default_value_t = 2_000)]
         block_txs: u32,
+        /// Keys in the tree for the sparse-Merkle measurement (0 skips it).
+        #[arg(long, default_value_t = 100_000)]
+        smt_keys: u64,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -35,6 +38,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             validators,
             txs,
             block_txs,
+            smt_keys,
             json,
         } => {
             let dir = std::env::temp_dir().join(format!("ios-bench-{}", std::process::id()));
@@ -44,6 +48,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                 txs,
                 users: 2_000.min(txs.max(1)),
                 block_txs,
+                smt_keys,
             };
             let r = bench::run_chain(&cfg, &dir, |p| eprintln!("bench: {p}..."));
             let _ = std::fs::remove_dir_all(&dir);

@@ -26,6 +26,8 @@ pub struct ChainBenchConfig {
     pub txs: usize,
     pub users: usize,
     pub block_txs: u32,
+    /// Size of the tree for the sparse-Merkle measurement (0 skips it).
+    pub smt_keys: u64,
 }
 
 impl Default for ChainBenchConfig {
@@ -35,6 +37,7 @@ impl Default for ChainBenchConfig {
             txs: 20_000,
             users: 2_000,
             block_txs: 2_000,
+            smt_keys: 100_000,
         }
     }
 }
@@ -121,15 +124,18 @@ pub fn hardware_limits(budget: Duration) -> HardwareLimits {
     }
 }
 
-/// Sparse-Merkle updates per second on a 100k-key tree in batches of 1k:
+/// Sparse-Merkle updates per second on a `keys`-key tree in batches of 1k:
 /// (hashing only, hashing plus the atomic sled commit).
-pub fn smt_rate(dir: &Path) -> Result<(f64, f64)> {
+pub fn smt_rate(dir: &Path, keys: u64) -> Result<(f64, f64)> {
+    if keys < 1_000 {
+        return Ok((0.0, 0.0));
+    }
     let db = sled::Config::new().path(dir.join("smt")).open()?;
     let tree = db.open_tree("bench")?;
     let smt = SparseMerkleTree::new(tree.clone(), b"n/");
     let key = |i: u64| hash_tagged("bench-key", &i.to_le_bytes());
     let mut root = Hash::ZERO;
-    for chunk in 0..100u64 {
+    for chunk in 0..keys / 1_000 {
         let mut ups: Vec<(Hash, Option<Hash>)> = (0..1_000u64)
             .map(|i| (key(chunk * 1_000 + i), Some(key(i))))
             .collect();
@@ -205,7 +211,7 @@ pub fn run_chain(
     progress("measuring hardware limits");
     let limits = hardware_limits(Duration::from_secs(2));
     progress("measuring sparse-Merkle updates");
-    let (smt_hash, smt_commit) = smt_rate(dir)?;
+    let (smt_hash, smt_commit) = smt_rate(dir, cfg.smt_keys)?;
 
     progress("signing the load");
     let vkeys: Vec<Keypair> = (0..cfg.validators as u64)
