@@ -7,8 +7,10 @@ use crate::hash::Hash;
 use bech32::{Bech32m, Hrp};
 use borsh::{BorshDeserialize, BorshSerialize};
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 const HRP: Hrp = Hrp::parse_unchecked("ios");
 
@@ -42,12 +44,30 @@ impl Address {
         Ok(Address(arr))
     }
 
+    /// The decompressed key. Decompression costs about a fifth of a
+    /// verification, and the same senders sign again and again, so valid keys
+    /// are remembered (a bounded cache that is simply cleared when full).
     fn verifying_key(&self) -> Result<VerifyingKey> {
+        const CAPACITY: usize = 1 << 16;
+        static CACHE: OnceLock<Mutex<HashMap<[u8; 32], VerifyingKey>>> = OnceLock::new();
+        let cache = CACHE.get_or_init(Default::default);
+        if let Some(k) = cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&self.0)
+        {
+            return Ok(*k);
+        }
         let key = VerifyingKey::from_bytes(&self.0)
             .map_err(|_| ChainError::InvalidAddress("not a valid ed25519 point".into()))?;
         if key.is_weak() {
             return Err(ChainError::InvalidAddress("weak (small-order) key".into()));
         }
+        let mut c = cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if c.len() >= CAPACITY {
+            c.clear();
+        }
+        c.insert(self.0, key);
         Ok(key)
     }
 

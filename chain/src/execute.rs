@@ -4,7 +4,7 @@
 //! every validator runs it again to check the block (where any such
 //! transaction makes the whole block invalid).
 
-use crate::block::{Block, Committee, Receipt, ReceiptStatus};
+use crate::block::{Committee, Receipt, ReceiptStatus};
 use crate::codec;
 use crate::committee::{self, K_COMMITTEE, K_FEE_POOL, K_RANDOMNESS, K_VALIDATORS};
 use crate::crypto::Address;
@@ -164,9 +164,9 @@ impl Runtime {
         }
         self.end_block(store, &mut block, env, fees)?;
         let diff = store.diff(block.into_writes())?;
-        let signed: Vec<_> = included.iter().map(|t| (*t.tx).clone()).collect();
+        let ids: Vec<Hash> = included.iter().map(|t| t.id).collect();
         Ok(Executed {
-            tx_root: Block::tx_root_of(&signed),
+            tx_root: crate::hash::merkle_root(&ids),
             receipts_root: Receipt::root_of(&receipts),
             txs: included,
             receipts,

@@ -44,6 +44,8 @@ pub struct ReplicaConfig {
     pub gossip_interval_ms: TimeMs,
     /// Flush the write-ahead record to disk before any vote leaves (real nodes).
     pub durable: bool,
+    /// Maintain the transaction index (needed to answer status queries).
+    pub index_txs: bool,
     pub mempool: MempoolConfig,
 }
 
@@ -57,6 +59,7 @@ impl Default for ReplicaConfig {
             min_block_interval_ms: 100,
             gossip_interval_ms: 300,
             durable: false,
+            index_txs: true,
             mempool: MempoolConfig::default(),
         }
     }
@@ -82,7 +85,7 @@ enum Timeout {
 pub struct CommittedBlock {
     /// The replica's state root right after committing (equal to the header's).
     pub state_root: Hash,
-    pub block: Block,
+    pub block: Arc<Block>,
     pub cert: CommitCertificate,
     pub receipts: Vec<Receipt>,
 }
@@ -247,6 +250,7 @@ impl Replica {
         now: TimeMs,
     ) -> Result<Replica> {
         let mut store = StateStore::open(db)?;
+        store.set_index_txs(config.index_txs);
         runtime.init_genesis(&mut store, genesis)?;
         let me = key.address();
         let mut config = config;
@@ -396,8 +400,9 @@ impl Replica {
         self.now = self.now.max(now);
         let (results, accepted) = self.admit_txs(txs);
         if !accepted.is_empty() {
+            let txs = accepted.iter().map(|p| (*p.tx).clone()).collect();
             self.outputs
-                .push(Output::Broadcast(Arc::new(Message::Txs(accepted))));
+                .push(Output::Broadcast(Arc::new(Message::Txs(txs))));
         }
         (results, self.drain())
     }
@@ -508,10 +513,9 @@ impl Replica {
         Ok(())
     }
 
-    fn admit_txs(
-        &mut self,
-        txs: Vec<SignedTransaction>,
-    ) -> (Vec<Result<Hash>>, Vec<SignedTransaction>) {
+    /// Returns each transaction's outcome and the newly pooled ones (shared,
+    /// not copied: only the submitting replica needs copies, to gossip).
+    fn admit_txs(&mut self, txs: Vec<SignedTransaction>) -> (Vec<Result<Hash>>, Vec<PooledTx>) {
         let chain_id = self.runtime.params().chain_id.clone();
         let mut results: Vec<Result<Hash>> = Vec::with_capacity(txs.len());
         let mut candidates = Vec::new();
@@ -549,9 +553,8 @@ impl Replica {
                     continue;
                 }
             };
-            let tx = (*p.tx).clone();
-            match self.mempool.insert(p, nonce, self.height) {
-                Ok(()) => accepted.push(tx),
+            match self.mempool.insert(p.clone(), nonce, self.height) {
+                Ok(()) => accepted.push(p),
                 Err(e) => results[i] = Err(mempool_error(e)),
             }
         }
@@ -752,8 +755,9 @@ impl Replica {
             self.stats.evidence_submitted += 1;
         }
         if !accepted.is_empty() {
+            let txs = accepted.iter().map(|p| (*p.tx).clone()).collect();
             self.outputs
-                .push(Output::Broadcast(Arc::new(Message::Txs(accepted))));
+                .push(Output::Broadcast(Arc::new(Message::Txs(txs))));
         }
         Ok(())
     }
@@ -980,10 +984,23 @@ impl Replica {
         if check_time && h.time > self.now + params.max_clock_drift_ms {
             return fail("time is too far in the future".into());
         }
-        if Block::tx_root_of(&block.txs) != h.tx_root {
+        // Reuse the pooled copy of transactions we already hold (verified, and
+        // no clone); hash the rest once.
+        let pooled: Vec<PooledTx> = block
+            .txs
+            .iter()
+            .map(|tx| {
+                let id = tx.id();
+                match self.mempool.get(&id) {
+                    Some(p) if *p.tx == *tx => p.clone(),
+                    _ => PooledTx::new(tx.clone()),
+                }
+            })
+            .collect();
+        let ids: Vec<Hash> = pooled.iter().map(|p| p.id).collect();
+        if crate::hash::merkle_root(&ids) != h.tx_root {
             return fail("tx root mismatch".into());
         }
-        let pooled: Vec<PooledTx> = block.txs.iter().cloned().map(PooledTx::new).collect();
         let unknown: Vec<&PooledTx> = pooled
             .iter()
             .filter(|p| !self.mempool.contains(&p.id))
@@ -1260,7 +1277,7 @@ impl Replica {
         self.outputs
             .push(Output::Committed(Arc::new(CommittedBlock {
                 state_root: self.store.state_root(),
-                block: (*block).clone(),
+                block,
                 cert,
                 receipts: executed.receipts,
             })));

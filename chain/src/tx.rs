@@ -112,8 +112,11 @@ pub struct PooledTx {
 
 impl PooledTx {
     pub fn new(tx: SignedTransaction) -> PooledTx {
-        let id = tx.id();
-        let len = codec::encode(&tx).len();
+        // One encoding serves both: the id hashes the body, and a signed
+        // transaction encodes as its body followed by the 64 signature bytes.
+        let body = codec::encode(&tx.tx);
+        let id = crate::hash::hash_tagged(tag::TX, &body);
+        let len = body.len() + 64;
         PooledTx {
             tx: Arc::new(tx),
             id,

@@ -283,6 +283,7 @@ impl<'a> Sim<'a> {
             min_block_interval_ms: 100,
             gossip_interval_ms: 250,
             durable: false,
+            index_txs: true,
             mempool: Default::default(),
         };
         let mut nodes = Vec::new();

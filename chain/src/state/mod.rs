@@ -1,9 +1,16 @@
 //! Shard state: the committed key-value state under a sparse Merkle tree, the
 //! block store, and the overlays execution writes into before a block commits.
 //!
-//! Everything lives in one sled tree under key prefixes, so a block commit is a
-//! single atomic `sled::Batch`: values, new tree nodes, the block, its receipts
-//! and the new head land together or not at all.
+//! Everything persistent lives in one sled tree under key prefixes, so a block
+//! commit is a single atomic `sled::Batch`: values, the block, its receipts,
+//! the transaction index and the new head land together or not at all.
+//!
+//! The Merkle tree itself is derived data: its nodes live in memory and are
+//! rebuilt from the values when the store opens, and the rebuilt root must
+//! equal the head's state root or the store refuses to open. Persisting the
+//! ~2 log2(n) nodes an update touches cost ten times the rest of a commit
+//! (docs/benchmarks.md); recomputing them once at start costs seconds per
+//! million accounts. Committed values are also kept in memory for reads.
 
 pub mod smt;
 
@@ -14,13 +21,20 @@ use crate::hash::{hash_tagged, tag, Hash};
 use crate::types::{Height, TimeMs};
 use borsh::{BorshDeserialize, BorshSerialize};
 use smt::{NodeBatch, SparseMerkleProof, SparseMerkleTree};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 const P_VALUE: &[u8] = b"v/";
-const P_NODE: &[u8] = b"n/";
 const P_BLOCK: &[u8] = b"b/";
 const P_RECEIPTS: &[u8] = b"r/";
 const P_TX: &[u8] = b"t/";
+const P_DIFF: &[u8] = b"d/";
+const K_CHECKPOINT: &[u8] = b"m/checkpoint";
+
+/// Blocks between checkpoints of the value store. In between, each block's
+/// writes are persisted as one record (`d/<height>`), a single sled insert
+/// per block instead of one per written key; a checkpoint folds them into
+/// `v/` (each key once, however often it changed) and drops the records.
+pub const CHECKPOINT_INTERVAL: Height = 64;
 const P_WAL: &[u8] = b"w/";
 const K_HEAD: &[u8] = b"m/head";
 const K_GENESIS: &[u8] = b"m/genesis";
@@ -109,7 +123,15 @@ pub struct StateDiff {
 pub struct StateStore {
     tree: sled::Tree,
     smt: SparseMerkleTree,
+    /// Every committed value (persisted as `v/` at the last checkpoint plus
+    /// the `d/` records of the blocks since).
+    values: HashMap<Vec<u8>, Vec<u8>>,
+    /// Latest write per key since the last checkpoint.
+    pending: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    checkpoint: Height,
     head: Option<Head>,
+    /// Keep the id -> (height, index) lookup that status queries need.
+    index_txs: bool,
 }
 
 fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
@@ -131,12 +153,71 @@ impl StateStore {
     /// Opens the store in `db` (tree `chain`); an empty store has no head until genesis.
     pub fn open(db: &sled::Db) -> Result<StateStore> {
         let tree = db.open_tree("chain")?;
-        let smt = SparseMerkleTree::new(tree.clone(), P_NODE);
-        let head = match tree.get(K_HEAD)? {
+        let smt = SparseMerkleTree::in_memory();
+        let head: Option<Head> = match tree.get(K_HEAD)? {
             Some(b) => Some(codec::decode("head", &b, 1024)?),
             None => None,
         };
-        Ok(StateStore { tree, smt, head })
+        let mut values = HashMap::new();
+        for item in tree.scan_prefix(P_VALUE) {
+            let (k, v) = item?;
+            values.insert(k[P_VALUE.len()..].to_vec(), v.to_vec());
+        }
+        // Replay the writes of blocks committed since the checkpoint, in order.
+        let mut pending = BTreeMap::new();
+        for item in tree.scan_prefix(P_DIFF) {
+            let (_, v) = item?;
+            let writes: Vec<(Vec<u8>, Option<Vec<u8>>)> =
+                codec::decode("block writes", &v, MAX_STORED)?;
+            for (k, v) in writes {
+                match &v {
+                    Some(v) => values.insert(k.clone(), v.clone()),
+                    None => values.remove(&k),
+                };
+                pending.insert(k, v);
+            }
+        }
+        let checkpoint = match tree.get(K_CHECKPOINT)? {
+            Some(b) => codec::decode("checkpoint", &b, 16)?,
+            None => 0,
+        };
+        let mut updates: Vec<(Hash, Option<Hash>)> = values
+            .iter()
+            .map(|(k, v)| (smt_key(k), Some(smt_value(v))))
+            .collect();
+        updates.sort_by_key(|u| u.0);
+        let (root, nodes) = smt
+            .update(Hash::ZERO, &updates)
+            .map_err(|e| ChainError::Storage(e.to_string()))?;
+        smt.write_batch(&nodes, &mut sled::Batch::default());
+        let expected = head.as_ref().map(|h| h.state_root).unwrap_or(Hash::ZERO);
+        if root != expected {
+            return Err(ChainError::Storage(format!(
+                "state in the data directory hashes to {root}, but its head says {expected}: \
+                 the directory is damaged"
+            )));
+        }
+        Ok(StateStore {
+            tree,
+            smt,
+            values,
+            pending,
+            checkpoint,
+            head,
+            index_txs: true,
+        })
+    }
+
+    /// Whether commits maintain the transaction index. It is derived data for
+    /// status queries (gateways need it); a validator can do without, and it
+    /// is one random-key write per transaction.
+    pub fn set_index_txs(&mut self, on: bool) {
+        self.index_txs = on;
+    }
+
+    /// Nodes of the state tree held in memory.
+    pub fn tree_nodes(&self) -> usize {
+        self.smt.nodes_in_memory()
     }
 
     /// Hash of the genesis this store was initialized with.
@@ -198,6 +279,7 @@ impl StateStore {
         batch.insert(K_GENESIS, genesis_hash.0.to_vec());
         batch.insert(K_HEAD, codec::encode(&head));
         self.tree.apply_batch(batch)?;
+        self.apply_in_memory(&diff);
         self.head = Some(head);
         Ok(())
     }
@@ -210,7 +292,18 @@ impl StateStore {
                 None => batch.remove(key),
             }
         }
-        self.smt.write_batch(&diff.nodes, batch);
+    }
+
+    /// After the sled batch landed: the in-memory copies follow.
+    fn apply_in_memory(&mut self, diff: &StateDiff) {
+        for (k, v) in &diff.writes {
+            match v {
+                Some(v) => self.values.insert(k.clone(), v.clone()),
+                None => self.values.remove(k),
+            };
+        }
+        self.smt
+            .write_batch(&diff.nodes, &mut sled::Batch::default());
     }
 
     /// Atomically commits a finalized block with its certificate, receipts and state diff.
@@ -234,19 +327,23 @@ impl StateStore {
             ));
         }
         let mut batch = sled::Batch::default();
-        self.write_diff(diff, &mut batch);
         let hkey = height.to_be_bytes();
+        let writes: Vec<(&Vec<u8>, &Option<Vec<u8>>)> = diff.writes.iter().collect();
+        batch.insert(prefixed(P_DIFF, &hkey), codec::encode(&writes));
         batch.insert(prefixed(P_BLOCK, &hkey), codec::encode(&(block, cert)));
         batch.insert(
             prefixed(P_RECEIPTS, &hkey),
             codec::encode(&receipts.to_vec()),
         );
-        for (i, tx) in block.txs.iter().enumerate() {
-            let loc = TxLocation {
-                height,
-                index: i as u32,
-            };
-            batch.insert(prefixed(P_TX, &tx.id().0), codec::encode(&loc));
+        // Receipts carry the transaction ids, already hashed.
+        if self.index_txs {
+            for (i, r) in receipts.iter().enumerate() {
+                let loc = TxLocation {
+                    height,
+                    index: i as u32,
+                };
+                batch.insert(prefixed(P_TX, &r.tx.0), codec::encode(&loc));
+            }
         }
         let head = Head {
             height,
@@ -256,7 +353,35 @@ impl StateStore {
         };
         batch.insert(K_HEAD, codec::encode(&head));
         self.tree.apply_batch(batch)?;
+        self.apply_in_memory(diff);
+        for (k, v) in &diff.writes {
+            self.pending.insert(k.clone(), v.clone());
+        }
         self.head = Some(head);
+        if height >= self.checkpoint + CHECKPOINT_INTERVAL {
+            self.write_checkpoint(height)?;
+        }
+        Ok(())
+    }
+
+    /// Folds the block write records since the last checkpoint into `v/`,
+    /// atomically with dropping them.
+    fn write_checkpoint(&mut self, height: Height) -> Result<()> {
+        let mut batch = sled::Batch::default();
+        for (k, v) in &self.pending {
+            let key = prefixed(P_VALUE, k);
+            match v {
+                Some(v) => batch.insert(key, v.clone()),
+                None => batch.remove(key),
+            }
+        }
+        for h in self.checkpoint + 1..=height {
+            batch.remove(prefixed(P_DIFF, &h.to_be_bytes()));
+        }
+        batch.insert(K_CHECKPOINT, codec::encode(&height));
+        self.tree.apply_batch(batch)?;
+        self.pending.clear();
+        self.checkpoint = height;
         Ok(())
     }
 
@@ -293,11 +418,13 @@ impl StateStore {
 
     /// All committed values whose key starts with `prefix`, in key order.
     pub fn scan(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
-        let mut out = Vec::new();
-        for item in self.tree.scan_prefix(prefixed(P_VALUE, prefix)) {
-            let (k, v) = item?;
-            out.push((k[P_VALUE.len()..].to_vec(), v.to_vec()));
-        }
+        let mut out: Vec<(Vec<u8>, Vec<u8>)> = self
+            .values
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.sort();
         Ok(out)
     }
 
@@ -330,7 +457,7 @@ impl StateStore {
 
 impl StateRead for StateStore {
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(prefixed(P_VALUE, key))?.map(|v| v.to_vec()))
+        Ok(self.values.get(key).cloned())
     }
 }
 

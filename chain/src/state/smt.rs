@@ -204,6 +204,10 @@ pub struct SparseMerkleProof {
 pub struct NodeBatch {
     /// (content hash, node), in creation order (children before parents).
     nodes: Vec<(Hash, Node)>,
+    /// Nodes of the old tree that the new root no longer reaches. Every node
+    /// is reachable from one place only (leaves hash their full key), so an
+    /// in-memory store can drop them at commit.
+    stale: Vec<Hash>,
 }
 
 impl NodeBatch {
@@ -250,7 +254,9 @@ struct Existing {
 /// are passed in and returned; the handle itself holds no root, so any number
 /// of versions can be read side by side.
 pub struct SparseMerkleTree {
-    tree: sled::Tree,
+    /// `None`: nodes live only in memory (the cache is then the store, never
+    /// cleared), and the owner rebuilds the tree from its values on start.
+    tree: Option<sled::Tree>,
     prefix: Vec<u8>,
     cache: Mutex<NodeCache>,
     cache_capacity: usize,
@@ -271,11 +277,29 @@ impl SparseMerkleTree {
     /// nodes apart from the other data sharing the tree.
     pub fn new(tree: sled::Tree, prefix: &[u8]) -> Self {
         SparseMerkleTree {
-            tree,
+            tree: Some(tree),
             prefix: prefix.to_vec(),
             cache: Mutex::new(NodeCache::default()),
             cache_capacity: DEFAULT_CACHE_CAPACITY,
         }
+    }
+
+    /// A tree whose nodes live only in memory and are pruned as they go stale:
+    /// only the latest committed root stays readable. Writing ~2 log2(n) nodes
+    /// per updated key to disk costs far more than recomputing the whole tree
+    /// from the persisted values on start (see docs/architecture.md).
+    pub fn in_memory() -> Self {
+        SparseMerkleTree {
+            tree: None,
+            prefix: Vec::new(),
+            cache: Mutex::new(NodeCache::default()),
+            cache_capacity: usize::MAX,
+        }
+    }
+
+    /// Nodes held in memory (all of them for an in-memory tree).
+    pub fn nodes_in_memory(&self) -> usize {
+        self.lock_cache().len()
     }
 
     /// Applies `updates` to the tree at `root` in one recursive pass that splits
@@ -305,8 +329,17 @@ impl SparseMerkleTree {
     /// root does not go back to disk for nodes it just made.
     pub fn write_batch(&self, batch: &NodeBatch, out: &mut sled::Batch) {
         let mut cache = self.lock_cache();
+        if self.tree.is_none() {
+            // In memory, the batch replaces the old tree: drop what it made
+            // unreachable (before inserting, as a node may be re-created).
+            for hash in &batch.stale {
+                cache.remove(hash);
+            }
+        }
         for (hash, node) in &batch.nodes {
-            out.insert(self.storage_key(hash), &node.encode()[..]);
+            if self.tree.is_some() {
+                out.insert(self.storage_key(hash), &node.encode()[..]);
+            }
             if cache.len() >= self.cache_capacity {
                 cache.clear();
             }
@@ -392,7 +425,11 @@ impl SparseMerkleTree {
                     return Err(SmtError::CorruptNode(node));
                 }
                 let existing = match updates.binary_search_by(|(k, _)| k.cmp(&key)) {
-                    Ok(_) => None,
+                    Ok(_) => {
+                        // Overwritten or deleted; an untouched leaf only moves.
+                        batch.stale.push(node);
+                        None
+                    }
                     Err(_) => Some(Existing { key, hash: node }),
                 };
                 self.build(depth, updates, existing, batch)
@@ -407,6 +444,7 @@ impl SparseMerkleTree {
                 if l.hash() == left && r.hash() == right {
                     return Ok(Sub::Internal(node));
                 }
+                batch.stale.push(node);
                 self.combine(l, r, batch)
             }
         }
@@ -490,8 +528,10 @@ impl SparseMerkleTree {
         if let Some(node) = self.lock_cache().get(hash) {
             return Ok(*node);
         }
-        let bytes = self
-            .tree
+        let Some(tree) = &self.tree else {
+            return Err(SmtError::MissingNode(*hash));
+        };
+        let bytes = tree
             .get(self.storage_key(hash))
             .map_err(|e| SmtError::Storage(e.to_string()))?
             .ok_or(SmtError::MissingNode(*hash))?;
@@ -594,7 +634,7 @@ mod tests {
         let (new_root, nodes) = smt.update(root, updates).unwrap();
         let mut batch = sled::Batch::default();
         smt.write_batch(&nodes, &mut batch);
-        smt.tree.apply_batch(batch).unwrap();
+        smt.tree.as_ref().unwrap().apply_batch(batch).unwrap();
         new_root
     }
 
@@ -836,12 +876,71 @@ mod tests {
         assert_eq!(verify_proof(&root, &absent, None, &proof), Ok(()));
     }
 
+    /// Counts the nodes reachable from `root` (what an in-memory tree must hold).
+    fn reachable(smt: &SparseMerkleTree, root: Hash) -> usize {
+        if root == Hash::ZERO {
+            return 0;
+        }
+        match smt.load(&root).unwrap() {
+            Node::Leaf { .. } => 1,
+            Node::Internal { left, right } => 1 + reachable(smt, left) + reachable(smt, right),
+        }
+    }
+
+    #[test]
+    fn in_memory_tree_matches_sled_and_prunes_stale_nodes() {
+        let (_db, on_disk) = temp_smt();
+        let mem = SparseMerkleTree::in_memory();
+        let (mut disk_root, mut mem_root) = (Hash::ZERO, Hash::ZERO);
+        let mut live: BTreeMap<Hash, Hash> = BTreeMap::new();
+        for round in 0..40u32 {
+            // Inserts, overwrites and deletes over a shifting window of keys.
+            let mut ups: BTreeMap<Hash, Option<Hash>> = BTreeMap::new();
+            for i in 0..50u32 {
+                let key = k((round * 17 + i * 7) % 300);
+                let value = if (round + i) % 5 == 0 {
+                    None
+                } else {
+                    Some(v(round * 1000 + i))
+                };
+                ups.insert(key, value);
+            }
+            let ups: Updates = ups.into_iter().collect();
+            for (key, value) in &ups {
+                match value {
+                    Some(v) => live.insert(*key, *v),
+                    None => live.remove(key),
+                };
+            }
+            disk_root = commit(&on_disk, disk_root, &ups);
+            let (r, nodes) = mem.update(mem_root, &ups).unwrap();
+            mem.write_batch(&nodes, &mut sled::Batch::default());
+            mem_root = r;
+            assert_eq!(mem_root, disk_root, "round {round}");
+            assert_eq!(
+                mem.nodes_in_memory(),
+                reachable(&mem, mem_root),
+                "round {round}"
+            );
+        }
+        for (key, value) in &live {
+            assert_eq!(mem.get(mem_root, *key).unwrap(), Some(*value));
+            let proof = mem.prove(mem_root, *key).unwrap();
+            assert_eq!(verify_proof(&mem_root, key, Some(value), &proof), Ok(()));
+        }
+        // Only the latest root is kept in memory: older nodes are gone.
+        assert!(matches!(
+            mem.get(Hash([1; 32]), k(0)),
+            Err(SmtError::MissingNode(_))
+        ));
+    }
+
     #[test]
     fn older_roots_stay_readable() {
         let (_db, smt) = temp_smt();
         let r1 = commit(&smt, Hash::ZERO, &inserts(40, 0));
         let r2 = commit(&smt, r1, &inserts(40, 1));
-        let fresh = SparseMerkleTree::new(smt.tree.clone(), b"smt/");
+        let fresh = SparseMerkleTree::new(smt.tree.clone().unwrap(), b"smt/");
         assert_eq!(fresh.get(r1, k(3)).unwrap(), Some(v(3)));
         assert_eq!(fresh.get(r2, k(3)).unwrap(), Some(v(4)));
     }
@@ -850,7 +949,7 @@ mod tests {
     fn prefixes_keep_trees_apart() {
         let (_db, smt) = temp_smt();
         let root = commit(&smt, Hash::ZERO, &inserts(10, 0));
-        let other = SparseMerkleTree::new(smt.tree.clone(), b"other-smt/");
+        let other = SparseMerkleTree::new(smt.tree.clone().unwrap(), b"other-smt/");
         assert!(matches!(other.get(root, k(1)), Err(SmtError::MissingNode(h)) if h == root));
     }
 
@@ -858,7 +957,7 @@ mod tests {
     fn missing_and_corrupt_nodes_are_typed_errors() {
         let (_db, smt) = temp_smt();
         let root = commit(&smt, Hash::ZERO, &inserts(10, 0));
-        let tree = smt.tree.clone();
+        let tree = smt.tree.clone().unwrap();
         let key = smt.storage_key(&root);
         let fresh = || SparseMerkleTree::new(tree.clone(), b"smt/");
 
@@ -907,7 +1006,7 @@ mod tests {
         }
         let mut sled_batch = sled::Batch::default();
         smt.write_batch(&batch, &mut sled_batch);
-        smt.tree.apply_batch(sled_batch).unwrap();
+        smt.tree.as_ref().unwrap().apply_batch(sled_batch).unwrap();
         assert!(matches!(
             smt.get(node, Hash::ZERO),
             Err(SmtError::CorruptNode(_))
@@ -1056,13 +1155,13 @@ mod tests {
             }
 
             // The same final set in one batch, read back through a cold cache.
-            let fresh = SparseMerkleTree::new(smt.tree.clone(), b"smt/");
+            let fresh = SparseMerkleTree::new(smt.tree.clone().unwrap(), b"smt/");
             let once: Updates = model.iter().map(|(k, v)| (*k, Some(*v))).collect();
             let one_shot = commit(&fresh, Hash::ZERO, &once);
             prop_assert_eq!(root, one_shot);
             let pairs: Vec<(Hash, Hash)> = model.iter().map(|(k, v)| (*k, *v)).collect();
             prop_assert_eq!(root, reference_root(&pairs, 0));
-            let cold = SparseMerkleTree::new(smt.tree.clone(), b"smt/");
+            let cold = SparseMerkleTree::new(smt.tree.clone().unwrap(), b"smt/");
             if model.is_empty() {
                 prop_assert_eq!(root, Hash::ZERO);
             }

@@ -354,7 +354,7 @@ impl NodeTask {
                     let _ = self.commits.send(Commit {
                         node: self.index,
                         height: c.block.header.height,
-                        txs: c.block.txs.iter().map(|t| t.id()).collect(),
+                        txs: c.receipts.iter().map(|r| r.tx).collect(),
                         state_root: c.block.header.state_root,
                         at: Instant::now(),
                     });
