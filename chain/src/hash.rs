@@ -124,21 +124,30 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
     if leaves.is_empty() {
         return Hash::ZERO;
     }
-    let mut level: Vec<Hash> = leaves
-        .iter()
-        .map(|l| hash_tagged(tag::MERKLE_LEAF, &l.0))
-        .collect();
+    let mut level = leaf_level(leaves);
     while level.len() > 1 {
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [a, b] => merkle_node(a, b),
-                [a] => *a,
-                _ => unreachable!("chunks(2) yields one or two"),
-            })
-            .collect();
+        level = parent_level(&level);
     }
     level[0]
+}
+
+fn leaf_level(leaves: &[Hash]) -> Vec<Hash> {
+    leaves
+        .iter()
+        .map(|l| hash_tagged(tag::MERKLE_LEAF, &l.0))
+        .collect()
+}
+
+/// Pairs up a level; an odd last node is promoted unchanged.
+fn parent_level(level: &[Hash]) -> Vec<Hash> {
+    level
+        .chunks(2)
+        .map(|pair| match pair {
+            [a, b] => merkle_node(a, b),
+            [a] => *a,
+            _ => unreachable!("chunks(2) yields one or two"),
+        })
+        .collect()
 }
 
 fn merkle_node(a: &Hash, b: &Hash) -> Hash {
@@ -160,10 +169,7 @@ pub fn merkle_path(leaves: &[Hash], index: usize) -> Option<MerklePath> {
     if index >= leaves.len() {
         return None;
     }
-    let mut level: Vec<Hash> = leaves
-        .iter()
-        .map(|l| hash_tagged(tag::MERKLE_LEAF, &l.0))
-        .collect();
+    let mut level = leaf_level(leaves);
     let mut i = index;
     let mut siblings = Vec::new();
     while level.len() > 1 {
@@ -171,14 +177,7 @@ pub fn merkle_path(leaves: &[Hash], index: usize) -> Option<MerklePath> {
         if sib < level.len() {
             siblings.push(level[sib]);
         }
-        level = level
-            .chunks(2)
-            .map(|pair| match pair {
-                [a, b] => merkle_node(a, b),
-                [a] => *a,
-                _ => unreachable!("chunks(2) yields one or two"),
-            })
-            .collect();
+        level = parent_level(&level);
         i /= 2;
     }
     Some(MerklePath {

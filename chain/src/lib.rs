@@ -1,7 +1,7 @@
 //! ios-chain: the IOS ledger and its consensus, as sans-IO state machines.
 //!
 //! Accounts, transactions and blocks ([`tx`], [`block`], [`account`]); the
-//! sparse Merkle state over sled ([`state`]); deterministic execution with a
+//! sparse Merkle state, persisted in sled ([`state`]); deterministic execution with a
 //! module boundary for storage and market ([`execute`], [`module`]);
 //! Proof-of-Believability committees and Tendermint finality ([`committee`],
 //! [`replica`]); and the deterministic simulator that tests them ([`sim`]).

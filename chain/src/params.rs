@@ -100,6 +100,44 @@ pub struct Genesis {
 }
 
 impl Genesis {
+    /// A test network's genesis (simulator, devnet, benchmarks): each
+    /// validator bonded with 10,000 IOST and 10,000 spendable, reputation
+    /// 0.5 and Servi rising with its index (so proposer weights differ); each
+    /// user 1,000,000 IOST.
+    pub fn test_network(
+        params: ChainParams,
+        time: TimeMs,
+        randomness: Hash,
+        validators: &[Address],
+        users: &[Address],
+    ) -> Genesis {
+        let iost = UNITS_PER_IOST;
+        let mut accounts: Vec<GenesisAccount> = validators
+            .iter()
+            .enumerate()
+            .map(|(i, a)| GenesisAccount {
+                address: *a,
+                balance: 10_000 * iost,
+                stake: 10_000 * iost,
+                servi: 100_000 * (i as u64 + 1),
+                reputation: 500_000,
+            })
+            .collect();
+        accounts.extend(users.iter().map(|a| GenesisAccount {
+            address: *a,
+            balance: 1_000_000 * iost,
+            stake: 0,
+            servi: 0,
+            reputation: 0,
+        }));
+        Genesis {
+            params,
+            time,
+            randomness,
+            accounts,
+        }
+    }
+
     pub fn hash(&self) -> Hash {
         hash_value(tag::GENESIS, self)
     }

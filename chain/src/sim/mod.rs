@@ -19,7 +19,7 @@ use crate::execute::{total_supply, Runtime};
 use crate::hash::{hash_tagged, DomainHasher, Hash};
 use crate::ledger::{LedgerCall, LedgerModule, Token};
 use crate::message::{Message, PeerId};
-use crate::params::{ChainParams, Genesis, GenesisAccount};
+use crate::params::{ChainParams, Genesis};
 use crate::replica::{Output, Replica, ReplicaConfig};
 use crate::tx::{SignedTransaction, Transaction};
 use crate::types::{Amount, Height, TimeMs, UNITS_PER_IOST};
@@ -203,39 +203,18 @@ pub fn sim_params(validators: usize) -> ChainParams {
 /// Genesis for `validators` validators and `users` funded users, all with
 /// deterministic keys.
 pub fn sim_genesis(params: ChainParams, validators: &[Keypair], users: &[Keypair]) -> Genesis {
-    let mut accounts: Vec<GenesisAccount> = validators
-        .iter()
-        .enumerate()
-        .map(|(i, k)| GenesisAccount {
-            address: k.address(),
-            balance: 1_000 * UNITS_PER_IOST,
-            stake: 10_000 * UNITS_PER_IOST,
-            servi: 100_000 * (i as u64 + 1),
-            reputation: 500_000,
-        })
-        .collect();
-    accounts.extend(users.iter().map(|k| GenesisAccount {
-        address: k.address(),
-        balance: 1_000_000 * UNITS_PER_IOST,
-        stake: 0,
-        servi: 0,
-        reputation: 0,
-    }));
-    Genesis {
+    let addrs = |ks: &[Keypair]| ks.iter().map(|k| k.address()).collect::<Vec<_>>();
+    Genesis::test_network(
         params,
-        time: 0,
-        randomness: hash_tagged("ios/sim-genesis-randomness", b"sim"),
-        accounts,
-    }
+        0,
+        hash_tagged("ios/sim-genesis-randomness", b"sim"),
+        &addrs(validators),
+        &addrs(users),
+    )
 }
 
 fn open_db(dir: &Path) -> Result<sled::Db> {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(16 << 20)
-        .flush_every_ms(None)
-        .open()
-        .map_err(|e| ChainError::Storage(format!("opening {}: {e}", dir.display())))
+    crate::state::open_db(dir, None)
 }
 
 /// Runs one seed in `base_dir` (a fresh subdirectory is made and removed).

@@ -8,7 +8,7 @@
 //! The Merkle tree itself is derived data: its nodes live in memory and are
 //! rebuilt from the values when the store opens, and the rebuilt root must
 //! equal the head's state root or the store refuses to open. Persisting the
-//! ~2 log2(n) nodes an update touches cost ten times the rest of a commit
+//! ~2 log2(n) nodes an update touches dominated the cost of a commit in sled
 //! (docs/benchmarks.md); recomputing them once at start costs seconds per
 //! million accounts. Committed values are also kept in memory for reads.
 
@@ -38,6 +38,43 @@ pub const CHECKPOINT_INTERVAL: Height = 64;
 const P_WAL: &[u8] = b"w/";
 const K_HEAD: &[u8] = b"m/head";
 const K_GENESIS: &[u8] = b"m/genesis";
+
+/// Opens (or creates) the sled database of a node at `dir`.
+///
+/// sled releases its directory lock only when its background IO threads
+/// finish after the last handle drops, so reopening right after a close (a
+/// restart in the simulator or a test) can briefly see the lock held: that
+/// case is retried for up to two seconds. Another live process holding the
+/// directory still gets a clear error.
+pub fn open_db(dir: &std::path::Path, flush_every_ms: Option<u64>) -> Result<sled::Db> {
+    let mut waited = 0;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir)
+            .cache_capacity(64 << 20)
+            .flush_every_ms(flush_every_ms)
+            .open();
+        match opened {
+            Ok(db) => return Ok(db),
+            Err(e) if waited < 2_000 && e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                waited += 10;
+            }
+            Err(e) if e.to_string().contains("could not acquire lock") => {
+                return Err(ChainError::Storage(format!(
+                    "{} is in use by another process (is another node running on it?)",
+                    dir.display()
+                )))
+            }
+            Err(e) => {
+                return Err(ChainError::Storage(format!(
+                    "opening {}: {e}",
+                    dir.display()
+                )))
+            }
+        }
+    }
+}
 
 /// Bound on any stored value we decode (blocks are the largest).
 const MAX_STORED: usize = 64 * 1024 * 1024;

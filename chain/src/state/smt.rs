@@ -15,10 +15,12 @@
 //! only, never of insertion order or history.
 //!
 //! Writes are the caller's: [`SparseMerkleTree::update`] returns the new nodes
-//! in a [`NodeBatch`] and [`SparseMerkleTree::write_batch`] adds them to the
-//! caller's `sled::Batch`, so they land atomically with the rest of a block.
-//! Nodes are never deleted, so every older root stays readable; pruning
-//! unreachable nodes is future work.
+//! (and the ones it made unreachable) in a [`NodeBatch`], and
+//! [`SparseMerkleTree::write_batch`] applies it. Two backings: sled-backed
+//! (`new`), where nodes go into the caller's `sled::Batch`, are never
+//! deleted and every older root stays readable; and in-memory
+//! (`in_memory`, what the state store uses), where stale nodes are dropped
+//! at each write and only the latest root is readable.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -848,7 +850,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let updates = inserts(300, 0);
         let root = {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::state::open_db(dir.path(), None).unwrap();
             let tree = db.open_tree("state").unwrap();
             let smt = SparseMerkleTree::new(tree.clone(), b"smt/");
             let (root, nodes) = smt.update(Hash::ZERO, &updates).unwrap();
@@ -859,7 +861,7 @@ mod tests {
             db.flush().unwrap();
             root
         };
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::state::open_db(dir.path(), None).unwrap();
         let tree = db.open_tree("state").unwrap();
         let stored_root = tree.get(b"meta/root").unwrap().unwrap();
         assert_eq!(&stored_root[..], &root.0[..]);

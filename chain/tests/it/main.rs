@@ -25,11 +25,7 @@ pub const FEE: Amount = 10_000;
 /// Opens a sled database the way the simulator does (no background flusher):
 /// dropping the handle is a crash, only what sled already wrote survives.
 pub fn open_db(dir: &Path) -> sled::Db {
-    sled::Config::new()
-        .path(dir)
-        .cache_capacity(16 << 20)
-        .flush_every_ms(None)
-        .open()
+    ios_chain::state::open_db(dir, None)
         .unwrap_or_else(|e| panic!("opening sled at {}: {e}", dir.display()))
 }
 

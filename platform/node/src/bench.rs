@@ -9,11 +9,11 @@ use ios_chain::execute::Runtime;
 use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
 use ios_chain::message::{Message, PeerId};
-use ios_chain::params::{ChainParams, Genesis, GenesisAccount};
+use ios_chain::params::{ChainParams, Genesis};
 use ios_chain::replica::{Output, Replica, ReplicaConfig};
 use ios_chain::state::smt::SparseMerkleTree;
 use ios_chain::tx::{SignedTransaction, Transaction};
-use ios_chain::types::{Height, UNITS_PER_IOST};
+use ios_chain::types::Height;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -171,29 +171,14 @@ fn bench_genesis(cfg: &ChainBenchConfig, validators: &[Keypair], users: &[Keypai
     let mut params = ChainParams::devnet("ios-bench");
     params.committee_size = cfg.validators as u16;
     params.max_block_txs = cfg.block_txs;
-    let mut accounts: Vec<GenesisAccount> = validators
-        .iter()
-        .map(|k| GenesisAccount {
-            address: k.address(),
-            balance: 1_000 * UNITS_PER_IOST,
-            stake: 10_000 * UNITS_PER_IOST,
-            servi: 0,
-            reputation: 500_000,
-        })
-        .collect();
-    accounts.extend(users.iter().map(|k| GenesisAccount {
-        address: k.address(),
-        balance: 1_000_000 * UNITS_PER_IOST,
-        stake: 0,
-        servi: 0,
-        reputation: 0,
-    }));
-    Genesis {
+    let addrs = |ks: &[Keypair]| ks.iter().map(|k| k.address()).collect::<Vec<_>>();
+    Genesis::test_network(
         params,
-        time: 0,
-        randomness: hash_tagged("ios/bench", b"genesis"),
-        accounts,
-    }
+        0,
+        hash_tagged("ios/bench", b"genesis"),
+        &addrs(validators),
+        &addrs(users),
+    )
 }
 
 /// Runs the chain benchmark in `dir` and reports it with the hardware limits.
@@ -247,10 +232,7 @@ pub fn run_chain(
     let mut replicas = Vec::new();
     let mut dbs = Vec::new();
     for (i, k) in vkeys.iter().enumerate() {
-        let db = sled::Config::new()
-            .path(dir.join(format!("v{i}")))
-            .flush_every_ms(None)
-            .open()
+        let db = ios_chain::state::open_db(&dir.join(format!("v{i}")), None)
             .context("opening bench store")?;
         replicas.push(Replica::open(
             &db,

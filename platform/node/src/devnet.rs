@@ -11,10 +11,10 @@ use ios_chain::execute::Runtime;
 use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
 use ios_chain::message::{Message, PeerId};
-use ios_chain::params::{ChainParams, Genesis, GenesisAccount};
+use ios_chain::params::{ChainParams, Genesis};
 use ios_chain::replica::{Output, Replica, ReplicaConfig};
 use ios_chain::tx::{SignedTransaction, Transaction};
-use ios_chain::types::{Height, UNITS_PER_IOST};
+use ios_chain::types::Height;
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -101,31 +101,15 @@ fn load_or_create_genesis(
             .with_context(|| format!("{} is not a devnet genesis", path.display()))?;
         return Ok(g);
     }
-    let mut accounts: Vec<GenesisAccount> = validators
-        .iter()
-        .enumerate()
-        .map(|(i, k)| GenesisAccount {
-            address: k.address(),
-            balance: 10_000 * UNITS_PER_IOST,
-            stake: 10_000 * UNITS_PER_IOST,
-            servi: 100_000 * (i as u64 + 1),
-            reputation: 500_000,
-        })
-        .collect();
-    accounts.extend(users.iter().map(|k| GenesisAccount {
-        address: k.address(),
-        balance: 1_000_000 * UNITS_PER_IOST,
-        stake: 0,
-        servi: 0,
-        reputation: 0,
-    }));
     let now = unix_ms();
-    let g = Genesis {
-        params: devnet_params(),
-        time: now,
-        randomness: hash_tagged("ios/devnet-genesis", &now.to_le_bytes()),
-        accounts,
-    };
+    let addrs = |ks: &[Keypair]| ks.iter().map(|k| k.address()).collect::<Vec<_>>();
+    let g = Genesis::test_network(
+        devnet_params(),
+        now,
+        hash_tagged("ios/devnet-genesis", &now.to_le_bytes()),
+        &addrs(validators),
+        &addrs(users),
+    );
     std::fs::create_dir_all(dir)?;
     std::fs::write(&path, ios_chain::codec::encode(&g))
         .with_context(|| format!("writing {}", path.display()))?;
@@ -164,11 +148,8 @@ pub async fn run(
     let mut handles = Vec::new();
     for (i, (key, inbox)) in keys.into_iter().zip(receivers).enumerate() {
         let dir = cfg.data_dir.join(format!("validator-{i}"));
-        let db = sled::Config::new()
-            .path(&dir)
-            .flush_every_ms(Some(500))
-            .open()
-            .with_context(|| format!("opening {} (is another devnet using it?)", dir.display()))?;
+        let db = ios_chain::state::open_db(&dir, Some(500))
+            .with_context(|| format!("starting validator {i}"))?;
         let replica = Replica::open(
             &db,
             key,
