@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::tx::SignedTransaction;
 use crate::types::{Height, Round};
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::sync::Arc;
 
 /// Largest encoded message accepted from a peer.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024 * 1024;
@@ -21,9 +22,10 @@ pub struct PeerId(pub u64);
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Message {
+    /// Blocks are shared (`Arc`): a broadcast reaches every peer without a copy.
     Proposal {
         proposal: SignedProposal,
-        block: Block,
+        block: Arc<Block>,
         /// With a `valid_round`: the prevote quorum for the block in that round
         /// (Tendermint's proof-of-lock), so peers that missed those prevotes
         /// (a Byzantine member may have sent them different ones) can accept it.
@@ -35,7 +37,7 @@ pub enum Message {
     /// after a partition or a Byzantine vote split left locks divergent).
     Polka {
         round: Round,
-        block: Block,
+        block: Arc<Block>,
         votes: Vec<SignedVote>,
     },
     Txs(Vec<SignedTransaction>),

@@ -561,7 +561,7 @@ impl Replica {
         (results, accepted)
     }
 
-    fn on_proposal(&mut self, sp: &SignedProposal, block: &Block) -> Result<()> {
+    fn on_proposal(&mut self, sp: &SignedProposal, block: &Arc<Block>) -> Result<()> {
         let p = &sp.proposal;
         let params = self.runtime.params();
         if p.chain_id != params.chain_id {
@@ -610,9 +610,7 @@ impl Replica {
             .entry(p.round)
             .or_default()
             .insert(sp.proposer);
-        self.blocks
-            .entry(p.block)
-            .or_insert_with(|| Arc::new(block.clone()));
+        self.blocks.entry(p.block).or_insert_with(|| block.clone());
         self.proposals.insert(p.round, sp.clone());
         Ok(())
     }
@@ -620,7 +618,7 @@ impl Replica {
     /// A relayed prevote quorum: adopt its block as the valid value if it is
     /// from a later round than ours. Safe: a re-proposal still needs the
     /// quorum, and no quorum for another block can follow a decision.
-    fn on_polka(&mut self, round: Round, block: &Block, votes: &[SignedVote]) -> Result<()> {
+    fn on_polka(&mut self, round: Round, block: &Arc<Block>, votes: &[SignedVote]) -> Result<()> {
         if block.header.height != self.height {
             return Ok(());
         }
@@ -647,9 +645,7 @@ impl Replica {
         if !quorum || self.valid.is_some_and(|(vr, _)| vr >= round) {
             return Ok(());
         }
-        self.blocks
-            .entry(hash)
-            .or_insert_with(|| Arc::new(block.clone()));
+        self.blocks.entry(hash).or_insert_with(|| block.clone());
         if self.is_valid(&hash, false) {
             self.valid = Some((round, hash));
             self.save_block(block)?;
@@ -848,7 +844,7 @@ impl Replica {
         self.outputs
             .push(Output::Broadcast(Arc::new(Message::Proposal {
                 proposal,
-                block: (*block).clone(),
+                block,
                 pol,
             })));
         Ok(())
@@ -1337,7 +1333,7 @@ impl Replica {
                 self.outputs
                     .push(Output::Broadcast(Arc::new(Message::Polka {
                         round: vr,
-                        block: (**block).clone(),
+                        block: block.clone(),
                         votes,
                     })));
             }
@@ -1356,7 +1352,7 @@ impl Replica {
         if self.step <= Step::Prevote {
             if let Some(sp) = self.sent_proposals.get(&self.round).cloned() {
                 if let Some(b) = self.blocks.get(&sp.proposal.block) {
-                    let block = (**b).clone();
+                    let block = b.clone();
                     let pol = self.pol_for(&sp);
                     self.outputs
                         .push(Output::Broadcast(Arc::new(Message::Proposal {

@@ -583,13 +583,13 @@ impl<'a> Sim<'a> {
                 block,
                 pol,
             } => {
-                let mut b = block.clone();
+                let mut b = (**block).clone();
                 b.header.time += 1;
                 let mut p = proposal.proposal.clone();
                 p.block = b.hash();
                 Some(Arc::new(Message::Proposal {
                     proposal: SignedProposal::new(p, &key),
-                    block: b,
+                    block: Arc::new(b),
                     pol: pol.clone(),
                 }))
             }

@@ -190,7 +190,7 @@ fn message() -> impl Strategy<Value = Message> {
         (signed_proposal(), block(), vec(signed_vote(), 0..3)).prop_map(
             |(proposal, block, pol)| Message::Proposal {
                 proposal,
-                block,
+                block: std::sync::Arc::new(block),
                 pol
             }
         ),
@@ -198,7 +198,7 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u32>(), block(), vec(signed_vote(), 0..3)).prop_map(|(round, block, votes)| {
             Message::Polka {
                 round,
-                block,
+                block: std::sync::Arc::new(block),
                 votes,
             }
         }),
