@@ -44,9 +44,10 @@ impl Block {
         self.header.hash()
     }
 
+    /// Merkle root over the transactions' leaf hashes (signatures included).
     pub fn tx_root_of(txs: &[SignedTransaction]) -> Hash {
-        let ids: Vec<Hash> = txs.iter().map(|t| t.id()).collect();
-        merkle_root(&ids)
+        let leaves: Vec<Hash> = txs.iter().map(|t| t.leaf_hash()).collect();
+        merkle_root(&leaves)
     }
 
     pub fn from_bytes(bytes: &[u8], max: usize) -> Result<Block> {

@@ -164,9 +164,9 @@ impl Runtime {
         }
         self.end_block(store, &mut block, env, fees)?;
         let diff = store.diff(block.into_writes())?;
-        let ids: Vec<Hash> = included.iter().map(|t| t.id).collect();
+        let leaves: Vec<Hash> = included.iter().map(|t| t.leaf).collect();
         Ok(Executed {
-            tx_root: crate::hash::merkle_root(&ids),
+            tx_root: crate::hash::merkle_root(&leaves),
             receipts_root: Receipt::root_of(&receipts),
             txs: included,
             receipts,

@@ -64,6 +64,8 @@ impl fmt::Display for Hash {
 /// Domain tags. One per kind of hashed or signed value; never reuse a tag.
 pub mod tag {
     pub const TX: &str = "ios/tx";
+    /// A transaction as included in a block, signature and all (tx_root leaves).
+    pub const TX_LEAF: &str = "ios/tx-leaf";
     pub const BLOCK_HEADER: &str = "ios/block-header";
     pub const PROPOSAL: &str = "ios/proposal";
     pub const VOTE: &str = "ios/vote";

@@ -178,6 +178,24 @@ impl Genesis {
                 "no account has the minimum validator stake".into(),
             ));
         }
+        let p = &self.params;
+        let b = &p.believability;
+        for (name, v) in [
+            ("slash", p.slash),
+            ("missed_proposal_decay", p.missed_proposal_decay),
+            ("league", b.league),
+        ] {
+            if v > 1_000_000 {
+                return Err(ChainError::InvalidGenesis(format!(
+                    "{name} is {v} ppm, over 1000000"
+                )));
+            }
+        }
+        if b.w_stake as u64 + b.w_reputation as u64 + b.w_servi as u64 > 1_000_000 {
+            return Err(ChainError::InvalidGenesis(
+                "believability weights add up to more than 1000000 ppm".into(),
+            ));
+        }
         if self.params.epoch_length == 0 || self.params.committee_size == 0 {
             return Err(ChainError::InvalidGenesis(
                 "epoch length and committee size must be positive".into(),

@@ -215,11 +215,19 @@ pub struct Replica {
     locked: Option<(Round, Hash)>,
     valid: Option<(Round, Hash)>,
     blocks: BTreeMap<Hash, Arc<Block>>,
+    /// Transactions of stored blocks, hashed once, with whether each is the
+    /// byte-identical copy from our (signature-checked) pool.
+    bodies: BTreeMap<Hash, Vec<(PooledTx, bool)>>,
     executed: BTreeMap<Hash, Executed>,
     invalid: BTreeSet<Hash>,
     proposals: BTreeMap<Round, SignedProposal>,
     votes: BTreeMap<Round, RoundVotes>,
     round_senders: BTreeMap<Round, BTreeSet<Address>>,
+    /// Highest round beyond `round + 1` each member was seen voting in: enough
+    /// for the round-skip rule without storing far-future votes.
+    future_rounds: BTreeMap<Address, Round>,
+    /// Last time each peer was served sync data or old votes (rate limit).
+    served: BTreeMap<PeerId, TimeMs>,
     proposer_cache: BTreeMap<Round, Address>,
     sent_votes: BTreeMap<(Round, VoteKind), SignedVote>,
     sent_proposals: BTreeMap<Round, SignedProposal>,
@@ -275,11 +283,14 @@ impl Replica {
             locked: None,
             valid: None,
             blocks: BTreeMap::new(),
+            bodies: BTreeMap::new(),
             executed: BTreeMap::new(),
             invalid: BTreeSet::new(),
             proposals: BTreeMap::new(),
             votes: BTreeMap::new(),
             round_senders: BTreeMap::new(),
+            future_rounds: BTreeMap::new(),
+            served: BTreeMap::new(),
             proposer_cache: BTreeMap::new(),
             sent_votes: BTreeMap::new(),
             sent_proposals: BTreeMap::new(),
@@ -322,7 +333,7 @@ impl Replica {
         key.extend_from_slice(&hash.0);
         if let Some(b) = self.store.wal_get(&key)? {
             let block: Block = codec::decode("wal block", &b, 64 * 1024 * 1024)?;
-            self.blocks.insert(*hash, Arc::new(block));
+            self.store_block(&Arc::new(block))?;
         }
         Ok(())
     }
@@ -450,9 +461,15 @@ impl Replica {
                 block,
                 votes,
             } => self.on_polka(*round, block, votes),
-            Message::Status { height, .. } => {
+            Message::Status { height, round } => {
                 if *height < self.height {
-                    self.serve_sync(from, *height)?;
+                    if self.may_serve(from) {
+                        self.serve_sync(from, *height)?;
+                    }
+                } else if *height == self.height && *round < self.round {
+                    if self.may_serve(from) {
+                        self.send_round_votes(from, *round);
+                    }
                 } else if *height > self.height
                     && self.now >= self.last_sync_request + self.config.gossip_interval_ms
                 {
@@ -464,7 +481,12 @@ impl Replica {
                 }
                 Ok(())
             }
-            Message::SyncRequest { from: h } => self.serve_sync(from, *h),
+            Message::SyncRequest { from: h } => {
+                if self.may_serve(from) {
+                    self.serve_sync(from, *h)?;
+                }
+                Ok(())
+            }
             Message::SyncResponse { blocks } => {
                 if blocks.len() > MAX_SYNC_BLOCKS as usize {
                     return Err(ChainError::TooLarge {
@@ -484,6 +506,43 @@ impl Replica {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// At most one sync response or vote catch-up per peer and gossip
+    /// interval: asking is cheap, answering is not.
+    fn may_serve(&mut self, peer: PeerId) -> bool {
+        if self
+            .served
+            .get(&peer)
+            .is_some_and(|t| self.now < t + self.config.gossip_interval_ms)
+        {
+            return false;
+        }
+        if self.served.len() >= 4_096 {
+            self.served.clear();
+        }
+        self.served.insert(peer, self.now);
+        true
+    }
+
+    /// A peer at our height but an older round may have missed votes that
+    /// moved us on (Tendermint assumes gossip delivers them eventually): send
+    /// it what we hold for its round and for ours.
+    fn send_round_votes(&mut self, to: PeerId, round: Round) {
+        let mut out = Vec::new();
+        for r in [round, self.round] {
+            if let Some(rv) = self.votes.get(&r) {
+                for kind in [VoteKind::Prevote, VoteKind::Precommit] {
+                    for votes in rv.of(kind).values() {
+                        out.extend(votes.iter().cloned());
+                    }
+                }
+            }
+        }
+        for v in out {
+            self.outputs
+                .push(Output::Send(to, Arc::new(Message::Vote(v))));
         }
     }
 
@@ -576,8 +635,8 @@ impl Replica {
                 got: p.shard,
             });
         }
-        if p.height != self.height {
-            return Ok(()); // stale or early: status gossip resolves it
+        if p.height != self.height || p.round > self.round + 1 {
+            return Ok(()); // stale or early: status gossip and re-sends resolve it
         }
         sp.verify()?;
         if sp.proposer != self.proposer(p.round)? {
@@ -606,12 +665,42 @@ impl Replica {
             }
             return Ok(());
         }
+        self.store_block(block)?;
         self.round_senders
             .entry(p.round)
             .or_default()
             .insert(sp.proposer);
-        self.blocks.entry(p.block).or_insert_with(|| block.clone());
         self.proposals.insert(p.round, sp.clone());
+        Ok(())
+    }
+
+    /// Keeps a block body after checking it matches its header's tx root, so
+    /// a peer cannot pin a tampered body (say, one bad signature) to a real
+    /// block hash. Each transaction is hashed once here.
+    fn store_block(&mut self, block: &Arc<Block>) -> Result<()> {
+        let hash = block.hash();
+        if self.blocks.contains_key(&hash) {
+            return Ok(());
+        }
+        let body: Vec<(PooledTx, bool)> = block
+            .txs
+            .iter()
+            .map(|tx| {
+                let p = PooledTx::new(tx.clone());
+                match self.mempool.get(&p.id) {
+                    Some(pooled) if pooled.leaf == p.leaf => (pooled.clone(), true),
+                    _ => (p, false),
+                }
+            })
+            .collect();
+        let leaves: Vec<Hash> = body.iter().map(|(p, _)| p.leaf).collect();
+        if crate::hash::merkle_root(&leaves) != block.header.tx_root {
+            return Err(ChainError::InvalidBlock(
+                "transactions do not match the header's tx root".into(),
+            ));
+        }
+        self.blocks.insert(hash, block.clone());
+        self.bodies.insert(hash, body);
         Ok(())
     }
 
@@ -645,10 +734,10 @@ impl Replica {
         if !quorum || self.valid.is_some_and(|(vr, _)| vr >= round) {
             return Ok(());
         }
-        self.blocks.entry(hash).or_insert_with(|| block.clone());
+        self.store_block(block)?;
         if self.is_valid(&hash, false) {
-            self.valid = Some((round, hash));
             self.save_block(block)?;
+            self.valid = Some((round, hash));
             self.persist_wal()?;
         }
         Ok(())
@@ -706,6 +795,18 @@ impl Replica {
             return Err(ChainError::NotCommitteeMember(sv.voter));
         }
         if self.votes.get(&v.round).is_some_and(|rv| rv.has(sv)) {
+            return Ok(());
+        }
+        if v.round > self.round + 1 {
+            // Far ahead: remember only how far this member got.
+            if self
+                .future_rounds
+                .get(&sv.voter)
+                .is_none_or(|r| *r < v.round)
+            {
+                sv.verify()?;
+                self.future_rounds.insert(sv.voter, v.round);
+            }
             return Ok(());
         }
         sv.verify()?;
@@ -923,8 +1024,18 @@ impl Replica {
         Ok(block)
     }
 
-    /// Full validity of a block at the current height; cached per hash.
+    /// Full validity of a block at the current height. The execution result
+    /// is cached per hash (a hash pins the body, see `store_block`); the
+    /// clock check is not cached, since it can pass later.
     fn is_valid(&mut self, hash: &Hash, check_time: bool) -> bool {
+        if check_time {
+            let max = self.now + self.runtime.params().max_clock_drift_ms;
+            match self.blocks.get(hash) {
+                Some(b) if b.header.time > max => return false,
+                Some(_) => {}
+                None => return false,
+            }
+        }
         if self.executed.contains_key(hash) {
             return true;
         }
@@ -934,7 +1045,7 @@ impl Replica {
         let Some(block) = self.blocks.get(hash).cloned() else {
             return false;
         };
-        match self.validate(&block, check_time) {
+        match self.validate(&block) {
             Ok(executed) => {
                 self.executed.insert(*hash, executed);
                 true
@@ -947,7 +1058,7 @@ impl Replica {
         }
     }
 
-    fn validate(&mut self, block: &Block, check_time: bool) -> Result<Executed> {
+    fn validate(&mut self, block: &Block) -> Result<Executed> {
         let params = self.runtime.params().clone();
         let h = &block.header;
         let head = self
@@ -977,37 +1088,25 @@ impl Replica {
         if h.time <= head.time {
             return fail("time does not advance".into());
         }
-        if check_time && h.time > self.now + params.max_clock_drift_ms {
-            return fail("time is too far in the future".into());
-        }
-        // Reuse the pooled copy of transactions we already hold (verified, and
-        // no clone); hash the rest once.
-        let pooled: Vec<PooledTx> = block
-            .txs
+        let body = match self.bodies.get(&block.hash()) {
+            Some(b) => b.clone(),
+            None => return fail("block body was never checked against its tx root".into()),
+        };
+        // Every transaction not byte-identical to a pooled (checked) one is verified.
+        if verify_txs(body.iter().filter(|(_, pooled)| !pooled).map(|(p, _)| p))
             .iter()
-            .map(|tx| {
-                let id = tx.id();
-                match self.mempool.get(&id) {
-                    Some(p) if *p.tx == *tx => p.clone(),
-                    _ => PooledTx::new(tx.clone()),
-                }
-            })
-            .collect();
-        let ids: Vec<Hash> = pooled.iter().map(|p| p.id).collect();
-        if crate::hash::merkle_root(&ids) != h.tx_root {
-            return fail("tx root mismatch".into());
-        }
-        let unknown: Vec<&PooledTx> = pooled
-            .iter()
-            .filter(|p| !self.mempool.contains(&p.id))
-            .collect();
-        if verify_txs(unknown.into_iter()).iter().any(|ok| !ok) {
+            .any(|ok| !ok)
+        {
             return fail("a transaction signature does not verify".into());
         }
+        let pooled: Vec<PooledTx> = body.into_iter().map(|(p, _)| p).collect();
         let env = self.env_for(h.round, h.proposer, h.time);
         let executed = self
             .runtime
             .execute(&self.store, &env, pooled, Mode::Validate)?;
+        if executed.tx_root != h.tx_root {
+            return fail("tx root mismatch".into());
+        }
         if executed.diff.state_root != h.state_root {
             return fail("state root mismatch".into());
         }
@@ -1035,7 +1134,11 @@ impl Replica {
                 };
                 let sv = SignedVote::new(vote, &self.key);
                 self.sent_votes.insert((round, kind), sv.clone());
-                self.persist_wal()?;
+                // A vote that could not be recorded must never leave.
+                if let Err(e) = self.persist_wal() {
+                    self.sent_votes.remove(&(round, kind));
+                    return Err(e);
+                }
                 sv
             }
         };
@@ -1106,13 +1209,17 @@ impl Replica {
             }
         }
 
-        // Skip ahead to a round in which f+1 members are already active.
-        let ahead = self
-            .round_senders
-            .iter()
-            .rev()
-            .find(|(r, s)| **r > self.round && s.len() > f)
-            .map(|(r, _)| *r);
+        // Skip ahead to the highest round that f+1 members have reached.
+        let mut highest: BTreeMap<Address, Round> = self.future_rounds.clone();
+        for (r, senders) in self.round_senders.range(self.round + 1..) {
+            for s in senders {
+                let e = highest.entry(*s).or_insert(*r);
+                *e = (*e).max(*r);
+            }
+        }
+        let mut reached: Vec<Round> = highest.into_values().filter(|r| *r > self.round).collect();
+        reached.sort_unstable_by(|a, b| b.cmp(a));
+        let ahead = reached.get(f).copied();
         if let Some(r) = ahead {
             self.start_round(r)?;
             return Ok(true);
@@ -1232,10 +1339,7 @@ impl Replica {
         }
         cert.verify(&params.chain_id, params.shard, &self.committee)?;
         let hash = block.hash();
-        self.blocks
-            .entry(hash)
-            .or_insert_with(|| Arc::new(block.clone()));
-        self.invalid.remove(&hash);
+        self.store_block(&Arc::new(block.clone()))?;
         if !self.is_valid(&hash, false) {
             return Err(ChainError::InvalidBlock(format!(
                 "certified block {hash} does not execute to its header"
@@ -1304,6 +1408,8 @@ impl Replica {
         self.proposals.clear();
         self.votes.clear();
         self.round_senders.clear();
+        self.future_rounds.clear();
+        self.bodies.clear();
         self.proposer_cache.clear();
         self.sent_votes.clear();
         self.sent_proposals.clear();

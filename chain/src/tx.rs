@@ -67,6 +67,12 @@ impl SignedTransaction {
         self.tx.signing_hash()
     }
 
+    /// Hash of the whole signed encoding: what a block's `tx_root` commits
+    /// to, so a block hash pins every signature byte, not just the ids.
+    pub fn leaf_hash(&self) -> Hash {
+        crate::hash::hash_tagged(tag::TX_LEAF, &codec::encode(self))
+    }
+
     pub fn verify_signature(&self) -> Result<()> {
         self.tx
             .sender
@@ -107,6 +113,8 @@ impl SignedTransaction {
 pub struct PooledTx {
     pub tx: Arc<SignedTransaction>,
     pub id: Hash,
+    /// `SignedTransaction::leaf_hash`.
+    pub leaf: Hash,
     pub len: usize,
 }
 
@@ -116,10 +124,13 @@ impl PooledTx {
         // transaction encodes as its body followed by the 64 signature bytes.
         let body = codec::encode(&tx.tx);
         let id = crate::hash::hash_tagged(tag::TX, &body);
+        let mut leaf = crate::hash::DomainHasher::new(tag::TX_LEAF);
+        leaf.update(&body).update(&tx.signature.0);
         let len = body.len() + 64;
         PooledTx {
             tx: Arc::new(tx),
             id,
+            leaf: leaf.finalize(),
             len,
         }
     }

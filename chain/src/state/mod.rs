@@ -396,7 +396,11 @@ impl StateStore {
         }
         self.head = Some(head);
         if height >= self.checkpoint + CHECKPOINT_INTERVAL {
-            self.write_checkpoint(height)?;
+            // The block is committed either way: its write record stays until a
+            // later checkpoint succeeds.
+            if let Err(e) = self.write_checkpoint(height) {
+                tracing::warn!(height, error = %e, "state checkpoint failed; will retry");
+            }
         }
         Ok(())
     }

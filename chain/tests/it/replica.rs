@@ -518,3 +518,60 @@ fn a_restarted_replica_never_signs_a_conflicting_prevote() {
 fn a_restarted_replica_never_signs_a_conflicting_precommit() {
     check_restart_keeps_its_vote(VoteKind::Precommit);
 }
+
+/// A peer that re-sends a real proposal with one transaction's signature
+/// flipped (the header, and so the block hash, unchanged) is refused, and the
+/// genuine proposal is still accepted and finalized: a tampered body cannot
+/// poison the block's hash.
+#[test]
+fn a_tampered_block_body_is_refused_and_the_real_block_still_commits() {
+    let users = user_keys();
+    let mut net = Net::new(&users);
+    let g = net.genesis.clone();
+    let tx = transfer(&users[0], &g, 0, users[1].address(), 5);
+    let mut tampered_for = None;
+    net.submit(0, vec![tx.clone()]);
+    while tampered_for.is_none() {
+        let next = net.queue.front().cloned();
+        if let Some((from, to, msg)) = next {
+            if let Message::Proposal {
+                proposal,
+                block,
+                pol,
+            } = msg.as_ref()
+            {
+                if !block.txs.is_empty() {
+                    let mut bad = (**block).clone();
+                    bad.txs[0].signature.0[0] ^= 1;
+                    assert_eq!(bad.hash(), block.hash(), "the header is unchanged");
+                    let forged = Message::Proposal {
+                        proposal: proposal.clone(),
+                        block: Arc::new(bad),
+                        pol: pol.clone(),
+                    };
+                    let now = net.now;
+                    let r = net.nodes[to].replica.as_mut().expect("running");
+                    let err = r
+                        .handle(PeerId(from as u64), &forged, now)
+                        .expect_err("a tampered body is refused");
+                    assert!(err.to_string().contains("tx root"), "{err}");
+                    tampered_for = Some(to);
+                }
+            }
+        }
+        net.step();
+    }
+    net.run_until(60_000, "the transfer is final everywhere", |n| {
+        (0..VALIDATORS).all(|i| {
+            n.replica(i)
+                .store()
+                .tx_location(&tx.id())
+                .ok()
+                .flatten()
+                .is_some()
+        })
+    });
+    net.check_agreement();
+    net.check_stores();
+    assert_eq!(net.rejected, 0);
+}
