@@ -685,12 +685,10 @@ impl Replica {
         let body: Vec<(PooledTx, bool)> = block
             .txs
             .iter()
-            .map(|tx| {
-                let p = PooledTx::new(tx.clone());
-                match self.mempool.get(&p.id) {
-                    Some(pooled) if pooled.leaf == p.leaf => (pooled.clone(), true),
-                    _ => (p, false),
-                }
+            .map(|tx| match self.mempool.get(&tx.id()) {
+                // Byte-identical to the pooled copy: share it (its leaf is known).
+                Some(pooled) if *pooled.tx == *tx => (pooled.clone(), true),
+                _ => (PooledTx::new(tx.clone()), false),
             })
             .collect();
         let leaves: Vec<Hash> = body.iter().map(|(p, _)| p.leaf).collect();
