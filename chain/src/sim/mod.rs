@@ -185,6 +185,10 @@ struct Sim<'a> {
     user_nonce: Vec<u64>,
     user_last_progress: Vec<TimeMs>,
     partition: Option<BTreeSet<usize>>,
+    /// Nodes to crash right after they broadcast their next vote.
+    crash_after_vote: Vec<bool>,
+    /// Per node: what it signed for each (height, round, step).
+    signed: Vec<BTreeMap<(Height, u32, u8), Option<Hash>>>,
     healed: bool,
     finalized: BTreeMap<Height, (Hash, Hash)>,
     trace: DomainHasher,
@@ -302,6 +306,8 @@ impl<'a> Sim<'a> {
             user_nonce: vec![0; n_users],
             user_last_progress: vec![0; n_users],
             partition: None,
+            signed: vec![BTreeMap::new(); cfg.validators],
+            crash_after_vote: vec![false; cfg.validators],
             healed: false,
             finalized: BTreeMap::new(),
             trace: DomainHasher::new("ios/sim-trace"),
@@ -449,6 +455,18 @@ impl<'a> Sim<'a> {
                         self.equivocate(from, &msg);
                         continue;
                     }
+                    self.check_no_equivocation(from, &msg);
+                    if self.crash_after_vote[from] && matches!(msg.as_ref(), Message::Vote(_)) {
+                        // The vote leaves, then the node dies mid-step.
+                        for to in 0..self.nodes.len() {
+                            if to != from {
+                                self.send(from, to, msg.clone());
+                            }
+                        }
+                        let down = self.rng.range(1, 30);
+                        self.crash(from, down);
+                        return Ok(());
+                    }
                     for to in 0..self.nodes.len() {
                         if to != from {
                             self.send(from, to, msg.clone());
@@ -523,6 +541,39 @@ impl<'a> Sim<'a> {
             }
         }
         Ok(())
+    }
+
+    /// An honest node, even across crashes and restarts, never signs two
+    /// different votes or proposals for one step.
+    fn check_no_equivocation(&mut self, node: usize, msg: &Message) {
+        let (step, block) = match msg {
+            Message::Vote(v) => {
+                let w = &v.vote;
+                ((w.height, w.round, w.kind as u8), w.block)
+            }
+            Message::Proposal { proposal, .. } => {
+                let p = &proposal.proposal;
+                ((p.height, p.round, 2u8), Some(p.block))
+            }
+            _ => return,
+        };
+        match self.signed[node].get(&step) {
+            Some(first) if *first != block => {
+                let message = format!(
+                    "honest node {node} signed two different messages for height {} round {} ({}): {first:?} and {block:?}",
+                    step.0,
+                    step.1,
+                    ["prevote", "precommit", "proposal"][step.2 as usize]
+                );
+                self.violation(message);
+                // Report each conflict once, not on every re-send.
+                self.signed[node].insert(step, block);
+            }
+            Some(_) => {}
+            None => {
+                self.signed[node].insert(step, block);
+            }
+        }
     }
 
     fn send(&mut self, from: usize, to: usize, msg: Arc<Message>) {
@@ -631,15 +682,27 @@ impl<'a> Sim<'a> {
                 return Ok(());
             }
             let i = honest[self.rng.below(honest.len() as u64) as usize];
-            // Dropping the replica and its sled handle is the crash; only what
-            // reached its data directory survives.
-            self.nodes[i].replica = None;
-            self.nodes[i].next_tick = TimeMs::MAX;
-            self.report.crashes += 1;
-            let until = self.now + self.rng.range(500, 4_000);
-            self.push(until, Ev::Restart(i));
+            if self.rng.chance(500_000) {
+                // Crash right after its next own vote, and come back at once,
+                // into the round it was voting in: where a vote forgotten by
+                // the restart would turn into equivocation.
+                self.crash_after_vote[i] = true;
+            } else {
+                let down = self.rng.range(500, 4_000);
+                self.crash(i, down);
+            }
         }
         Ok(())
+    }
+
+    /// Dropping the replica and its sled handle is the crash; only what
+    /// reached its data directory survives. It restarts `down` ms later.
+    fn crash(&mut self, i: usize, down: TimeMs) {
+        self.crash_after_vote[i] = false;
+        self.nodes[i].replica = None;
+        self.nodes[i].next_tick = TimeMs::MAX;
+        self.report.crashes += 1;
+        self.push(self.now + down, Ev::Restart(i));
     }
 
     fn restart(&mut self, i: usize) -> Result<()> {

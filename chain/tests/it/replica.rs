@@ -139,6 +139,18 @@ impl Net {
         self.nodes[i].replica.as_ref().expect("node is running")
     }
 
+    /// Every node has `tx` in a committed block.
+    fn final_everywhere(&self, tx: &SignedTransaction) -> bool {
+        (0..VALIDATORS).all(|i| {
+            self.replica(i)
+                .store()
+                .tx_location(&tx.id())
+                .ok()
+                .flatten()
+                .is_some()
+        })
+    }
+
     /// Last committed height of node `i` (0 while it is down).
     fn height(&self, i: usize) -> Height {
         self.nodes[i].replica.as_ref().map_or(0, |r| r.height() - 1)
@@ -363,17 +375,7 @@ fn four_replicas_finalize_the_same_blocks_and_the_transfers_in_them() {
     let all: Vec<SignedTransaction> = from_a.iter().chain(&from_b).cloned().collect();
 
     net.run_until(60_000, "6 blocks and every transfer final", |n| {
-        n.min_height() >= 6
-            && all.iter().all(|tx| {
-                (0..VALIDATORS).all(|i| {
-                    n.replica(i)
-                        .store()
-                        .tx_location(&tx.id())
-                        .ok()
-                        .flatten()
-                        .is_some()
-                })
-            })
+        n.min_height() >= 6 && all.iter().all(|tx| n.final_everywhere(tx))
     });
     net.check_agreement();
     net.check_stores();
@@ -562,14 +564,7 @@ fn a_tampered_block_body_is_refused_and_the_real_block_still_commits() {
         net.step();
     }
     net.run_until(60_000, "the transfer is final everywhere", |n| {
-        (0..VALIDATORS).all(|i| {
-            n.replica(i)
-                .store()
-                .tx_location(&tx.id())
-                .ok()
-                .flatten()
-                .is_some()
-        })
+        n.final_everywhere(&tx)
     });
     net.check_agreement();
     net.check_stores();
