@@ -192,10 +192,12 @@ impl Module for LedgerModule {
             }
             LedgerCall::Evidence(ev) => {
                 let (offender, key) = ev.verify()?;
-                let (chain_id, shard) = match &*ev {
-                    Evidence::DuplicateVote { a, .. } => (&a.vote.chain_id, a.vote.shard),
+                let (chain_id, shard, height) = match &*ev {
+                    Evidence::DuplicateVote { a, .. } => {
+                        (&a.vote.chain_id, a.vote.shard, a.vote.height)
+                    }
                     Evidence::DuplicateProposal { a, .. } => {
-                        (&a.proposal.chain_id, a.proposal.shard)
+                        (&a.proposal.chain_id, a.proposal.shard, a.proposal.height)
                     }
                 };
                 if shard != ctx.env.shard {
@@ -203,6 +205,14 @@ impl Module for LedgerModule {
                         expected: ctx.env.shard,
                         got: shard,
                     });
+                }
+                // Evidence counts while the offender's stake is surely still
+                // slashable: within one unbonding period of the offence.
+                if height.saturating_add(ctx.params.unbonding_blocks) < ctx.env.height {
+                    return Err(ChainError::InvalidEvidence(format!(
+                        "the offence at height {height} is older than the unbonding period ({} blocks)",
+                        ctx.params.unbonding_blocks
+                    )));
                 }
                 if chain_id != &ctx.env.chain_id {
                     return Err(ChainError::WrongChainId {

@@ -153,6 +153,13 @@ impl Genesis {
 
     pub fn validate(&self) -> Result<()> {
         self.total_supply()?;
+        let id = &self.params.chain_id.0;
+        if id.is_empty() || id.len() > ChainId::MAX_LEN {
+            return Err(ChainError::InvalidGenesis(format!(
+                "chain id {id:?} must be 1 to {} bytes",
+                ChainId::MAX_LEN
+            )));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for a in &self.accounts {
             if !seen.insert(a.address) {

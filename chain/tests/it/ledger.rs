@@ -1001,3 +1001,42 @@ fn invalid_evidence_is_refused_and_slashes_nothing() {
         assert_eq!(l.fee_pool(), 0, "{name}");
     }
 }
+
+/// Evidence counts only within one unbonding period of the offence, and only
+/// for this shard.
+#[test]
+fn stale_or_foreign_evidence_is_refused() {
+    let v = validator_key();
+    let (x, y) = (Some(hash_tagged("t", b"x")), Some(hash_tagged("t", b"y")));
+    let double = |shard: u16| {
+        let mut a = vote(&v, "ios-sim", 0, VoteKind::Prevote, x).vote;
+        let mut b = vote(&v, "ios-sim", 0, VoteKind::Prevote, y).vote;
+        a.shard = shard;
+        b.shard = shard;
+        Evidence::DuplicateVote {
+            a: SignedVote::new(a, &v),
+            b: SignedVote::new(b, &v),
+        }
+    };
+    // The offence is at height 5; with a 2-block unbonding period it expires after height 7.
+    let mut l = Ledger::with(|p| p.unbonding_blocks = 2);
+    while l.env().height <= 7 {
+        l.commit(&[]);
+    }
+    for (name, ev, code) in [
+        (
+            "older than the unbonding period",
+            double(1),
+            "invalid_evidence",
+        ),
+        ("another shard's votes", double(2), "wrong_shard"),
+    ] {
+        let before = l.account(&v.address());
+        let tx = evidence_tx(&l, 1, ev);
+        let receipts = l.commit(std::slice::from_ref(&tx));
+        let status = &receipt_of(&receipts, &tx).status;
+        assert!(failed(code)(status), "{name}: {status:?}");
+        let after = l.account(&v.address());
+        assert_eq!((after.stake, after.jailed), (before.stake, false), "{name}");
+    }
+}
