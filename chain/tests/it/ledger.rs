@@ -3,7 +3,7 @@
 //! ones move exactly their amounts, supply is conserved by every block, fees
 //! go to the proposer, and equivocation evidence slashes exactly once.
 
-use crate::{ledger_tx, open_db, receipt_of, sign_call, tick_until_commit, FEE};
+use crate::{ledger_tx, open_db, receipt_of, sign_call, tick_until_commit, Solo, FEE};
 use ios_chain::account::Account;
 use ios_chain::block::{
     Block, BlockHeader, CommitCertificate, Proposal, Receipt, ReceiptStatus, SignedProposal,
@@ -17,11 +17,10 @@ use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{self, Evidence, LedgerCall, LedgerModule, Token};
 use ios_chain::module::{keys, BlockEnv};
 use ios_chain::params::{ChainParams, Genesis};
-use ios_chain::replica::{Replica, ReplicaConfig};
 use ios_chain::sim::{sim_genesis, sim_params};
 use ios_chain::state::StateStore;
 use ios_chain::tx::{Call, ModuleId, PooledTx, SignedTransaction, MAX_TX_BYTES};
-use ios_chain::types::{Amount, ChainId, TimeMs, PPM, UNITS_PER_IOST};
+use ios_chain::types::{Amount, ChainId, PPM, UNITS_PER_IOST};
 
 const IOST: Amount = UNITS_PER_IOST;
 
@@ -472,35 +471,10 @@ fn fees_of_a_block_go_to_its_proposer() {
 
 // ---- admission ------------------------------------------------------------
 
-/// A one-validator replica: the admission path (`submit`) and its store.
-struct Solo {
-    replica: Replica,
-    now: TimeMs,
-    users: Vec<Keypair>,
-    _db: sled::Db,
-    _dir: tempfile::TempDir,
-}
-
+/// The admission path (`submit`) of a one-validator replica, and its store.
 impl Solo {
     fn new(genesis: &Genesis) -> Solo {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let db = open_db(dir.path());
-        let replica = Replica::open(
-            &db,
-            validator_key(),
-            Runtime::new(genesis.params.clone()),
-            genesis,
-            ReplicaConfig::default(),
-            0,
-        )
-        .expect("open replica");
-        Solo {
-            replica,
-            now: 0,
-            users: user_keys(),
-            _db: db,
-            _dir: dir,
-        }
+        Solo::open(validator_key(), user_keys(), genesis)
     }
 
     fn chain_id(&self) -> ChainId {

@@ -12,8 +12,10 @@ mod state_proofs;
 
 use ios_chain::block::Receipt;
 use ios_chain::crypto::Keypair;
+use ios_chain::execute::Runtime;
 use ios_chain::ledger::{LedgerCall, LedgerModule};
-use ios_chain::replica::{CommittedBlock, Output, Replica};
+use ios_chain::params::Genesis;
+use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
 use ios_chain::tx::{Call, SignedTransaction, Transaction};
 use ios_chain::types::{Amount, ChainId, Height, TimeMs};
 use std::path::{Path, PathBuf};
@@ -30,6 +32,38 @@ pub fn open_db(dir: &Path) -> sled::Db {
 }
 
 /// Signs `call` from `key` with explicit envelope fields.
+/// A one-validator chain on its own sled directory, after genesis.
+pub struct Solo {
+    pub replica: Replica,
+    pub now: TimeMs,
+    pub users: Vec<Keypair>,
+    _db: sled::Db,
+    _dir: tempfile::TempDir,
+}
+
+impl Solo {
+    pub fn open(validator: Keypair, users: Vec<Keypair>, genesis: &Genesis) -> Solo {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_db(dir.path());
+        let replica = Replica::open(
+            &db,
+            validator,
+            Runtime::new(genesis.params.clone()),
+            genesis,
+            ReplicaConfig::default(),
+            0,
+        )
+        .expect("open replica");
+        Solo {
+            replica,
+            now: 0,
+            users,
+            _db: db,
+            _dir: dir,
+        }
+    }
+}
+
 pub fn sign_call(
     key: &Keypair,
     chain_id: &ChainId,

@@ -2,7 +2,7 @@
 //! `verify_state_proof`, for present and absent keys; anything tampered with
 //! (value, root, path, claim) fails with a typed `Proof` error.
 
-use crate::{check_golden, hex, ledger_tx, open_db, tick_until_commit};
+use crate::{check_golden, hex, ledger_tx, open_db, tick_until_commit, Solo};
 use ios_chain::committee::K_COMMITTEE;
 use ios_chain::crypto::Keypair;
 use ios_chain::error::ChainError;
@@ -11,45 +11,19 @@ use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{LedgerCall, Token};
 use ios_chain::module::keys;
 use ios_chain::params::{ChainParams, Genesis, GenesisAccount};
-use ios_chain::replica::{Replica, ReplicaConfig};
 use ios_chain::sim::{sim_genesis, sim_params};
 use ios_chain::state::smt::{ProofError, SparseMerkleProof};
 use ios_chain::state::{verify_state_proof, StateStore};
-use ios_chain::types::{TimeMs, UNITS_PER_IOST as IOST};
+use ios_chain::types::UNITS_PER_IOST as IOST;
 
 /// A one-validator chain with two users, after genesis.
-struct Solo {
-    replica: Replica,
-    now: TimeMs,
-    users: Vec<Keypair>,
-    _db: sled::Db,
-    _dir: tempfile::TempDir,
-}
-
 fn solo() -> Solo {
     let validator = Keypair::from_seed("proof-validator", 0);
     let users: Vec<Keypair> = (0..2)
         .map(|i| Keypair::from_seed("proof-user", i))
         .collect();
     let genesis = sim_genesis(sim_params(1), std::slice::from_ref(&validator), &users);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open_db(dir.path());
-    let replica = Replica::open(
-        &db,
-        validator,
-        Runtime::new(genesis.params.clone()),
-        &genesis,
-        ReplicaConfig::default(),
-        0,
-    )
-    .expect("open replica");
-    Solo {
-        replica,
-        now: 0,
-        users,
-        _db: db,
-        _dir: dir,
-    }
+    Solo::open(validator, users, &genesis)
 }
 
 fn proof_error(e: ProofError) -> Result<(), ChainError> {
