@@ -40,13 +40,6 @@ impl Hash {
         }
         Some(Hash(out))
     }
-
-    /// First 8 bytes as a big-endian integer; used to seed deterministic draws.
-    pub fn prefix_u64(&self) -> u64 {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self.0[..8]);
-        u64::from_be_bytes(b)
-    }
 }
 
 impl fmt::Debug for Hash {

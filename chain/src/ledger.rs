@@ -2,7 +2,7 @@
 //! Servi has no transfer: an attempt is the typed error `ServiNotTransferable`.
 
 use crate::block::{SignedProposal, SignedVote};
-use crate::committee::{validators, K_FEE_POOL, K_VALIDATORS};
+use crate::committee::{K_FEE_POOL, K_VALIDATORS};
 use crate::crypto::Address;
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_value, tag, Hash};
@@ -253,9 +253,4 @@ impl Module for LedgerModule {
         }
         Ok(())
     }
-}
-
-/// Every bonded validator (for tools and tests).
-pub fn bonded(state: &dyn crate::state::StateRead) -> Result<Vec<Address>> {
-    validators(state)
 }

@@ -13,7 +13,7 @@ mod rng;
 pub use rng::SimRng;
 
 use crate::block::{Block, SignedProposal, SignedVote};
-use crate::crypto::{Address, Keypair};
+use crate::crypto::Keypair;
 use crate::error::{ChainError, Result};
 use crate::execute::{total_supply, Runtime};
 use crate::hash::{hash_tagged, DomainHasher, Hash};
@@ -810,11 +810,4 @@ impl<'a> Sim<'a> {
         }
         Ok(())
     }
-}
-
-/// Addresses of the simulator's validators, in node order.
-pub fn validator_addresses(n: usize) -> Vec<Address> {
-    (0..n as u64)
-        .map(|i| Keypair::from_seed("sim-validator", i).address())
-        .collect()
 }

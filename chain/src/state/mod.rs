@@ -252,11 +252,6 @@ impl StateStore {
         self.index_txs = on;
     }
 
-    /// Nodes of the state tree held in memory.
-    pub fn tree_nodes(&self) -> usize {
-        self.smt.nodes_in_memory()
-    }
-
     /// Hash of the genesis this store was initialized with.
     pub fn genesis_hash(&self) -> Result<Option<Hash>> {
         Ok(self.tree.get(K_GENESIS)?.and_then(|b| {

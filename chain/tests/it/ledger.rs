@@ -14,7 +14,7 @@ use ios_chain::crypto::{Address, Keypair};
 use ios_chain::error::ChainError;
 use ios_chain::execute::{total_supply, Executed, Mode, Runtime};
 use ios_chain::hash::{hash_tagged, Hash};
-use ios_chain::ledger::{self, Evidence, LedgerCall, LedgerModule, Token};
+use ios_chain::ledger::{Evidence, LedgerCall, LedgerModule, Token};
 use ios_chain::module::{keys, BlockEnv};
 use ios_chain::params::{ChainParams, Genesis};
 use ios_chain::sim::{sim_genesis, sim_params};
@@ -404,18 +404,24 @@ fn staking_bonds_and_unbonded_funds_return_after_the_delay() {
     let user = l.users[0].address();
     let start = l.account(&user);
     let min = l.runtime.params().min_validator_stake;
-    assert!(!ledger::bonded(&l.store).expect("bonded").contains(&user));
+    assert!(!committee::validators(&l.store)
+        .expect("bonded")
+        .contains(&user));
 
     let stake = l.tx(0, LedgerModule::call(&LedgerCall::Stake { amount: min }));
     l.commit(&[stake]);
-    assert!(ledger::bonded(&l.store).expect("bonded").contains(&user));
+    assert!(committee::validators(&l.store)
+        .expect("bonded")
+        .contains(&user));
 
     // Dropping below the minimum unbonds the validator.
     let unstake = l.tx(0, LedgerModule::call(&LedgerCall::Unstake { amount: 1 }));
     l.commit(&[unstake]);
     let unstaked_at = l.store.head().expect("head").height;
     let a = l.account(&user);
-    assert!(!ledger::bonded(&l.store).expect("bonded").contains(&user));
+    assert!(!committee::validators(&l.store)
+        .expect("bonded")
+        .contains(&user));
     assert_eq!(
         (a.stake, a.unbonding, a.unbonding_release),
         (min - 1, 1, unstaked_at + 3)
@@ -436,7 +442,9 @@ fn staking_bonds_and_unbonded_funds_return_after_the_delay() {
     assert_eq!(a.unbonding, 0);
     assert_eq!(a.stake, min + 1);
     assert_eq!(a.balance, start.balance - min - 2 - 4 * FEE + 1);
-    assert!(ledger::bonded(&l.store).expect("bonded").contains(&user));
+    assert!(committee::validators(&l.store)
+        .expect("bonded")
+        .contains(&user));
 }
 
 #[test]
@@ -817,7 +825,7 @@ fn equivocation_is_slashed_once_per_offence() {
         b: prevote(Some(y)),
     };
     assert_eq!(ev.verify().map(|(a, _)| a), Ok(offender));
-    assert!(ledger::bonded(&l.store)
+    assert!(committee::validators(&l.store)
         .expect("bonded")
         .contains(&offender));
 
@@ -837,7 +845,7 @@ fn equivocation_is_slashed_once_per_offence() {
         (0, PPM as u32, true)
     );
     assert_eq!(after.believability(&l.runtime.params().believability), 0);
-    assert!(!ledger::bonded(&l.store)
+    assert!(!committee::validators(&l.store)
         .expect("bonded")
         .contains(&offender));
 
