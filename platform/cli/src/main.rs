@@ -3,6 +3,7 @@
 
 mod bench;
 mod devnet;
+mod risk;
 mod sim;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ enum Command {
     Sim(sim::SimArgs),
     /// Measure performance against this machine's limits.
     Bench(bench::BenchArgs),
+    /// Size shard committees: the chance a random committee has more than f Byzantine members.
+    CommitteeRisk(risk::RiskArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +46,7 @@ fn main() -> ExitCode {
         Command::Devnet(a) => devnet::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::CommitteeRisk(a) => risk::run(a),
     };
     match result {
         Ok(code) => code,

@@ -188,3 +188,49 @@ fn bench_chain_prints_its_ratio_as_json() {
         assert!(out.contains(key), "missing {key} in {out}");
     }
 }
+
+#[test]
+fn committee_risk_json_shrinks_with_the_committee() {
+    let o = ios(&[
+        "committee-risk",
+        "--json",
+        "--validators",
+        "400",
+        "--sizes",
+        "16,64",
+        "--byzantine",
+        "20",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON object");
+    assert_eq!(v["validators"], 400);
+    assert_eq!(v["sizes"], serde_json::json!([16, 64]));
+    assert_eq!(v["byzantine"], serde_json::json!([80]));
+    let cells = v["cells"].as_array().expect("cells");
+    assert_eq!(cells.len(), 2, "{out}");
+    let tail_of = |size: u64| {
+        let c = cells
+            .iter()
+            .find(|c| c["size"] == size)
+            .unwrap_or_else(|| panic!("no cell for {size} in {out}"));
+        assert_eq!(c["byzantine_percent"], 20.0);
+        assert_eq!(c["f"], (size - 1) / 3);
+        c["tail"].as_f64().expect("tail is a number")
+    };
+    let (t16, t64) = (tail_of(16), tail_of(64));
+    assert!(0.0 < t64 && t64 < t16 && t16 < 1.0, "{t16} {t64}");
+}
+
+#[test]
+fn committee_risk_rejects_a_share_over_100_percent() {
+    let o = ios(&["committee-risk", "--byzantine", "150"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(o.stdout.is_empty(), "{}", stdout(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--byzantine 150 is outside 0..100"), "{err}");
+}
