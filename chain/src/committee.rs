@@ -17,6 +17,8 @@ pub const K_COMMITTEE: &[u8] = b"core/committee";
 pub const K_RANDOMNESS: &[u8] = b"core/randomness";
 pub const K_VALIDATORS: &[u8] = b"core/validators";
 pub const K_FEE_POOL: &[u8] = b"core/fee_pool";
+/// First height of the current epoch.
+pub const K_EPOCH_START: &[u8] = b"core/epoch_start";
 
 pub fn read<T: borsh::BorshDeserialize>(state: &dyn StateRead, key: &[u8]) -> Result<Option<T>> {
     match state.read(key)? {
@@ -34,24 +36,52 @@ pub fn validators(state: &dyn StateRead) -> Result<Vec<Address>> {
     Ok(read(state, K_VALIDATORS)?.unwrap_or_default())
 }
 
-/// Elects the committee for `epoch`: the `committee_size` largest stakes among
-/// bonded validators that are not jailed (ties by address), then the top
-/// `league` share of them by believability forms the believable league.
-pub fn elect(state: &dyn StateRead, params: &ChainParams, epoch: Epoch) -> Result<Committee> {
-    let mut candidates = Vec::new();
+/// Validators that may serve: bonded (stake at least the minimum), not
+/// jailed, and with a registered PVSS key (committee members deal and
+/// decrypt randomness). Sorted by address.
+pub fn eligible(state: &dyn StateRead, params: &ChainParams) -> Result<Vec<Address>> {
+    let mut out = Vec::new();
     for a in validators(state)? {
         let acct = read_account(state, &a)?;
-        if !acct.jailed && acct.stake >= params.min_validator_stake {
-            candidates.push((a, acct));
+        if !acct.jailed
+            && acct.stake >= params.min_validator_stake
+            && state.read(&crate::beacon::pvss_key_key(&a))?.is_some()
+        {
+            out.push(a);
         }
     }
-    candidates.sort_by(|(a, x), (b, y)| y.stake.cmp(&x.stake).then(a.cmp(b)));
-    candidates.truncate(params.committee_size as usize);
+    Ok(out)
+}
 
-    let mut by_b: Vec<(Address, u32)> = candidates
-        .iter()
-        .map(|(a, acct)| (*a, acct.believability(&params.believability)))
-        .collect();
+/// Elects the committee for `epoch` seeded by its randomness: TransEpoch
+/// rotation of `current` (empty at genesis) over the eligible validators
+/// (see [`crate::shard::assign_committees`]); then the top `league` share
+/// of the members by believability forms the believable league.
+pub fn elect(
+    state: &dyn StateRead,
+    params: &ChainParams,
+    epoch: Epoch,
+    current: &[Address],
+    randomness: &Hash,
+) -> Result<Committee> {
+    let eligible = eligible(state, params)?;
+    let members = crate::shard::assign_committees(
+        &[current.to_vec()],
+        &eligible,
+        params.committee_size as usize,
+        params.transepoch_swaps as usize,
+        randomness,
+    )
+    .pop()
+    .unwrap_or_default();
+
+    let mut by_b: Vec<(Address, u32)> = Vec::with_capacity(members.len());
+    for a in &members {
+        by_b.push((
+            *a,
+            read_account(state, a)?.believability(&params.believability),
+        ));
+    }
     by_b.sort_by(|(a, x), (b, y)| y.cmp(x).then(a.cmp(b)));
     let n = by_b.len() as u64;
     let league = (n * params.believability.league as u64)
@@ -59,9 +89,6 @@ pub fn elect(state: &dyn StateRead, params: &ChainParams, epoch: Epoch) -> Resul
         .clamp(n.min(1), n);
     let mut believable: Vec<Address> = by_b.iter().take(league as usize).map(|(a, _)| *a).collect();
     believable.sort();
-
-    let mut members: Vec<Address> = candidates.into_iter().map(|(a, _)| a).collect();
-    members.sort();
     Ok(Committee {
         epoch,
         members,
@@ -118,15 +145,4 @@ pub fn proposer(
         x -= w;
     }
     Ok(pool[pool.len() - 1])
-}
-
-/// Provisional epoch randomness: a hash chain over finalized block hashes.
-/// The PVSS beacon (sharding issue) replaces it; until then a proposer at an
-/// epoch boundary can grind it, which docs/protocol.md states.
-pub fn next_randomness(current: &Hash, epoch: Epoch, boundary_block_prev: &Hash) -> Hash {
-    let mut h = DomainHasher::new(tag::EPOCH_RANDOMNESS);
-    h.update(&current.0)
-        .update(&epoch.to_le_bytes())
-        .update(&boundary_block_prev.0);
-    h.finalize()
 }

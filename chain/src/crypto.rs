@@ -152,6 +152,27 @@ impl Keypair {
     pub fn sign(&self, digest: &Hash) -> Signature {
         Signature(self.signing.sign(&digest.0).to_bytes())
     }
+
+    /// The validator's randomness-beacon key, derived from its signing key
+    /// so one secret backs both (a separate domain keeps them unrelated).
+    pub fn pvss(&self) -> crate::pvss::PvssKeypair {
+        let seed = crate::hash::hash_tagged(
+            crate::hash::tag::PVSS_FROM_SIGNING_KEY,
+            &self.secret_bytes(),
+        );
+        crate::pvss::PvssKeypair::from_seed(&seed.0)
+    }
+
+    /// This validator's dealing seed for `epoch`: secret, and unique per
+    /// (chain, epoch), so a validator that restarts deals the same dealing
+    /// again rather than a second, different one.
+    pub fn dealing_seed(&self, chain_id: &crate::types::ChainId, epoch: u64) -> [u8; 32] {
+        let mut h = crate::hash::DomainHasher::new(crate::hash::tag::PVSS_DEALING_SEED);
+        h.update(&self.secret_bytes())
+            .update(chain_id.0.as_bytes())
+            .update(&epoch.to_le_bytes());
+        h.finalize().0
+    }
 }
 
 impl fmt::Debug for Keypair {

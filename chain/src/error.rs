@@ -62,6 +62,10 @@ pub enum ChainError {
     Mempool(String),
     #[error("{0} is not a member of the current committee")]
     NotCommitteeMember(crate::crypto::Address),
+    #[error("randomness beacon: {0}")]
+    Beacon(String),
+    #[error("PVSS: {0}")]
+    Pvss(#[from] crate::pvss::PvssError),
 }
 
 impl ChainError {
@@ -93,6 +97,8 @@ impl ChainError {
             ChainError::Proof(_) => "proof",
             ChainError::Mempool(_) => "mempool",
             ChainError::NotCommitteeMember(_) => "not_committee_member",
+            ChainError::Beacon(_) => "beacon",
+            ChainError::Pvss(_) => "pvss",
         }
     }
 }

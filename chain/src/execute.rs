@@ -4,9 +4,10 @@
 //! every validator runs it again to check the block (where any such
 //! transaction makes the whole block invalid).
 
+use crate::beacon;
 use crate::block::{Committee, Receipt, ReceiptStatus};
 use crate::codec;
-use crate::committee::{self, K_COMMITTEE, K_FEE_POOL, K_RANDOMNESS, K_VALIDATORS};
+use crate::committee::{self, K_COMMITTEE, K_EPOCH_START, K_FEE_POOL, K_RANDOMNESS, K_VALIDATORS};
 use crate::crypto::Address;
 use crate::error::{ChainError, Result};
 use crate::hash::Hash;
@@ -15,7 +16,7 @@ use crate::module::{keys, BlockEnv, CallContext, Module};
 use crate::params::{ChainParams, Genesis};
 use crate::state::{Overlay, StateDiff, StateRead, StateStore};
 use crate::tx::{ModuleId, PooledTx, MAX_TX_BYTES};
-use crate::types::{Amount, PPM};
+use crate::types::{Amount, Height, PPM};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -92,13 +93,20 @@ impl Runtime {
                 if a.stake >= self.params.min_validator_stake {
                     validators.push(a.address);
                 }
+                if let Some(k) = &a.pvss_key {
+                    o.put(beacon::pvss_key_key(&a.address), codec::encode(k));
+                    o.put(beacon::pvss_owner_key(k), codec::encode(&a.address));
+                }
             }
             validators.sort();
             o.put(K_VALIDATORS.to_vec(), codec::encode(&validators));
             o.put(K_RANDOMNESS.to_vec(), codec::encode(&genesis.randomness));
             o.put(K_FEE_POOL.to_vec(), codec::encode(&0u64));
-            let c = committee::elect(&o, &self.params, 0)?;
+            let c = committee::elect(&o, &self.params, 0, &[], &genesis.randomness)?;
+            let round = self.randomness_round(&o, &c, 1)?;
             o.put(K_COMMITTEE.to_vec(), codec::encode(&c));
+            o.put(K_EPOCH_START.to_vec(), codec::encode(&1u64));
+            o.put(beacon::K_ROUND.to_vec(), codec::encode(&round));
             store.diff(o.into_writes())?
         };
         store.commit_genesis(genesis.hash(), genesis.time, diff)
@@ -308,41 +316,18 @@ impl Runtime {
             Ok(())
         })?;
 
-        if env.height % p.epoch_length == 0 {
-            let next_epoch = env.epoch + 1;
-            // The shard's fee pool (commissions, slashed stake) is shared by the committee.
-            let pool: Amount = committee::read(block, K_FEE_POOL)?.unwrap_or(0);
-            // Members proven to have equivocated get no share.
-            let mut paid = Vec::new();
-            for m in &committee.members {
-                if !committee::read_account(block, m)?.jailed {
-                    paid.push(*m);
-                }
-            }
-            let n = paid.len() as u64;
-            if n > 0 && pool >= n {
-                let share = pool / n;
-                for m in &paid {
-                    self.update_account(block, m, |a| a.credit(share))?;
-                }
-                block.put(K_FEE_POOL.to_vec(), codec::encode(&(pool - share * n)));
-            }
-            let next = committee::next_randomness(&randomness, next_epoch, &env.prev);
-            block.put(K_RANDOMNESS.to_vec(), codec::encode(&next));
-            let mut c = committee::elect(block, p, next_epoch)?;
-            if c.members.is_empty() {
-                // Nobody is eligible (all unstaked or jailed): the old committee
-                // carries on rather than halting the shard for good.
-                tracing::warn!(
-                    epoch = next_epoch,
-                    "no eligible validators; committee carries over"
-                );
-                c = Committee {
-                    epoch: next_epoch,
-                    ..committee.clone()
-                };
-            }
-            block.put(K_COMMITTEE.to_vec(), codec::encode(&c));
+        // The randomness round: fix Q when the dealing window closes.
+        let mut round: beacon::RandomnessRound = committee::read(block, beacon::K_ROUND)?
+            .ok_or_else(|| ChainError::Storage("no randomness round in state".into()))?;
+        if let Some(next) = beacon::close_window(block, &round, env.height)? {
+            block.put(beacon::K_ROUND.to_vec(), codec::encode(&next));
+            round = next;
+        }
+        // The epoch ends at its nominal length once its randomness is complete.
+        let start: Height = committee::read(block, K_EPOCH_START)?.unwrap_or(1);
+        if env.height + 1 >= start + p.epoch_length && round.complete() {
+            let next_randomness = beacon::output(block, &round)?;
+            self.end_epoch(block, env, &committee, &round, next_randomness)?;
         }
 
         for module in self.modules.values() {
@@ -365,6 +350,87 @@ impl Runtime {
             block.merge(writes);
         }
         Ok(())
+    }
+
+    /// Epoch transition: the fee pool to the committee, R_{e+1} in place,
+    /// the next committee (TransEpoch) and its randomness round.
+    fn end_epoch(
+        &self,
+        block: &mut Overlay<'_>,
+        env: &BlockEnv,
+        committee: &Committee,
+        round: &beacon::RandomnessRound,
+        randomness: Hash,
+    ) -> Result<()> {
+        let p = &self.params;
+        let next_epoch = env.epoch + 1;
+        // The shard's fee pool (commissions, slashed stake) is shared by the committee.
+        let pool: Amount = committee::read(block, K_FEE_POOL)?.unwrap_or(0);
+        // Members proven to have equivocated get no share.
+        let mut paid = Vec::new();
+        for m in &committee.members {
+            if !committee::read_account(block, m)?.jailed {
+                paid.push(*m);
+            }
+        }
+        let n = paid.len() as u64;
+        if n > 0 && pool >= n {
+            let share = pool / n;
+            for m in &paid {
+                self.update_account(block, m, |a| a.credit(share))?;
+            }
+            block.put(K_FEE_POOL.to_vec(), codec::encode(&(pool - share * n)));
+        }
+        // The finished round's pieces stay in the blocks; state keeps only the record.
+        for m in &round.members {
+            block.delete(beacon::dealing_key(m));
+            block.delete(beacon::reveal_key(m));
+        }
+        block.put(K_RANDOMNESS.to_vec(), codec::encode(&randomness));
+        block.put(
+            beacon::K_LAST_ROUND.to_vec(),
+            codec::encode(&(round, randomness)),
+        );
+        let mut c = committee::elect(block, p, next_epoch, &committee.members, &randomness)?;
+        if c.members.is_empty() {
+            // Nobody is eligible (all unstaked or jailed): the old committee
+            // carries on rather than halting the shard for good.
+            tracing::warn!(
+                epoch = next_epoch,
+                "no eligible validators; committee carries over"
+            );
+            c = Committee {
+                epoch: next_epoch,
+                ..committee.clone()
+            };
+        }
+        let next_round = self.randomness_round(block, &c, env.height + 1)?;
+        block.put(K_COMMITTEE.to_vec(), codec::encode(&c));
+        block.put(K_EPOCH_START.to_vec(), codec::encode(&(env.height + 1)));
+        block.put(beacon::K_ROUND.to_vec(), codec::encode(&next_round));
+        Ok(())
+    }
+
+    /// The randomness round the committee runs in its epoch, starting at `start`.
+    fn randomness_round(
+        &self,
+        state: &dyn StateRead,
+        c: &Committee,
+        start: Height,
+    ) -> Result<beacon::RandomnessRound> {
+        let mut members = Vec::with_capacity(c.members.len());
+        for m in &c.members {
+            // Members without a key (a carried-over committee) take no part.
+            if let Some(k) = committee::read(state, &beacon::pvss_key_key(m))? {
+                members.push((*m, k));
+            }
+        }
+        Ok(beacon::RandomnessRound::new(
+            c.epoch,
+            members,
+            start,
+            self.params.dealing_window,
+        ))
     }
 
     fn update_account(

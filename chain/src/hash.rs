@@ -70,9 +70,26 @@ pub mod tag {
     pub const STATE_KEY: &str = "ios/state-key";
     pub const STATE_VALUE: &str = "ios/state-value";
     pub const PROPOSER_DRAW: &str = "ios/proposer-draw";
-    pub const EPOCH_RANDOMNESS: &str = "ios/epoch-randomness";
     pub const GENESIS: &str = "ios/genesis";
     pub const EVIDENCE_KEY: &str = "ios/evidence-key";
+    pub const HOME_SHARD: &str = "ios/home-shard";
+    pub const COMMITTEE_PERMUTATION: &str = "ios/committee-permutation";
+    pub const PVSS_FROM_SIGNING_KEY: &str = "ios/pvss-from-signing-key";
+    pub const PVSS_DEALING_SEED: &str = "ios/pvss-dealing-seed";
+    /// PVSS: the second generator `h` (hashed to the curve, so nobody knows log_g h).
+    pub const PVSS_H: &str = "ios/pvss-h";
+    /// PVSS: a member's secret key from its seed.
+    pub const PVSS_KEY: &str = "ios/pvss-key";
+    /// PVSS: the dealer's polynomial from its seed and the dealing's statement.
+    pub const PVSS_POLY: &str = "ios/pvss-poly";
+    /// PVSS: the Fiat–Shamir challenge of a DLEQ proof.
+    pub const PVSS_DLEQ: &str = "ios/pvss-dleq";
+    /// PVSS: the deterministic nonce of a DLEQ proof.
+    pub const PVSS_NONCE: &str = "ios/pvss-nonce";
+    /// PVSS: the random dual-code polynomial of the SCRAPE degree check.
+    pub const PVSS_DEGREE_CHECK: &str = "ios/pvss-degree-check";
+    /// The epoch's beacon output from the recovered PVSS secrets.
+    pub const BEACON_OUTPUT: &str = "ios/beacon-output";
 }
 
 /// A streaming hasher that starts with a domain tag.

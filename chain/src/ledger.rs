@@ -7,12 +7,13 @@ use crate::crypto::Address;
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_value, tag, Hash};
 use crate::module::{CallContext, Module};
+use crate::pvss::{Dealing, DecryptedShare, PvssPublicKey};
 use crate::tx::ModuleId;
-use crate::types::{Amount, PPM};
+use crate::types::{Amount, Epoch, PPM};
 use borsh::{BorshDeserialize, BorshSerialize};
 
-/// Upper bound on an encoded ledger call (evidence is the largest).
-pub const MAX_LEDGER_CALL: usize = 4 * 1024;
+/// Upper bound on an encoded ledger call (a randomness dealing is the largest).
+pub const MAX_LEDGER_CALL: usize = crate::tx::MAX_TX_BYTES;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub enum Token {
@@ -34,6 +35,21 @@ pub enum LedgerCall {
         amount: Amount,
     },
     Evidence(Box<Evidence>),
+    /// Registers the sender's key for the randomness beacon (needed to serve
+    /// in a committee). Keys are unique; a validator may replace its own.
+    RegisterPvssKey {
+        key: PvssPublicKey,
+    },
+    /// A beacon committee member's PVSS dealing for `epoch`'s round.
+    Deal {
+        epoch: Epoch,
+        dealing: Box<Dealing>,
+    },
+    /// A member's decrypted shares of every dealing in Q, in Q's order.
+    Reveal {
+        epoch: Epoch,
+        shares: Vec<DecryptedShare>,
+    },
 }
 
 /// Proof that a validator signed two conflicting messages for one step.
@@ -250,6 +266,26 @@ impl Module for LedgerModule {
                 ctx.put(&record, &())?;
                 ctx.emit("slashed", &(offender, from_stake + from_unbonding));
             }
+            LedgerCall::RegisterPvssKey { key } => {
+                crate::beacon::check_pvss_key(&key)?;
+                let owner_key = crate::beacon::pvss_owner_key(&key);
+                if let Some(owner) = ctx.get::<Address>(&owner_key)? {
+                    if owner != sender {
+                        return Err(ChainError::Beacon(format!(
+                            "PVSS key already registered by {owner}"
+                        )));
+                    }
+                }
+                let own = crate::beacon::pvss_key_key(&sender);
+                if let Some(old) = ctx.get::<PvssPublicKey>(&own)? {
+                    ctx.delete(&crate::beacon::pvss_owner_key(&old))?;
+                }
+                ctx.put(&own, &key)?;
+                ctx.put(&owner_key, &sender)?;
+                ctx.emit("pvss_key", &(sender, key));
+            }
+            LedgerCall::Deal { epoch, dealing } => crate::beacon::deal(ctx, epoch, &dealing)?,
+            LedgerCall::Reveal { epoch, shares } => crate::beacon::reveal(ctx, epoch, &shares)?,
         }
         Ok(())
     }

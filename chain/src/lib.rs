@@ -4,7 +4,10 @@
 //! sparse Merkle state, persisted in sled ([`state`]); deterministic execution with a
 //! module boundary for storage and market ([`execute`], [`module`]);
 //! Proof-of-Believability committees and Tendermint finality ([`committee`],
-//! [`replica`]); and the deterministic simulator that tests them ([`sim`]).
+//! [`replica`]); the shard layout and TransEpoch committees ([`shard`]); the
+//! epoch randomness beacon and its publicly verifiable secret sharing
+//! ([`beacon`], [`pvss`]); and the deterministic simulator that tests them
+//! ([`sim`]).
 //!
 //! Nothing here opens a socket, spawns a task, reads a clock or draws OS
 //! randomness: time, messages and randomness are inputs.
@@ -12,6 +15,7 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod account;
+pub mod beacon;
 pub mod block;
 pub mod codec;
 pub mod committee;
@@ -24,7 +28,9 @@ pub mod mempool;
 pub mod message;
 pub mod module;
 pub mod params;
+pub mod pvss;
 pub mod replica;
+pub mod shard;
 pub mod sim;
 pub mod state;
 pub mod tx;

@@ -472,6 +472,35 @@ impl<T: PoolTx> Mempool<T> {
         self.entries.values().map(|entry| &entry.tx)
     }
 
+    /// The nonce for `sender`'s next own transaction: the first one from
+    /// `account_nonce` on that the pool lacks. Filling a gap (a transaction
+    /// lost in transit while later ones arrived by gossip) unblocks the rest.
+    pub fn next_nonce(&self, sender: &T::Sender, account_nonce: u64) -> u64 {
+        let mut n = account_nonce;
+        if let Some(pooled) = self.by_sender.get(sender) {
+            for &k in pooled.range(account_nonce..).map(|(k, _)| k) {
+                if k != n {
+                    break;
+                }
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// `sender`'s pooled transactions with nonces in `nonces`, in nonce order.
+    pub fn sender_range(
+        &self,
+        sender: &T::Sender,
+        nonces: std::ops::Range<u64>,
+    ) -> impl Iterator<Item = &T> + '_ {
+        self.by_sender
+            .get(sender)
+            .into_iter()
+            .flat_map(move |m| m.range(nonces.clone()))
+            .filter_map(|(_, id)| self.entries.get(id).map(|e| &e.tx))
+    }
+
     /// Number of pending transactions of `sender`.
     pub fn sender_len(&self, sender: &T::Sender) -> usize {
         self.by_sender.get(sender).map_or(0, BTreeMap::len)
@@ -953,6 +982,24 @@ mod tests {
         assert!(!pool.contains(&2) && pool.get(&2).is_none());
         assert_eq!((pool.len(), pool.bytes(), pool.sender_len(&A)), (1, 10, 1));
         assert_invariants(&pool);
+    }
+
+    #[test]
+    fn next_nonce_fills_the_first_gap() {
+        // A has nonces 0, 1 and 3 pooled (2 was lost in transit); B nothing.
+        let pool = pool(
+            "gap",
+            &MempoolConfig::default(),
+            &[r(1, A, 0, 1), r(2, A, 1, 1), r(3, A, 3, 1)],
+        );
+        for (sender, account_nonce, want) in [(A, 0, 2), (A, 2, 2), (A, 3, 4), (A, 7, 7), (B, 5, 5)]
+        {
+            assert_eq!(
+                pool.next_nonce(&sender, account_nonce),
+                want,
+                "{sender:?} from {account_nonce}"
+            );
+        }
     }
 
     #[test]

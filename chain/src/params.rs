@@ -1,9 +1,10 @@
 //! Genesis parameters and the genesis allocation. Everything here is part of
 //! consensus: all validators of a network must agree on it byte for byte.
 
-use crate::crypto::Address;
+use crate::crypto::{Address, Keypair};
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_value, tag, Hash};
+use crate::pvss::PvssPublicKey;
 use crate::types::{Amount, ChainId, Ppm, ShardId, TimeMs, UNITS_PER_IOST};
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -35,10 +36,17 @@ impl Default for BelievabilityParams {
 pub struct ChainParams {
     pub chain_id: ChainId,
     pub shard: ShardId,
-    /// Blocks per epoch.
+    /// Nominal blocks per epoch. An epoch ends at the first block at or after
+    /// this many whose randomness round is complete.
     pub epoch_length: u64,
-    /// Largest committee; members are the top bonded validators by stake.
+    /// Target committee size; members are drawn from the bonded validators
+    /// by a permutation seeded with the epoch randomness.
     pub committee_size: u16,
+    /// TransEpoch: at most this many members of a committee are replaced per
+    /// epoch (besides jailed ones); at most floor((committee_size-1)/3).
+    pub transepoch_swaps: u16,
+    /// Blocks at the start of an epoch in which randomness dealings are taken.
+    pub dealing_window: u64,
     pub min_validator_stake: Amount,
     pub believability: BelievabilityParams,
     pub min_fee_per_byte: Amount,
@@ -63,6 +71,8 @@ impl ChainParams {
             shard: 1,
             epoch_length: 50,
             committee_size: 64,
+            transepoch_swaps: 21,
+            dealing_window: 20,
             min_validator_stake: 1_000 * UNITS_PER_IOST,
             believability: BelievabilityParams::default(),
             min_fee_per_byte: 1,
@@ -74,6 +84,12 @@ impl ChainParams {
             max_clock_drift_ms: 5_000,
             league_fallback_round: 2,
         }
+    }
+
+    /// Sets the committee size and the largest TransEpoch swap bound it allows.
+    pub fn set_committee_size(&mut self, n: u16) {
+        self.committee_size = n;
+        self.transepoch_swaps = crate::shard::max_faulty(n as usize) as u16;
     }
 
     pub fn max_block_bytes(&self) -> usize {
@@ -88,6 +104,8 @@ pub struct GenesisAccount {
     pub stake: Amount,
     pub servi: u64,
     pub reputation: Ppm,
+    /// A validator's key for the randomness beacon; required to serve.
+    pub pvss_key: Option<PvssPublicKey>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -102,25 +120,26 @@ pub struct Genesis {
 impl Genesis {
     /// A test network's genesis (simulator, devnet, benchmarks): each
     /// validator bonded with 10,000 IOST and 10,000 spendable, reputation
-    /// 0.5 and Servi rising with its index (so proposer weights differ); each
-    /// user 1,000,000 IOST.
+    /// 0.5, Servi rising with its index (so proposer weights differ) and its
+    /// PVSS key; each user 1,000,000 IOST.
     pub fn test_network(
         params: ChainParams,
         time: TimeMs,
         randomness: Hash,
-        validators: &[Address],
+        validators: &[Keypair],
         users: &[Address],
     ) -> Genesis {
         let iost = UNITS_PER_IOST;
         let mut accounts: Vec<GenesisAccount> = validators
             .iter()
             .enumerate()
-            .map(|(i, a)| GenesisAccount {
-                address: *a,
+            .map(|(i, k)| GenesisAccount {
+                address: k.address(),
                 balance: 10_000 * iost,
                 stake: 10_000 * iost,
                 servi: 100_000 * (i as u64 + 1),
                 reputation: 500_000,
+                pvss_key: Some(k.pvss().public()),
             })
             .collect();
         accounts.extend(users.iter().map(|a| GenesisAccount {
@@ -129,6 +148,7 @@ impl Genesis {
             stake: 0,
             servi: 0,
             reputation: 0,
+            pvss_key: None,
         }));
         Genesis {
             params,
@@ -161,7 +181,16 @@ impl Genesis {
             )));
         }
         let mut seen = std::collections::BTreeSet::new();
+        let mut pvss_keys = std::collections::BTreeSet::new();
         for a in &self.accounts {
+            if let Some(k) = &a.pvss_key {
+                if !pvss_keys.insert(*k) {
+                    return Err(ChainError::InvalidGenesis(format!(
+                        "the PVSS key of {} is registered twice",
+                        a.address
+                    )));
+                }
+            }
             if !seen.insert(a.address) {
                 return Err(ChainError::InvalidGenesis(format!(
                     "account {} listed twice",
@@ -178,11 +207,11 @@ impl Genesis {
         let validators = self
             .accounts
             .iter()
-            .filter(|a| a.stake >= self.params.min_validator_stake)
+            .filter(|a| a.stake >= self.params.min_validator_stake && a.pvss_key.is_some())
             .count();
         if validators == 0 {
             return Err(ChainError::InvalidGenesis(
-                "no account has the minimum validator stake".into(),
+                "no account has the minimum validator stake and a PVSS key".into(),
             ));
         }
         let p = &self.params;
@@ -203,10 +232,23 @@ impl Genesis {
                 "believability weights add up to more than 1000000 ppm".into(),
             ));
         }
-        if self.params.epoch_length == 0 || self.params.committee_size == 0 {
+        if p.epoch_length == 0 || p.committee_size == 0 {
             return Err(ChainError::InvalidGenesis(
                 "epoch length and committee size must be positive".into(),
             ));
+        }
+        let f = crate::shard::max_faulty(p.committee_size as usize);
+        if p.transepoch_swaps as usize > f {
+            return Err(ChainError::InvalidGenesis(format!(
+                "transepoch_swaps {} is over floor((committee_size-1)/3) = {f}: more changes per epoch could stall a committee",
+                p.transepoch_swaps
+            )));
+        }
+        if p.dealing_window == 0 || p.dealing_window >= p.epoch_length {
+            return Err(ChainError::InvalidGenesis(format!(
+                "dealing_window {} must be at least 1 and below the epoch length {}, leaving blocks for reveals",
+                p.dealing_window, p.epoch_length
+            )));
         }
         Ok(())
     }

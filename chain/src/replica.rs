@@ -7,6 +7,7 @@
 //! submissions; outputs are messages to send and committed blocks. The
 //! simulator drives it on virtual time, the node on real time.
 
+use crate::beacon::{self, RandomnessRound};
 use crate::block::{
     Block, BlockHeader, CommitCertificate, Committee, Proposal, Receipt, SignedProposal,
     SignedVote, Vote, VoteKind,
@@ -22,12 +23,19 @@ use crate::mempool::{Mempool, MempoolConfig};
 use crate::message::{Message, PeerId, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS};
 use crate::module::BlockEnv;
 use crate::params::Genesis;
-use crate::state::StateStore;
+use crate::pvss::{self, Dealing};
+use crate::state::{StateRead, StateStore};
 use crate::tx::{PooledTx, SignedTransaction, Transaction};
 use crate::types::{Epoch, Height, Round, TimeMs};
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// How many of its own next pooled transactions a validator re-gossips.
+const OWN_TX_REGOSSIP: u64 = 4;
+
+/// Heights a pooled randomness duty gets to land before it is sent again.
+const BEACON_RETRY: Height = 5;
 
 /// Timing and resource settings of a replica. Not consensus-critical: each
 /// node may choose its own.
@@ -46,6 +54,9 @@ pub struct ReplicaConfig {
     pub durable: bool,
     /// Maintain the transaction index (needed to answer status queries).
     pub index_txs: bool,
+    /// Post this member's randomness reveals. Always true on a real node; the
+    /// simulator clears it to play a member that withholds its reveals.
+    pub reveal_randomness: bool,
     pub mempool: MempoolConfig,
 }
 
@@ -60,6 +71,7 @@ impl Default for ReplicaConfig {
             gossip_interval_ms: 300,
             durable: false,
             index_txs: true,
+            reveal_randomness: true,
             mempool: MempoolConfig::default(),
         }
     }
@@ -237,12 +249,10 @@ pub struct Replica {
     next_gossip: TimeMs,
     last_sync_request: TimeMs,
     reported: BTreeSet<Hash>,
+    /// The last randomness duty pooled: (epoch, after Q was fixed, at height).
+    beacon_sent: Option<(Epoch, bool, Height)>,
     outputs: Vec<Output>,
     stats: ReplicaStats,
-}
-
-fn epoch_of(height: Height, epoch_length: u64) -> Epoch {
-    height.saturating_sub(1) / epoch_length
 }
 
 impl Replica {
@@ -300,6 +310,7 @@ impl Replica {
             next_gossip: now,
             last_sync_request: 0,
             reported: BTreeSet::new(),
+            beacon_sent: None,
             outputs: Vec::new(),
             stats: ReplicaStats::default(),
         };
@@ -323,6 +334,7 @@ impl Replica {
                 start_round = wal.round;
             }
         }
+        r.run_beacon_duties();
         r.start_round(start_round)?;
         r.check_rules()?;
         Ok(r)
@@ -829,31 +841,109 @@ impl Replica {
             return Ok(());
         }
         tracing::info!(%offender, "equivocation observed; submitting evidence");
+        if self.submit_own(LedgerCall::Evidence(Box::new(ev)), 1_000)? {
+            self.stats.evidence_submitted += 1;
+        }
+        Ok(())
+    }
+
+    /// Signs, pools and broadcasts a core call from this validator, paying
+    /// the minimum fee. Returns whether the pool took it.
+    fn submit_own(&mut self, call: LedgerCall, lifetime: Height) -> Result<bool> {
         let params = self.runtime.params().clone();
         // Next nonce after our own pooled transactions; if one was lost, the
-        // pool no longer holds it and we reuse its nonce instead of waiting.
+        // pool no longer holds it and we fill the gap instead of waiting.
         let acct = committee::read_account(&self.store, &self.me)?;
-        let nonce = acct.nonce + self.mempool.sender_len(&self.me) as u64;
+        let nonce = self.mempool.next_nonce(&self.me, acct.nonce);
         let mut tx = Transaction {
             chain_id: params.chain_id.clone(),
             sender: self.me,
             nonce,
             fee: 0,
-            expires_at: self.height + 1_000,
-            call: LedgerModule::call(&LedgerCall::Evidence(Box::new(ev))),
+            expires_at: self.height + lifetime,
+            call: LedgerModule::call(&call),
         };
         let len = codec::encode(&tx.clone().sign(&self.key)).len() as u64;
         tx.fee = params.min_fee_per_byte.saturating_mul(len);
         let signed = tx.sign(&self.key);
         let (results, accepted) = self.admit_txs(vec![signed]);
-        if let Some(Ok(_)) = results.first() {
-            self.stats.evidence_submitted += 1;
-        }
         if !accepted.is_empty() {
             let txs = accepted.iter().map(|p| (*p.tx).clone()).collect();
             self.outputs
                 .push(Output::Broadcast(Arc::new(Message::Txs(txs))));
         }
+        Ok(matches!(results.first(), Some(Ok(_))))
+    }
+
+    fn run_beacon_duties(&mut self) {
+        // A failed duty (e.g. our account cannot pay the fee) must not stop consensus.
+        if let Err(e) = self.beacon_duties() {
+            tracing::warn!(error = %e, height = self.height, "randomness duty failed");
+        }
+    }
+
+    /// The randomness beacon's duties of a committee member, checked against
+    /// committed state at every height: deal while the window is open, reveal
+    /// once Q is final. A pooled duty is not repeated until it has had
+    /// `BEACON_RETRY` heights to land (it may have been lost).
+    fn beacon_duties(&mut self) -> Result<()> {
+        let Some(round) = committee::read::<RandomnessRound>(&self.store, beacon::K_ROUND)? else {
+            return Ok(());
+        };
+        let Some(index) = round.index_of(&self.me) else {
+            return Ok(());
+        };
+        if self.beacon_sent.is_some_and(|(e, q, h)| {
+            e == round.epoch && q == round.qualified.is_some() && self.height < h + BEACON_RETRY
+        }) {
+            return Ok(());
+        }
+        let chain_id = self.runtime.params().chain_id.clone();
+        let call = match &round.qualified {
+            None => {
+                if self.height > round.window_end
+                    || self.store.read(&beacon::dealing_key(&self.me))?.is_some()
+                {
+                    return Ok(());
+                }
+                let cx = beacon::context(&chain_id, round.epoch, &self.me);
+                let seed = self.key.dealing_seed(&chain_id, round.epoch);
+                let dealing = pvss::deal(&cx, &round.keys, round.threshold(), &seed)?;
+                LedgerCall::Deal {
+                    epoch: round.epoch,
+                    dealing: Box::new(dealing),
+                }
+            }
+            Some(q) => {
+                if !self.config.reveal_randomness || round.revealed.contains(&self.me) {
+                    return Ok(());
+                }
+                let pvss_key = self.key.pvss();
+                let mut shares = Vec::with_capacity(q.len());
+                for dealer in q {
+                    let dealing: Dealing = committee::read(
+                        &self.store,
+                        &beacon::dealing_key(dealer),
+                    )?
+                    .ok_or_else(|| {
+                        ChainError::Storage(format!("qualified dealing of {dealer} missing"))
+                    })?;
+                    let cx = beacon::context(&chain_id, round.epoch, dealer);
+                    shares.push(pvss::decrypt_share(
+                        &cx,
+                        &pvss_key,
+                        index as u32 + 1,
+                        &dealing,
+                    )?);
+                }
+                LedgerCall::Reveal {
+                    epoch: round.epoch,
+                    shares,
+                }
+            }
+        };
+        self.submit_own(call, BEACON_RETRY)?;
+        self.beacon_sent = Some((round.epoch, round.qualified.is_some(), self.height));
         Ok(())
     }
 
@@ -970,7 +1060,7 @@ impl Replica {
             chain_id: params.chain_id.clone(),
             shard: params.shard,
             height: self.height,
-            epoch: epoch_of(self.height, params.epoch_length),
+            epoch: self.committee.epoch,
             round,
             time,
             proposer,
@@ -1071,10 +1161,10 @@ impl Replica {
         if h.height != self.height || h.prev != head.block {
             return fail(format!("does not extend height {}", head.height));
         }
-        if h.epoch != epoch_of(h.height, params.epoch_length) {
+        if h.epoch != self.committee.epoch {
             return fail(format!(
-                "epoch {} is wrong for height {}",
-                h.epoch, h.height
+                "epoch {} is wrong for height {} (epoch {})",
+                h.epoch, h.height, self.committee.epoch
             ));
         }
         if h.proposer != self.proposer(h.round)? {
@@ -1382,6 +1472,7 @@ impl Replica {
         self.height += 1;
         self.enter_height()?;
         self.store.wal_clear()?;
+        self.run_beacon_duties();
         self.start_round(0)
     }
 
@@ -1441,6 +1532,19 @@ impl Replica {
                         votes,
                     })));
             }
+        }
+        // Re-send this validator's own next transactions (evidence, randomness
+        // duties): it may never propose itself, so a lost broadcast would
+        // otherwise hold its account's nonce, and everything after it, forever.
+        let next = committee::read_account(&self.store, &self.me).map_or(0, |a| a.nonce);
+        let own: Vec<SignedTransaction> = self
+            .mempool
+            .sender_range(&self.me, next..next + OWN_TX_REGOSSIP)
+            .map(|t| (*t.tx).clone())
+            .collect();
+        if !own.is_empty() {
+            self.outputs
+                .push(Output::Broadcast(Arc::new(Message::Txs(own))));
         }
         // Re-send what this replica said in the current round: lost messages are harmless.
         let mine: Vec<SignedVote> = self

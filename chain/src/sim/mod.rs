@@ -141,6 +141,8 @@ pub struct SimReport {
     pub partitions: u32,
     pub byzantine: usize,
     pub slashed: u64,
+    /// Highest epoch an honest node reached (each change ran a randomness round).
+    pub epochs: u64,
     pub violations: Vec<Violation>,
     /// Digest of every finalized block in order: equal digests mean equal runs.
     pub trace: Hash,
@@ -200,7 +202,8 @@ struct Sim<'a> {
 pub fn sim_params(validators: usize) -> ChainParams {
     let mut p = ChainParams::devnet("ios-sim");
     p.epoch_length = 20;
-    p.committee_size = validators as u16;
+    p.dealing_window = 8;
+    p.set_committee_size(validators as u16);
     p
 }
 
@@ -212,9 +215,18 @@ pub fn sim_genesis(params: ChainParams, validators: &[Keypair], users: &[Keypair
         params,
         0,
         hash_tagged("ios/sim-genesis-randomness", b"sim"),
-        &addrs(validators),
+        validators,
         &addrs(users),
     )
+}
+
+/// Byzantine members also withhold their randomness reveals, so every run
+/// with them checks that the beacon's output does not depend on them.
+fn node_config(base: &ReplicaConfig, byzantine: bool) -> ReplicaConfig {
+    ReplicaConfig {
+        reveal_randomness: !byzantine,
+        ..base.clone()
+    }
 }
 
 fn open_db(dir: &Path) -> Result<sled::Db> {
@@ -267,6 +279,7 @@ impl<'a> Sim<'a> {
             gossip_interval_ms: 250,
             durable: false,
             index_txs: true,
+            reveal_randomness: true,
             mempool: Default::default(),
         };
         let mut nodes = Vec::new();
@@ -278,7 +291,7 @@ impl<'a> Sim<'a> {
                 key.clone(),
                 runtime.clone(),
                 &genesis,
-                replica_config.clone(),
+                node_config(&replica_config, byzantine.contains(&i)),
                 0,
             )?;
             nodes.push(Node {
@@ -349,6 +362,7 @@ impl<'a> Sim<'a> {
     fn run(mut self) -> Result<SimReport> {
         let end = self.cfg.run_ms + self.cfg.heal_ms;
         let mut heal_height = None;
+        let mut heal_epoch = 0;
         while let Some(Reverse((at, seq))) = self.queue.pop() {
             if at > end {
                 break;
@@ -404,6 +418,7 @@ impl<'a> Sim<'a> {
                         }
                     }
                     heal_height = Some(self.max_honest_height());
+                    heal_epoch = self.max_honest_epoch();
                 }
             }
         }
@@ -424,10 +439,33 @@ impl<'a> Sim<'a> {
                 });
             }
         }
+        // The randomness beacon must stay live too: withheld reveals (the
+        // Byzantine members') may not stop epochs from changing after healing.
+        let epochs = self.max_honest_epoch();
+        let after_heal = self.max_honest_height().saturating_sub(heal_height);
+        if after_heal >= 3 * self.genesis.params.epoch_length && epochs <= heal_epoch {
+            self.report.violations.push(Violation {
+                time: end,
+                message: format!(
+                    "no epoch change in {after_heal} blocks after healing (stuck in epoch {epochs}): the randomness round did not complete"
+                ),
+            });
+        }
+        self.report.epochs = epochs;
         self.report.finalized = self.finalized.keys().next_back().copied().unwrap_or(0);
         self.report.trace = self.trace.finalize();
         self.report.virtual_ms = end;
         Ok(self.report)
+    }
+
+    fn max_honest_epoch(&self) -> u64 {
+        self.nodes
+            .iter()
+            .filter(|n| !n.byzantine)
+            .filter_map(|n| n.replica.as_ref())
+            .map(|r| r.committee().epoch)
+            .max()
+            .unwrap_or(0)
     }
 
     fn max_honest_height(&self) -> Height {
@@ -715,7 +753,7 @@ impl<'a> Sim<'a> {
             self.nodes[i].key.clone(),
             self.runtime.clone(),
             &self.genesis,
-            self.replica_config.clone(),
+            node_config(&self.replica_config, self.nodes[i].byzantine),
             self.now,
         )?;
         self.nodes[i].replica = Some(replica);

@@ -6,6 +6,7 @@
 
 mod encoding;
 mod ledger;
+mod pvss;
 mod replica;
 mod sim;
 mod state_proofs;

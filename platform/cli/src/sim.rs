@@ -106,6 +106,7 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
     let mut errors = 0usize;
     let (mut finalized, mut txs, mut crashes, mut partitions, mut slashed, mut byz_runs) =
         (0, 0, 0, 0, 0, 0);
+    let mut epochs = 0;
     let replay = |seed: u64| {
         format!(
             "ios sim --seed {seed} --validators {} --faults {} --run-ms {} --heal-ms {} --load-tps {} --min-progress {}",
@@ -121,6 +122,7 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
         match r {
             Ok(rep) => {
                 finalized += rep.finalized;
+                epochs += rep.epochs;
                 txs += rep.txs;
                 crashes += rep.crashes as u64;
                 partitions += rep.partitions as u64;
@@ -138,8 +140,8 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
                 }
                 if seeds.len() == 1 {
                     println!(
-                        "sim: seed={} finalized={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
-                        rep.seed, rep.finalized, rep.txs, rep.failed_receipts, rep.rejected_submissions,
+                        "sim: seed={} finalized={} epochs={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
+                        rep.seed, rep.finalized, rep.epochs, rep.txs, rep.failed_receipts, rep.rejected_submissions,
                         rep.messages, rep.dropped, rep.crashes, rep.partitions, rep.byzantine, rep.slashed, rep.trace
                     );
                 }
@@ -151,10 +153,11 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
         }
     }
     println!(
-        "sim: seeds={} violations={} finalized={} txs={} crashes={} partitions={} byzantine_runs={} slashed={} errors={} elapsed={:.1}s",
+        "sim: seeds={} violations={} finalized={} epochs={} txs={} crashes={} partitions={} byzantine_runs={} slashed={} errors={} elapsed={:.1}s",
         results.len(),
         violations,
         finalized,
+        epochs,
         txs,
         crashes,
         partitions,

@@ -169,14 +169,14 @@ pub fn smt_rate(keys: u64) -> Result<f64> {
 
 fn bench_genesis(cfg: &ChainBenchConfig, validators: &[Keypair], users: &[Keypair]) -> Genesis {
     let mut params = ChainParams::devnet("ios-bench");
-    params.committee_size = cfg.validators as u16;
+    params.set_committee_size(cfg.validators as u16);
     params.max_block_txs = cfg.block_txs;
     let addrs = |ks: &[Keypair]| ks.iter().map(|k| k.address()).collect::<Vec<_>>();
     Genesis::test_network(
         params,
         0,
         hash_tagged("ios/bench", b"genesis"),
-        &addrs(validators),
+        validators,
         &addrs(users),
     )
 }

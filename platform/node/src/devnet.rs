@@ -107,7 +107,7 @@ fn load_or_create_genesis(
         devnet_params(),
         now,
         hash_tagged("ios/devnet-genesis", &now.to_le_bytes()),
-        &addrs(validators),
+        validators,
         &addrs(users),
     );
     std::fs::create_dir_all(dir)?;
