@@ -135,6 +135,12 @@ pub fn context(chain_id: &ChainId, epoch: Epoch, dealer: &Address) -> Vec<u8> {
     codec::encode(&("ios/beacon", chain_id, epoch, dealer))
 }
 
+/// What a PVSS key's proof of possession is bound to: the network and the
+/// account registering it, so a proof cannot be replayed by another account.
+pub fn possession_context(chain_id: &ChainId, account: &Address) -> Vec<u8> {
+    codec::encode(&("ios/pvss-possession", chain_id, account))
+}
+
 fn phase(m: impl Into<String>) -> ChainError {
     ChainError::Beacon(m.into())
 }

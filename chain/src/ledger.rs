@@ -7,7 +7,7 @@ use crate::crypto::Address;
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_value, tag, Hash};
 use crate::module::{CallContext, Module};
-use crate::pvss::{Dealing, DecryptedShare, PvssPublicKey};
+use crate::pvss::{Dealing, DecryptedShare, DleqProof, PvssPublicKey};
 use crate::tx::ModuleId;
 use crate::types::{Amount, Epoch, PPM};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -39,6 +39,8 @@ pub enum LedgerCall {
     /// in a committee). Keys are unique; a validator may replace its own.
     RegisterPvssKey {
         key: PvssPublicKey,
+        /// `pvss::prove_possession` under `beacon::possession_context`.
+        proof: DleqProof,
     },
     /// A beacon committee member's PVSS dealing for `epoch`'s round.
     Deal {
@@ -266,8 +268,10 @@ impl Module for LedgerModule {
                 ctx.put(&record, &())?;
                 ctx.emit("slashed", &(offender, from_stake + from_unbonding));
             }
-            LedgerCall::RegisterPvssKey { key } => {
+            LedgerCall::RegisterPvssKey { key, proof } => {
                 crate::beacon::check_pvss_key(&key)?;
+                let cx = crate::beacon::possession_context(&ctx.env.chain_id, &sender);
+                crate::pvss::verify_possession(&cx, &key, &proof)?;
                 let owner_key = crate::beacon::pvss_owner_key(&key);
                 if let Some(owner) = ctx.get::<Address>(&owner_key)? {
                     if owner != sender {

@@ -86,6 +86,24 @@ impl ChainParams {
         }
     }
 
+    /// Parameters for a public network, sized by docs/protocol.md section 14
+    /// (`ios committee-risk`): committees of 600 keep the chance that a
+    /// random committee holds more than f Byzantine members at about 1e-15
+    /// per committee and epoch if a fifth of all validators are Byzantine
+    /// (2e-8 to 1.4e-6 if a quarter are). At most 64 members (about 10%)
+    /// change per epoch, so with up to 20% Byzantine members the members
+    /// that have not yet synced never cost the committee its quorum.
+    pub fn production(chain_id: &str) -> ChainParams {
+        ChainParams {
+            epoch_length: 3_600,
+            committee_size: 600,
+            transepoch_swaps: 64,
+            dealing_window: 600,
+            unbonding_blocks: 100_800,
+            ..ChainParams::devnet(chain_id)
+        }
+    }
+
     /// Sets the committee size and the largest TransEpoch swap bound it allows.
     pub fn set_committee_size(&mut self, n: u16) {
         self.committee_size = n;
@@ -251,5 +269,69 @@ impl Genesis {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn genesis(params: ChainParams) -> Genesis {
+        let v = Keypair::from_seed("params-validator", 0);
+        Genesis::test_network(params, 0, Hash::ZERO, &[v], &[])
+    }
+
+    #[test]
+    fn profiles_are_valid() {
+        for p in [
+            ChainParams::devnet("ios-dev"),
+            ChainParams::production("ios-main"),
+        ] {
+            genesis(p.clone()).validate().expect("valid profile");
+            let f = crate::shard::max_faulty(p.committee_size as usize);
+            assert!(p.transepoch_swaps as usize <= f);
+        }
+    }
+
+    #[test]
+    fn out_of_range_sharding_parameters_are_rejected() {
+        type Tweak = fn(&mut ChainParams);
+        let cases: [(&str, Tweak, &str); 4] = [
+            (
+                "too many swaps",
+                |p| p.transepoch_swaps = 22,
+                "transepoch_swaps 22",
+            ),
+            (
+                "no dealing window",
+                |p| p.dealing_window = 0,
+                "dealing_window 0",
+            ),
+            (
+                "window fills the epoch",
+                |p| p.dealing_window = 50,
+                "dealing_window 50",
+            ),
+            (
+                "empty committee",
+                |p| p.committee_size = 0,
+                "committee size",
+            ),
+        ];
+        for (name, tweak, want) in cases {
+            let mut p = ChainParams::devnet("ios-dev");
+            tweak(&mut p);
+            match genesis(p).validate() {
+                Err(ChainError::InvalidGenesis(m)) => assert!(m.contains(want), "{name}: {m}"),
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_validator_without_a_pvss_key_cannot_start_a_network() {
+        let mut g = genesis(ChainParams::devnet("ios-dev"));
+        g.accounts[0].pvss_key = None;
+        assert!(matches!(g.validate(), Err(ChainError::InvalidGenesis(m)) if m.contains("PVSS")));
     }
 }

@@ -324,6 +324,54 @@ pub fn verify_share(
     verify_dleq(context, index, &statement, &share.proof)
 }
 
+/// Proof that the holder of `keypair` knows its secret, bound to `context`
+/// (the chain binds its id and the registering account): a Schnorr proof,
+/// written as the DLEQ statement `log_h y = log_h y` with index 0. Without
+/// it anyone could register someone else's key first and lock them out.
+pub fn prove_possession(context: &[u8], keypair: &PvssKeypair) -> DleqProof {
+    let y = Pt {
+        p: keypair.public_point,
+        bytes: keypair.public.0,
+    };
+    let h_pt = Pt {
+        p: h().0,
+        bytes: h().1,
+    };
+    let statement = Statement {
+        base: Base::H,
+        a: y,
+        g2: h_pt,
+        b: y,
+    };
+    prove(
+        keypair.secret.as_bytes(),
+        context,
+        0,
+        &keypair.secret,
+        &statement,
+    )
+}
+
+/// Checks a [`prove_possession`] proof for `key` under `context`.
+pub fn verify_possession(
+    context: &[u8],
+    key: &PvssPublicKey,
+    proof: &DleqProof,
+) -> Result<(), PvssError> {
+    let y = Pt::decode(&key.0, "public key", 0)?;
+    let h_pt = Pt {
+        p: h().0,
+        bytes: h().1,
+    };
+    let statement = Statement {
+        base: Base::H,
+        a: y,
+        g2: h_pt,
+        b: y,
+    };
+    verify_dleq(context, 0, &statement, proof)
+}
+
 /// Recovers the compressed secret `S = p(0)·h` from verified shares by
 /// Lagrange interpolation at 0. It uses the `threshold` lowest indices, so
 /// the result does not depend on the order shares arrived in; with verified

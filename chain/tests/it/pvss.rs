@@ -6,8 +6,9 @@
 use crate::hex;
 use ios_chain::codec;
 use ios_chain::pvss::{
-    beacon_output, deal, decrypt_share, recover, verify_dealing, verify_share, Dealing,
-    DecryptedShare, PvssError, PvssKeypair, PvssPublicKey,
+    beacon_output, deal, decrypt_share, prove_possession, recover, verify_dealing,
+    verify_possession, verify_share, Dealing, DecryptedShare, DleqProof, PvssError, PvssKeypair,
+    PvssPublicKey,
 };
 use proptest::prelude::*;
 
@@ -544,5 +545,51 @@ proptest! {
                 Err(PvssError::DegreeCheckFailed)
             );
         }
+    }
+}
+
+#[test]
+fn pvss_possession_proofs_bind_key_and_context() {
+    let a = PvssKeypair::from_seed(&member_seed(9, 0));
+    let b = PvssKeypair::from_seed(&member_seed(9, 1));
+    let proof = prove_possession(b"account a", &a);
+    assert_eq!(verify_possession(b"account a", &a.public(), &proof), Ok(()));
+    let mut tampered = proof.clone();
+    tampered.r[0] ^= 1;
+    let cases: [(&str, &[u8], PvssPublicKey, &DleqProof, PvssError); 4] = [
+        (
+            "another context",
+            b"account b",
+            a.public(),
+            &proof,
+            PvssError::BadDleq { index: 0 },
+        ),
+        (
+            "another key",
+            b"account a",
+            b.public(),
+            &proof,
+            PvssError::BadDleq { index: 0 },
+        ),
+        (
+            "tampered response",
+            b"account a",
+            a.public(),
+            &tampered,
+            PvssError::BadDleq { index: 0 },
+        ),
+        (
+            "not a point",
+            b"account a",
+            PvssPublicKey([0xff; 32]),
+            &proof,
+            PvssError::InvalidPoint {
+                what: "public key",
+                index: 0,
+            },
+        ),
+    ];
+    for (name, cx, key, proof, want) in cases {
+        assert_eq!(verify_possession(cx, &key, proof), Err(want), "{name}");
     }
 }
