@@ -152,6 +152,9 @@ pub struct Committee {
     pub members: Vec<Address>,
     /// The top of `members` by believability at the epoch start; proposers come from here.
     pub believable: Vec<Address>,
+    /// Each member's believability (ppm) when elected, aligned with `members`:
+    /// the proposer weights of shards that do not hold validator accounts.
+    pub weights: Vec<u32>,
 }
 
 impl Committee {

@@ -53,35 +53,51 @@ pub fn eligible(state: &dyn StateRead, params: &ChainParams) -> Result<Vec<Addre
     Ok(out)
 }
 
-/// Elects the committee for `epoch` seeded by its randomness: TransEpoch
-/// rotation of `current` (empty at genesis) over the eligible validators
-/// (see [`crate::shard::assign_committees`]); then the top `league` share
-/// of the members by believability forms the believable league.
-pub fn elect(
+/// Elects every shard's committee for `epoch` seeded by its randomness:
+/// TransEpoch rotation of `current` (one committee per shard, index = shard;
+/// empty at genesis) over the eligible validators (see
+/// [`crate::shard::assign_committees`]), each with its believable league.
+pub fn elect_all(
     state: &dyn StateRead,
     params: &ChainParams,
     epoch: Epoch,
-    current: &[Address],
+    current: &[Committee],
     randomness: &Hash,
-) -> Result<Committee> {
+) -> Result<Vec<Committee>> {
     let eligible = eligible(state, params)?;
-    let members = crate::shard::assign_committees(
-        &[current.to_vec()],
+    let current: Vec<Vec<Address>> = current.iter().map(|c| c.members.clone()).collect();
+    let assigned = crate::shard::assign_committees(
+        &current,
         &eligible,
         params.committee_size as usize,
         params.transepoch_swaps as usize,
         randomness,
-    )
-    .pop()
-    .unwrap_or_default();
+    );
+    assigned
+        .into_iter()
+        .map(|members| {
+            let weights = members
+                .iter()
+                .map(|a| Ok(read_account(state, a)?.believability(&params.believability)))
+                .collect::<Result<Vec<u32>>>()?;
+            Ok(with_league(params, epoch, members, &weights))
+        })
+        .collect()
+}
 
-    let mut by_b: Vec<(Address, u32)> = Vec::with_capacity(members.len());
-    for a in &members {
-        by_b.push((
-            *a,
-            read_account(state, a)?.believability(&params.believability),
-        ));
-    }
+/// A committee of `members` (sorted) whose top `league` share by
+/// `weights` (believability, aligned with `members`) is the believable league.
+pub fn with_league(
+    params: &ChainParams,
+    epoch: Epoch,
+    members: Vec<Address>,
+    weights: &[u32],
+) -> Committee {
+    let mut by_b: Vec<(Address, u32)> = members
+        .iter()
+        .copied()
+        .zip(weights.iter().copied())
+        .collect();
     by_b.sort_by(|(a, x), (b, y)| y.cmp(x).then(a.cmp(b)));
     let n = by_b.len() as u64;
     let league = (n * params.believability.league as u64)
@@ -89,16 +105,20 @@ pub fn elect(
         .clamp(n.min(1), n);
     let mut believable: Vec<Address> = by_b.iter().take(league as usize).map(|(a, _)| *a).collect();
     believable.sort();
-    Ok(Committee {
+    Committee {
         epoch,
         members,
         believable,
-    })
+        weights: weights.to_vec(),
+    }
 }
 
 /// The proposer of `(height, round)`: drawn from the believable league (the
-/// whole committee from `league_fallback_round` on), weighted by current
+/// whole committee from `league_fallback_round` on), weighted by
 /// believability, seeded by `blake3(randomness, shard, height, round)`.
+/// The beacon, which holds the validators' accounts, weighs by current
+/// believability (so a proposer's spent Servi lowers its weight at once);
+/// account shards by the snapshot taken when the committee was elected.
 pub fn proposer(
     committee: &Committee,
     state: &dyn StateRead,
@@ -121,9 +141,18 @@ pub fn proposer(
     let mut weights = Vec::with_capacity(pool.len());
     let mut total: u128 = 0;
     for a in pool {
-        let b = read_account(state, a)?.believability(&params.believability) as u128;
-        total += b;
-        weights.push(b);
+        let b = if shard == crate::shard::BEACON {
+            read_account(state, a)?.believability(&params.believability)
+        } else {
+            committee
+                .members
+                .binary_search(a)
+                .ok()
+                .and_then(|i| committee.weights.get(i).copied())
+                .unwrap_or(0)
+        };
+        total += b as u128;
+        weights.push(b as u128);
     }
     let mut h = DomainHasher::new(tag::PROPOSER_DRAW);
     h.update(&randomness.0)

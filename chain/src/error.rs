@@ -66,6 +66,8 @@ pub enum ChainError {
     Beacon(String),
     #[error("PVSS: {0}")]
     Pvss(#[from] crate::pvss::PvssError),
+    #[error("relay: {0}")]
+    Relay(String),
 }
 
 impl ChainError {
@@ -99,6 +101,7 @@ impl ChainError {
             ChainError::NotCommitteeMember(_) => "not_committee_member",
             ChainError::Beacon(_) => "beacon",
             ChainError::Pvss(_) => "pvss",
+            ChainError::Relay(_) => "relay",
         }
     }
 }

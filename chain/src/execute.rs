@@ -12,11 +12,13 @@ use crate::crypto::Address;
 use crate::error::{ChainError, Result};
 use crate::hash::Hash;
 use crate::ledger::LedgerModule;
+use crate::light_client;
 use crate::module::{keys, BlockEnv, CallContext, Module};
 use crate::params::{ChainParams, Genesis};
+use crate::shard::BEACON;
 use crate::state::{Overlay, StateDiff, StateRead, StateStore};
 use crate::tx::{ModuleId, PooledTx, MAX_TX_BYTES};
-use crate::types::{Amount, Height, PPM};
+use crate::types::{Amount, Height, ShardId, PPM};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -42,14 +44,29 @@ pub struct Executed {
 #[derive(Clone)]
 pub struct Runtime {
     params: ChainParams,
+    shard: ShardId,
     modules: BTreeMap<ModuleId, Arc<dyn Module>>,
 }
 
 impl Runtime {
+    /// The beacon's runtime (the whole chain when `params.shards == 0`).
     pub fn new(params: ChainParams) -> Runtime {
+        Runtime::for_shard(params, BEACON)
+    }
+
+    /// The runtime of one shard of the network.
+    pub fn for_shard(params: ChainParams, shard: ShardId) -> Runtime {
         let mut modules: BTreeMap<ModuleId, Arc<dyn Module>> = BTreeMap::new();
         modules.insert(ModuleId::CORE, Arc::new(LedgerModule));
-        Runtime { params, modules }
+        Runtime {
+            params,
+            shard,
+            modules,
+        }
+    }
+
+    pub fn shard(&self) -> ShardId {
+        self.shard
     }
 
     /// Registers another module (storage, market). Ids must be unique.
@@ -78,18 +95,21 @@ impl Runtime {
             }
             return Ok(());
         }
+        if self.shard > self.params.shards {
+            return Err(ChainError::InvalidGenesis(format!(
+                "shard {} does not exist: the network has the beacon and {} account shards",
+                self.shard, self.params.shards
+            )));
+        }
         let diff = {
             let mut o = Overlay::new(store);
             let mut validators = Vec::new();
-            for a in &genesis.accounts {
-                let acct = crate::account::Account {
-                    balance: a.balance,
-                    stake: a.stake,
-                    servi: a.servi,
-                    reputation: a.reputation,
-                    ..Default::default()
-                };
-                o.put(keys::account(&a.address), codec::encode(&acct));
+            for a in genesis
+                .accounts
+                .iter()
+                .filter(|a| genesis.shard_of(a) == self.shard)
+            {
+                o.put(keys::account(&a.address), codec::encode(&a.account()));
                 if a.stake >= self.params.min_validator_stake {
                     validators.push(a.address);
                 }
@@ -98,15 +118,20 @@ impl Runtime {
                     o.put(beacon::pvss_owner_key(k), codec::encode(&a.address));
                 }
             }
-            validators.sort();
-            o.put(K_VALIDATORS.to_vec(), codec::encode(&validators));
+            let epoch0 = genesis.epoch_zero();
+            let c = epoch0.committee(self.shard)?.clone();
+            if self.shard == BEACON {
+                validators.sort();
+                o.put(K_VALIDATORS.to_vec(), codec::encode(&validators));
+                let round = self.randomness_round(&o, &c, 1)?;
+                o.put(K_EPOCH_START.to_vec(), codec::encode(&1u64));
+                o.put(beacon::K_ROUND.to_vec(), codec::encode(&round));
+            }
             o.put(K_RANDOMNESS.to_vec(), codec::encode(&genesis.randomness));
             o.put(K_FEE_POOL.to_vec(), codec::encode(&0u64));
-            let c = committee::elect(&o, &self.params, 0, &[], &genesis.randomness)?;
-            let round = self.randomness_round(&o, &c, 1)?;
             o.put(K_COMMITTEE.to_vec(), codec::encode(&c));
-            o.put(K_EPOCH_START.to_vec(), codec::encode(&1u64));
-            o.put(beacon::K_ROUND.to_vec(), codec::encode(&round));
+            o.put(light_client::epoch_key(0), codec::encode(&epoch0));
+            o.put(light_client::K_LATEST_EPOCH.to_vec(), codec::encode(&0u64));
             store.diff(o.into_writes())?
         };
         store.commit_genesis(genesis.hash(), genesis.time, diff)
@@ -150,10 +175,19 @@ impl Runtime {
             {
                 break;
             }
-            match self.admit(&mut block, env, &ptx) {
-                Ok(fee) => {
-                    fees = fees.checked_add(fee).ok_or(ChainError::Overflow)?;
+            let admitted = if is_relay(&ptx) {
+                self.apply_relay(&mut block, env, &ptx)
+            } else {
+                match self.admit(&mut block, env, &ptx) {
+                    Ok(fee) => {
+                        fees = fees.checked_add(fee).ok_or(ChainError::Overflow)?;
+                        Ok(self.run_call(&mut block, env, &ptx))
+                    }
+                    Err(e) => Err(e),
                 }
+            };
+            let receipt = match admitted {
+                Ok(receipt) => receipt,
                 Err(e) if mode == Mode::Propose => {
                     tracing::debug!(tx = %ptx.id, error = %e, "left out of block");
                     continue;
@@ -164,8 +198,7 @@ impl Runtime {
                         ptx.id
                     )));
                 }
-            }
-            let receipt = self.run_call(&mut block, env, &ptx);
+            };
             receipts.push(receipt);
             bytes += ptx.len;
             included.push(ptx);
@@ -227,35 +260,44 @@ impl Runtime {
         Ok(tx.fee)
     }
 
-    fn run_call(&self, block: &mut Overlay<'_>, env: &BlockEnv, ptx: &PooledTx) -> Receipt {
+    /// Runs the transaction's call in a child overlay of `block`: its events
+    /// and writes, or why it failed (the writes are then dropped).
+    fn call(
+        &self,
+        block: &Overlay<'_>,
+        env: &BlockEnv,
+        ptx: &PooledTx,
+    ) -> Result<(Vec<crate::block::Event>, crate::state::WriteSet)> {
         let tx = &ptx.tx.tx;
-        let result = match self.modules.get(&tx.call.module) {
-            None => Err(ChainError::UnknownModule(tx.call.module.0)),
-            Some(module) => {
-                let mut child = Overlay::new(block);
-                let outcome = {
-                    let mut ctx = CallContext::new(
-                        env,
-                        &self.params,
-                        tx.sender,
-                        ptx.id,
-                        module.as_ref(),
-                        &mut child,
-                    );
-                    module
-                        .execute(&mut ctx, &tx.call.payload)
-                        .map(|()| ctx.into_events())
-                };
-                outcome.map(|events| (events, child.into_writes()))
-            }
+        let module = self
+            .modules
+            .get(&tx.call.module)
+            .ok_or(ChainError::UnknownModule(tx.call.module.0))?;
+        let mut child = Overlay::new(block);
+        let events = {
+            let mut ctx = CallContext::new(
+                env,
+                &self.params,
+                tx.sender,
+                ptx.id,
+                module.as_ref(),
+                &mut child,
+            );
+            module.execute(&mut ctx, &tx.call.payload)?;
+            ctx.into_events()
         };
-        match result {
+        Ok((events, child.into_writes()))
+    }
+
+    fn run_call(&self, block: &mut Overlay<'_>, env: &BlockEnv, ptx: &PooledTx) -> Receipt {
+        let fee = ptx.tx.tx.fee;
+        match self.call(block, env, ptx) {
             Ok((events, writes)) => {
                 block.merge(writes);
                 Receipt {
                     tx: ptx.id,
                     status: ReceiptStatus::Success,
-                    fee: tx.fee,
+                    fee,
                     events,
                 }
             }
@@ -265,10 +307,63 @@ impl Runtime {
                     code: e.code().to_string(),
                     message: e.to_string(),
                 },
-                fee: tx.fee,
+                fee,
                 events: Vec::new(),
             },
         }
+    }
+
+    /// A relay transaction (see [`is_relay`]) carries a proof that pays for
+    /// itself by being useful: no fee and no nonce, but it is included only if
+    /// its call succeeds, so a free call never leaves a failed receipt behind
+    /// (after Polkadot's unsigned, self-validating extrinsics). Replays fail
+    /// because the state it proves is already applied.
+    fn apply_relay(
+        &self,
+        block: &mut Overlay<'_>,
+        env: &BlockEnv,
+        ptx: &PooledTx,
+    ) -> Result<Receipt> {
+        let tx = &ptx.tx.tx;
+        if tx.chain_id != env.chain_id {
+            return Err(ChainError::WrongChainId {
+                expected: env.chain_id.0.clone(),
+                got: tx.chain_id.0.clone(),
+            });
+        }
+        if ptx.len > MAX_TX_BYTES {
+            return Err(ChainError::TooLarge {
+                what: "transaction",
+                len: ptx.len,
+                max: MAX_TX_BYTES,
+            });
+        }
+        if tx.expires_at < env.height {
+            return Err(ChainError::Expired {
+                expires_at: tx.expires_at,
+                height: env.height,
+            });
+        }
+        if tx.fee != 0 {
+            return Err(ChainError::Relay(
+                "a relay transaction pays no fee; set fee to 0".into(),
+            ));
+        }
+        let (events, writes) = self.call(block, env, ptx)?;
+        block.merge(writes);
+        Ok(Receipt {
+            tx: ptx.id,
+            status: ReceiptStatus::Success,
+            fee: 0,
+            events,
+        })
+    }
+
+    /// Whether `ptx`, a relay transaction, would apply on top of `store`'s
+    /// committed state in a block `env`: the pool admits only those.
+    pub fn check_relay(&self, store: &StateStore, env: &BlockEnv, ptx: &PooledTx) -> Result<()> {
+        let mut block = Overlay::new(store);
+        self.apply_relay(&mut block, env, ptx).map(|_| ())
     }
 
     /// Block-level rules: missed proposals, fees and Servi of the proposer,
@@ -316,18 +411,32 @@ impl Runtime {
             Ok(())
         })?;
 
-        // The randomness round: fix Q when the dealing window closes.
-        let mut round: beacon::RandomnessRound = committee::read(block, beacon::K_ROUND)?
-            .ok_or_else(|| ChainError::Storage("no randomness round in state".into()))?;
-        if let Some(next) = beacon::close_window(block, &round, env.height)? {
-            block.put(beacon::K_ROUND.to_vec(), codec::encode(&next));
-            round = next;
-        }
-        // The epoch ends at its nominal length once its randomness is complete.
-        let start: Height = committee::read(block, K_EPOCH_START)?.unwrap_or(1);
-        if env.height + 1 >= start + p.epoch_length && round.complete() {
-            let next_randomness = beacon::output(block, &round)?;
-            self.end_epoch(block, env, &committee, &round, next_randomness)?;
+        if self.shard == BEACON {
+            // The randomness round: fix Q when the dealing window closes.
+            let mut round: beacon::RandomnessRound = committee::read(block, beacon::K_ROUND)?
+                .ok_or_else(|| ChainError::Storage("no randomness round in state".into()))?;
+            if let Some(next) = beacon::close_window(block, &round, env.height)? {
+                block.put(beacon::K_ROUND.to_vec(), codec::encode(&next));
+                round = next;
+            }
+            // The epoch ends at its nominal length once its randomness is complete.
+            let start: Height = committee::read(block, K_EPOCH_START)?.unwrap_or(1);
+            if env.height + 1 >= start + p.epoch_length && round.complete() {
+                let next_randomness = beacon::output(block, &round)?;
+                self.end_beacon_epoch(block, env, &committee, &round, next_randomness)?;
+            }
+        } else if light_client::latest_epoch(block)? > committee.epoch {
+            // An account shard moves one epoch per block, as the beacon
+            // decided (learned through an `EpochChange` in this or an earlier block).
+            let info = light_client::read_epoch(block, committee.epoch + 1)?.ok_or_else(|| {
+                ChainError::Storage(format!("epoch {} info missing", committee.epoch + 1))
+            })?;
+            self.share_fee_pool(block, &committee)?;
+            block.put(K_RANDOMNESS.to_vec(), codec::encode(&info.randomness));
+            block.put(
+                K_COMMITTEE.to_vec(),
+                codec::encode(info.committee(self.shard)?),
+            );
         }
 
         for module in self.modules.values() {
@@ -352,21 +461,10 @@ impl Runtime {
         Ok(())
     }
 
-    /// Epoch transition: the fee pool to the committee, R_{e+1} in place,
-    /// the next committee (TransEpoch) and its randomness round.
-    fn end_epoch(
-        &self,
-        block: &mut Overlay<'_>,
-        env: &BlockEnv,
-        committee: &Committee,
-        round: &beacon::RandomnessRound,
-        randomness: Hash,
-    ) -> Result<()> {
-        let p = &self.params;
-        let next_epoch = env.epoch + 1;
-        // The shard's fee pool (commissions, slashed stake) is shared by the committee.
+    /// The fee pool (commissions, slashed stake) shared by the members of
+    /// the ending epoch's committee that are not jailed.
+    fn share_fee_pool(&self, block: &mut Overlay<'_>, committee: &Committee) -> Result<()> {
         let pool: Amount = committee::read(block, K_FEE_POOL)?.unwrap_or(0);
-        // Members proven to have equivocated get no share.
         let mut paid = Vec::new();
         for m in &committee.members {
             if !committee::read_account(block, m)?.jailed {
@@ -381,6 +479,23 @@ impl Runtime {
             }
             block.put(K_FEE_POOL.to_vec(), codec::encode(&(pool - share * n)));
         }
+        Ok(())
+    }
+
+    /// The beacon's epoch transition: the fee pool to the committee,
+    /// R_{e+1} in place, every shard's next committee (TransEpoch) recorded as
+    /// `EpochInfo(e+1)` for the shards to follow, and the next randomness round.
+    fn end_beacon_epoch(
+        &self,
+        block: &mut Overlay<'_>,
+        env: &BlockEnv,
+        committee: &Committee,
+        round: &beacon::RandomnessRound,
+        randomness: Hash,
+    ) -> Result<()> {
+        let p = &self.params;
+        let next_epoch = env.epoch + 1;
+        self.share_fee_pool(block, committee)?;
         // The finished round's pieces stay in the blocks; state keeps only the record.
         for m in &round.members {
             block.delete(beacon::dealing_key(m));
@@ -391,21 +506,42 @@ impl Runtime {
             beacon::K_LAST_ROUND.to_vec(),
             codec::encode(&(round, randomness)),
         );
-        let mut c = committee::elect(block, p, next_epoch, &committee.members, &randomness)?;
-        if c.members.is_empty() {
-            // Nobody is eligible (all unstaked or jailed): the old committee
-            // carries on rather than halting the shard for good.
-            tracing::warn!(
-                epoch = next_epoch,
-                "no eligible validators; committee carries over"
-            );
-            c = Committee {
-                epoch: next_epoch,
-                ..committee.clone()
-            };
+        let current = light_client::read_epoch(block, env.epoch)?
+            .ok_or_else(|| ChainError::Storage(format!("epoch {} info missing", env.epoch)))?;
+        let mut committees =
+            committee::elect_all(block, p, next_epoch, &current.committees, &randomness)?;
+        for (shard, c) in committees.iter_mut().enumerate() {
+            if c.members.is_empty() {
+                // Nobody is eligible (all unstaked or jailed): the old committee
+                // carries on rather than halting the shard for good.
+                tracing::warn!(
+                    epoch = next_epoch,
+                    shard,
+                    "no eligible validators; committee carries over"
+                );
+                *c = Committee {
+                    epoch: next_epoch,
+                    ..current
+                        .committees
+                        .get(shard)
+                        .cloned()
+                        .unwrap_or_else(|| committee.clone())
+                };
+            }
         }
-        let next_round = self.randomness_round(block, &c, env.height + 1)?;
-        block.put(K_COMMITTEE.to_vec(), codec::encode(&c));
+        let info = light_client::EpochInfo {
+            epoch: next_epoch,
+            randomness,
+            committees,
+        };
+        let own = info.committee(BEACON)?.clone();
+        let next_round = self.randomness_round(block, &own, env.height + 1)?;
+        block.put(K_COMMITTEE.to_vec(), codec::encode(&own));
+        block.put(light_client::epoch_key(next_epoch), codec::encode(&info));
+        block.put(
+            light_client::K_LATEST_EPOCH.to_vec(),
+            codec::encode(&next_epoch),
+        );
         block.put(K_EPOCH_START.to_vec(), codec::encode(&(env.height + 1)));
         block.put(beacon::K_ROUND.to_vec(), codec::encode(&next_round));
         Ok(())
@@ -448,6 +584,13 @@ impl Runtime {
         state.put(key, codec::encode(&acct));
         Ok(())
     }
+}
+
+/// Whether a transaction is a relay transaction: a core call that carries
+/// a proof (an epoch change) and is valid only if it applies.
+pub fn is_relay(ptx: &PooledTx) -> bool {
+    let call = &ptx.tx.tx.call;
+    call.module == ModuleId::CORE && crate::ledger::LedgerCall::is_relay_payload(&call.payload)
 }
 
 /// Sum of all IOST in a shard's state: every account's balance, stake and

@@ -6,6 +6,7 @@ use crate::committee::{K_FEE_POOL, K_VALIDATORS};
 use crate::crypto::Address;
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_value, tag, Hash};
+use crate::light_client::EpochChange;
 use crate::module::{CallContext, Module};
 use crate::pvss::{Dealing, DecryptedShare, DleqProof, PvssPublicKey};
 use crate::tx::ModuleId;
@@ -52,6 +53,21 @@ pub enum LedgerCall {
         epoch: Epoch,
         shares: Vec<DecryptedShare>,
     },
+    /// Relay: the beacon ended an epoch; an account shard follows it.
+    BeaconUpdate(Box<EpochChange>),
+}
+
+impl LedgerCall {
+    /// Borsh variant indexes of the relay calls (see `execute::is_relay`).
+    const RELAY_VARIANTS: [u8; 1] = [7];
+
+    /// Whether an encoded call is a relay call, from its first byte alone
+    /// (borsh writes the enum variant first), so admission need not decode it.
+    pub fn is_relay_payload(payload: &[u8]) -> bool {
+        payload
+            .first()
+            .is_some_and(|v| Self::RELAY_VARIANTS.contains(v))
+    }
 }
 
 /// Proof that a validator signed two conflicting messages for one step.
@@ -287,6 +303,24 @@ impl Module for LedgerModule {
                 ctx.put(&own, &key)?;
                 ctx.put(&owner_key, &sender)?;
                 ctx.emit("pvss_key", &(sender, key));
+            }
+            LedgerCall::BeaconUpdate(change) => {
+                if ctx.env.shard == crate::shard::BEACON {
+                    return Err(ChainError::Relay(
+                        "the beacon does not follow itself: epoch changes go to account shards"
+                            .into(),
+                    ));
+                }
+                crate::light_client::verify_epoch_change(
+                    ctx.state(),
+                    &ctx.env.chain_id,
+                    ctx.params.shards,
+                    &change,
+                )?;
+                let e = change.info.epoch;
+                ctx.put(&crate::light_client::epoch_key(e), &change.info)?;
+                ctx.put(crate::light_client::K_LATEST_EPOCH, &e)?;
+                ctx.emit("epoch", &e);
             }
             LedgerCall::Deal { epoch, dealing } => crate::beacon::deal(ctx, epoch, &dealing)?,
             LedgerCall::Reveal { epoch, shares } => crate::beacon::reveal(ctx, epoch, &shares)?,

@@ -24,6 +24,7 @@ pub mod error;
 pub mod execute;
 pub mod hash;
 pub mod ledger;
+pub mod light_client;
 pub mod mempool;
 pub mod message;
 pub mod module;

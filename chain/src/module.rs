@@ -85,6 +85,11 @@ impl<'a, 'b> CallContext<'a, 'b> {
         }
     }
 
+    /// The state as this call sees it (for pure checks that take a `StateRead`).
+    pub fn state(&self) -> &dyn StateRead {
+        &*self.state
+    }
+
     fn check_owned(&self, key: &[u8]) -> Result<()> {
         let p = self.prefix.as_bytes();
         if key.len() > p.len() && key.starts_with(p) && key[p.len()] == b'/' {

@@ -35,7 +35,9 @@ impl Default for BelievabilityParams {
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct ChainParams {
     pub chain_id: ChainId,
-    pub shard: ShardId,
+    /// S, the number of account shards (1..=S); shard 0 is the beacon. With
+    /// 0 the network is one chain and the beacon holds the accounts too.
+    pub shards: u16,
     /// Nominal blocks per epoch. An epoch ends at the first block at or after
     /// this many whose randomness round is complete.
     pub epoch_length: u64,
@@ -68,7 +70,7 @@ impl ChainParams {
     pub fn devnet(chain_id: &str) -> ChainParams {
         ChainParams {
             chain_id: ChainId(chain_id.to_string()),
-            shard: 1,
+            shards: 0,
             epoch_length: 50,
             committee_size: 64,
             transepoch_swaps: 21,
@@ -126,6 +128,19 @@ pub struct GenesisAccount {
     pub pvss_key: Option<PvssPublicKey>,
 }
 
+impl GenesisAccount {
+    /// The account as genesis writes it into state.
+    pub fn account(&self) -> crate::account::Account {
+        crate::account::Account {
+            balance: self.balance,
+            stake: self.stake,
+            servi: self.servi,
+            reputation: self.reputation,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Genesis {
     pub params: ChainParams,
@@ -178,6 +193,58 @@ impl Genesis {
 
     pub fn hash(&self) -> Hash {
         hash_value(tag::GENESIS, self)
+    }
+
+    /// The shard that holds `account` from genesis: validators (staked or
+    /// with a PVSS key) on the beacon, which keeps the registry and stakes;
+    /// everyone else on their home shard.
+    pub fn shard_of(&self, account: &GenesisAccount) -> ShardId {
+        if self.params.shards == 0 || account.stake > 0 || account.pvss_key.is_some() {
+            crate::shard::BEACON
+        } else {
+            crate::shard::home_shard(&account.address, self.params.shards)
+        }
+    }
+
+    /// Epoch 0: every shard's committee, dealt from the genesis randomness.
+    /// Every shard computes it alike from the genesis alone: it is the root
+    /// of the light client's chain of trust.
+    pub fn epoch_zero(&self) -> crate::light_client::EpochInfo {
+        let p = &self.params;
+        let mut eligible: Vec<&GenesisAccount> = self
+            .accounts
+            .iter()
+            .filter(|a| a.stake >= p.min_validator_stake && a.pvss_key.is_some())
+            .collect();
+        eligible.sort_by_key(|a| a.address);
+        let addresses: Vec<Address> = eligible.iter().map(|a| a.address).collect();
+        let assigned = crate::shard::assign_committees(
+            &vec![Vec::new(); p.shards as usize + 1],
+            &addresses,
+            p.committee_size as usize,
+            p.transepoch_swaps as usize,
+            &self.randomness,
+        );
+        let committees = assigned
+            .into_iter()
+            .map(|members| {
+                let weights: Vec<u32> = members
+                    .iter()
+                    .map(|m| {
+                        eligible
+                            .iter()
+                            .find(|a| a.address == *m)
+                            .map_or(0, |a| a.account().believability(&p.believability))
+                    })
+                    .collect();
+                crate::committee::with_league(p, 0, members, &weights)
+            })
+            .collect();
+        crate::light_client::EpochInfo {
+            epoch: 0,
+            randomness: self.randomness,
+            committees,
+        }
     }
 
     /// Total IOST in existence, forever (supply is conserved).
@@ -254,6 +321,19 @@ impl Genesis {
             return Err(ChainError::InvalidGenesis(
                 "epoch length and committee size must be positive".into(),
             ));
+        }
+        if self
+            .epoch_zero()
+            .committees
+            .iter()
+            .any(|c| c.members.is_empty())
+        {
+            return Err(ChainError::InvalidGenesis(format!(
+                "{} shards (the beacon and {} account shards) need at least {} eligible validators, one per committee",
+                p.shards as usize + 1,
+                p.shards,
+                p.shards as usize + 1
+            )));
         }
         let f = crate::shard::max_faulty(p.committee_size as usize);
         if p.transepoch_swaps as usize > f {

@@ -16,9 +16,10 @@ use crate::codec;
 use crate::committee::{self, K_COMMITTEE, K_RANDOMNESS};
 use crate::crypto::{Address, Keypair};
 use crate::error::{ChainError, Result};
-use crate::execute::{Executed, Mode, Runtime};
+use crate::execute::{is_relay, Executed, Mode, Runtime};
 use crate::hash::Hash;
 use crate::ledger::{Evidence, LedgerCall, LedgerModule};
+use crate::light_client::{self, EpochChange};
 use crate::mempool::{Mempool, MempoolConfig};
 use crate::message::{Message, PeerId, MAX_MESSAGE_BYTES, MAX_SYNC_BLOCKS};
 use crate::module::BlockEnv;
@@ -30,6 +31,9 @@ use crate::types::{Epoch, Height, Round, TimeMs};
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+/// Most relay transactions (proof-carrying, fee-free) a replica holds.
+const MAX_RELAYS: usize = 1_024;
 
 /// How many of its own next pooled transactions a validator re-gossips.
 const OWN_TX_REGOSSIP: u64 = 4;
@@ -100,6 +104,10 @@ pub struct CommittedBlock {
     pub block: Arc<Block>,
     pub cert: CommitCertificate,
     pub receipts: Vec<Receipt>,
+    /// On the beacon, when this block ended an epoch: what relayers carry to
+    /// every account shard (the proof is taken now, while the block's state
+    /// root is the store's).
+    pub epoch_change: Option<Arc<EpochChange>>,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +224,9 @@ pub struct Replica {
     runtime: Runtime,
     store: StateStore,
     mempool: Mempool<PooledTx>,
+    /// Relay transactions by id: checked against committed state on entry
+    /// and after every commit, proposed ahead of the mempool.
+    relays: BTreeMap<Hash, PooledTx>,
     config: ReplicaConfig,
     now: TimeMs,
 
@@ -277,6 +288,7 @@ impl Replica {
             key,
             me,
             mempool: Mempool::new(config.mempool.clone()),
+            relays: BTreeMap::new(),
             runtime,
             store,
             config,
@@ -288,6 +300,7 @@ impl Replica {
                 epoch: 0,
                 members: vec![],
                 believable: vec![],
+                weights: vec![],
             },
             randomness: Hash::ZERO,
             locked: None,
@@ -603,7 +616,7 @@ impl Replica {
                     len: p.len,
                     max: crate::tx::MAX_TX_BYTES,
                 }));
-            } else if self.mempool.contains(&p.id) {
+            } else if self.mempool.contains(&p.id) || self.relays.contains_key(&p.id) {
                 results.push(Ok(p.id));
             } else {
                 results.push(Ok(p.id));
@@ -615,6 +628,13 @@ impl Replica {
         for ((i, p), sig_ok) in candidates.into_iter().zip(ok) {
             if !sig_ok {
                 results[i] = Err(ChainError::BadSignature("transaction"));
+                continue;
+            }
+            if is_relay(&p) {
+                match self.admit_relay(&p) {
+                    Ok(()) => accepted.push(p),
+                    Err(e) => results[i] = Err(e),
+                }
                 continue;
             }
             let nonce = match committee::read_account(&self.store, &p.tx.tx.sender) {
@@ -632,6 +652,17 @@ impl Replica {
         (results, accepted)
     }
 
+    /// Pools a relay transaction if it would apply to committed state now.
+    fn admit_relay(&mut self, p: &PooledTx) -> Result<()> {
+        if self.relays.len() >= MAX_RELAYS {
+            return Err(ChainError::Mempool("the relay pool is full".into()));
+        }
+        let env = self.env_for(0, self.me, self.now);
+        self.runtime.check_relay(&self.store, &env, p)?;
+        self.relays.insert(p.id, p.clone());
+        Ok(())
+    }
+
     fn on_proposal(&mut self, sp: &SignedProposal, block: &Arc<Block>) -> Result<()> {
         let p = &sp.proposal;
         let params = self.runtime.params();
@@ -641,9 +672,9 @@ impl Replica {
                 got: p.chain_id.0.clone(),
             });
         }
-        if p.shard != params.shard {
+        if p.shard != self.runtime.shard() {
             return Err(ChainError::WrongShard {
-                expected: params.shard,
+                expected: self.runtime.shard(),
                 got: p.shard,
             });
         }
@@ -792,9 +823,9 @@ impl Replica {
                 got: v.chain_id.0.clone(),
             });
         }
-        if v.shard != params.shard {
+        if v.shard != self.runtime.shard() {
             return Err(ChainError::WrongShard {
-                expected: params.shard,
+                expected: self.runtime.shard(),
                 got: v.shard,
             });
         }
@@ -840,6 +871,12 @@ impl Replica {
         if !self.reported.insert(key) {
             return Ok(());
         }
+        if self.runtime.shard() != crate::shard::BEACON {
+            // Stakes live on the beacon; evidence seen on an account shard is
+            // not yet carried there (a known gap, docs/protocol.md).
+            tracing::warn!(%offender, shard = self.runtime.shard(), "equivocation observed on an account shard; evidence not relayed");
+            return Ok(());
+        }
         tracing::info!(%offender, "equivocation observed; submitting evidence");
         if self.submit_own(LedgerCall::Evidence(Box::new(ev)), 1_000)? {
             self.stats.evidence_submitted += 1;
@@ -873,6 +910,48 @@ impl Replica {
                 .push(Output::Broadcast(Arc::new(Message::Txs(txs))));
         }
         Ok(matches!(results.first(), Some(Ok(_))))
+    }
+
+    /// Drops relay transactions that no longer apply (included, or made
+    /// stale by the block just committed).
+    fn refresh_relays(&mut self) {
+        if self.relays.is_empty() {
+            return;
+        }
+        let env = self.env_for(0, self.me, self.now);
+        let (runtime, store) = (&self.runtime, &self.store);
+        self.relays
+            .retain(|_, p| runtime.check_relay(store, &env, p).is_ok());
+    }
+
+    /// The epoch change a beacon block made, with a proof of the new
+    /// `EpochInfo` against the state just committed.
+    fn epoch_change(
+        &self,
+        block: &Arc<Block>,
+        cert: &CommitCertificate,
+    ) -> Result<Option<Arc<EpochChange>>> {
+        if self.runtime.shard() != crate::shard::BEACON
+            || block.header.epoch >= self.committee_epoch_after_commit()?
+        {
+            return Ok(None);
+        }
+        let e = block.header.epoch + 1;
+        let (value, proof) = self.store.prove(&light_client::epoch_key(e))?;
+        let info = match value {
+            Some(bytes) => codec::decode("epoch info", &bytes, crate::module::MAX_STATE_VALUE)?,
+            None => return Err(ChainError::Storage(format!("epoch {e} info missing"))),
+        };
+        Ok(Some(Arc::new(EpochChange {
+            header: block.header.clone(),
+            cert: cert.clone(),
+            info,
+            proof,
+        })))
+    }
+
+    fn committee_epoch_after_commit(&self) -> Result<Epoch> {
+        light_client::latest_epoch(&self.store)
     }
 
     fn run_beacon_duties(&mut self) {
@@ -959,7 +1038,7 @@ impl Replica {
             &self.store,
             params,
             &self.randomness,
-            params.shard,
+            self.runtime.shard(),
             self.height,
             round,
         )?;
@@ -988,10 +1067,12 @@ impl Replica {
             } else {
                 self.propose(round)?;
             }
-        } else {
-            let at = self.timeout_after(self.config.timeout_propose_ms, round);
-            self.schedule(Timeout::Propose, at, round);
         }
+        // The proposer too: after a restart it may re-send a proposal whose
+        // proof-of-lock prevotes it no longer holds, so no rule moves it on,
+        // and it must not wait in this step forever.
+        let at = self.timeout_after(self.config.timeout_propose_ms, round);
+        self.schedule(Timeout::Propose, at, round);
         Ok(())
     }
 
@@ -1012,7 +1093,7 @@ impl Replica {
             let params = self.runtime.params();
             let proposal = Proposal {
                 chain_id: params.chain_id.clone(),
-                shard: params.shard,
+                shard: self.runtime.shard(),
                 height: self.height,
                 round,
                 block: block.hash(),
@@ -1058,7 +1139,7 @@ impl Replica {
         let params = self.runtime.params();
         BlockEnv {
             chain_id: params.chain_id.clone(),
-            shard: params.shard,
+            shard: self.runtime.shard(),
             height: self.height,
             epoch: self.committee.epoch,
             round,
@@ -1077,7 +1158,8 @@ impl Replica {
             .ok_or_else(|| ChainError::Storage("no committed head; genesis missing".into()))?;
         let time = self.now.max(head.time + 1);
         let store = &self.store;
-        let candidates = self.mempool.select(
+        let mut candidates: Vec<PooledTx> = self.relays.values().cloned().collect();
+        candidates.extend(self.mempool.select(
             params.max_block_txs as usize,
             params.max_block_bytes(),
             self.height,
@@ -1086,14 +1168,14 @@ impl Replica {
                     .map(|x| x.nonce)
                     .unwrap_or(0)
             },
-        );
+        ));
         let env = self.env_for(round, self.me, time);
         let executed = self
             .runtime
             .execute(&self.store, &env, candidates, Mode::Propose)?;
         let header = BlockHeader {
             chain_id: params.chain_id.clone(),
-            shard: params.shard,
+            shard: self.runtime.shard(),
             height: self.height,
             epoch: env.epoch,
             round,
@@ -1155,7 +1237,7 @@ impl Replica {
             .cloned()
             .ok_or_else(|| ChainError::Storage("no committed head; genesis missing".into()))?;
         let fail = |m: String| Err(ChainError::InvalidBlock(m));
-        if h.chain_id != params.chain_id || h.shard != params.shard {
+        if h.chain_id != params.chain_id || h.shard != self.runtime.shard() {
             return fail("wrong chain or shard".into());
         }
         if h.height != self.height || h.prev != head.block {
@@ -1214,7 +1296,7 @@ impl Replica {
                 let params = self.runtime.params();
                 let vote = Vote {
                     chain_id: params.chain_id.clone(),
-                    shard: params.shard,
+                    shard: self.runtime.shard(),
                     height: self.height,
                     round,
                     kind,
@@ -1425,7 +1507,7 @@ impl Replica {
                 "certificate is for another block".into(),
             ));
         }
-        cert.verify(&params.chain_id, params.shard, &self.committee)?;
+        cert.verify(&params.chain_id, self.runtime.shard(), &self.committee)?;
         let hash = block.hash();
         self.store_block(&Arc::new(block.clone()))?;
         if !self.is_valid(&hash, false) {
@@ -1462,16 +1544,19 @@ impl Replica {
                 .map(|x| x.nonce)
                 .unwrap_or(0)
         });
+        let epoch_change = self.epoch_change(&block, &cert)?;
         self.outputs
             .push(Output::Committed(Arc::new(CommittedBlock {
                 state_root: self.store.state_root(),
                 block,
                 cert,
                 receipts: executed.receipts,
+                epoch_change,
             })));
         self.height += 1;
         self.enter_height()?;
         self.store.wal_clear()?;
+        self.refresh_relays();
         self.run_beacon_duties();
         self.start_round(0)
     }
@@ -1537,9 +1622,12 @@ impl Replica {
         // duties): it may never propose itself, so a lost broadcast would
         // otherwise hold its account's nonce, and everything after it, forever.
         let next = committee::read_account(&self.store, &self.me).map_or(0, |a| a.nonce);
+        // Relay transactions too: any one replica that holds a proof should
+        // get it to a proposer.
         let own: Vec<SignedTransaction> = self
             .mempool
             .sender_range(&self.me, next..next + OWN_TX_REGOSSIP)
+            .chain(self.relays.values())
             .map(|t| (*t.tx).clone())
             .collect();
         if !own.is_empty() {

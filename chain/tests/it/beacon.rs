@@ -247,7 +247,7 @@ impl Chain<'_> {
         let head = self.store.head().expect("genesis committed");
         BlockEnv {
             chain_id: chain_id(),
-            shard: self.runtime.params().shard,
+            shard: self.runtime.shard(),
             height: head.height + 1,
             epoch: self.round().epoch,
             round: 0,

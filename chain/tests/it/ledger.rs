@@ -48,9 +48,12 @@ fn next_env(store: &StateStore, params: &ChainParams, proposer: Address) -> Bloc
     let height = head.height + 1;
     BlockEnv {
         chain_id: params.chain_id.clone(),
-        shard: params.shard,
+        shard: ios_chain::shard::BEACON,
         height,
-        epoch: (height - 1) / params.epoch_length,
+        epoch: committee::read::<ios_chain::block::Committee>(store, committee::K_COMMITTEE)
+            .expect("read")
+            .expect("committee")
+            .epoch,
         round: 0,
         time: head.time + 1,
         proposer,
@@ -797,7 +800,7 @@ fn vote(key: &Keypair, chain: &str, round: u32, kind: VoteKind, block: Option<Ha
     SignedVote::new(
         Vote {
             chain_id: ChainId(chain.into()),
-            shard: 1,
+            shard: 0,
             height: 5,
             round,
             kind,
@@ -811,7 +814,7 @@ fn proposal(key: &Keypair, block: Hash) -> SignedProposal {
     SignedProposal::new(
         Proposal {
             chain_id: ChainId("ios-sim".into()),
-            shard: 1,
+            shard: 0,
             height: 5,
             round: 0,
             block,
@@ -1019,7 +1022,7 @@ fn stale_or_foreign_evidence_is_refused() {
     for (name, ev, code) in [
         (
             "older than the unbonding period",
-            double(1),
+            double(0),
             "invalid_evidence",
         ),
         ("another shard's votes", double(2), "wrong_shard"),

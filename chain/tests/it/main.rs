@@ -7,6 +7,7 @@
 mod beacon;
 mod encoding;
 mod ledger;
+mod light_client;
 mod pvss;
 mod replica;
 mod sim;

@@ -326,7 +326,7 @@ impl Net {
                     "node {i} h {h}"
                 );
                 // The membership does not change: four equal validators stay elected.
-                cert.verify(&params.chain_id, params.shard, r.committee())
+                cert.verify(&params.chain_id, r.runtime().shard(), r.committee())
                     .unwrap_or_else(|e| panic!("node {i} height {h}: {e}"));
             }
         }

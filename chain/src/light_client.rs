@@ -1,0 +1,146 @@
+//! The beacon light client every shard runs. The beacon (shard 0) decides each
+//! epoch's committees for all shards; every shard keeps the [`EpochInfo`] of
+//! every epoch it has followed, so it can check a commit certificate of any
+//! shard for any of those epochs. A shard learns epoch e+1 from an
+//! [`EpochChange`]: the beacon block that ended epoch e, its certificate by
+//! epoch e's beacon committee (which the shard already knows), and a state
+//! proof of `EpochInfo(e+1)` under that block's state root. The chain of
+//! trust starts at genesis, which every shard computes alike.
+
+use crate::block::{BlockHeader, CommitCertificate, Committee};
+use crate::codec;
+use crate::error::{ChainError, Result};
+use crate::hash::Hash;
+use crate::shard::BEACON;
+use crate::state::smt::SparseMerkleProof;
+use crate::state::{verify_state_proof, StateRead};
+use crate::types::{ChainId, Epoch, ShardId};
+use borsh::{BorshDeserialize, BorshSerialize};
+
+const EPOCHS_PREFIX: &[u8] = b"core/epochs/";
+/// The latest epoch this shard knows the committees of.
+pub const K_LATEST_EPOCH: &[u8] = b"core/epochs_latest";
+
+/// Where `EpochInfo(epoch)` is kept (big-endian, so epochs scan in order).
+pub fn epoch_key(epoch: Epoch) -> Vec<u8> {
+    let mut k = EPOCHS_PREFIX.to_vec();
+    k.extend_from_slice(&epoch.to_be_bytes());
+    k
+}
+
+/// What the beacon decided for one epoch: its randomness and every shard's
+/// committee (index = shard id; one entry when the network has no account
+/// shards).
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct EpochInfo {
+    pub epoch: Epoch,
+    pub randomness: Hash,
+    pub committees: Vec<Committee>,
+}
+
+impl EpochInfo {
+    pub fn committee(&self, shard: ShardId) -> Result<&Committee> {
+        self.committees.get(shard as usize).ok_or_else(|| {
+            ChainError::Beacon(format!(
+                "epoch {} has no committee for shard {shard}",
+                self.epoch
+            ))
+        })
+    }
+}
+
+/// A beacon block that ended an epoch, carried by relayers to every shard.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct EpochChange {
+    pub header: BlockHeader,
+    pub cert: CommitCertificate,
+    pub info: EpochInfo,
+    /// Inclusion of `info` at [`epoch_key`] under `header.state_root`.
+    pub proof: SparseMerkleProof,
+}
+
+pub fn read_epoch(state: &dyn StateRead, epoch: Epoch) -> Result<Option<EpochInfo>> {
+    crate::committee::read(state, &epoch_key(epoch))
+}
+
+pub fn latest_epoch(state: &dyn StateRead) -> Result<Epoch> {
+    Ok(crate::committee::read(state, K_LATEST_EPOCH)?.unwrap_or(0))
+}
+
+/// Checks that `cert` finalizes `header` under the committee of the
+/// header's shard and epoch, as this shard knows it.
+pub fn verify_certified(
+    state: &dyn StateRead,
+    chain_id: &ChainId,
+    header: &BlockHeader,
+    cert: &CommitCertificate,
+) -> Result<()> {
+    if &header.chain_id != chain_id {
+        return Err(ChainError::WrongChainId {
+            expected: chain_id.0.clone(),
+            got: header.chain_id.0.clone(),
+        });
+    }
+    if cert.block != header.hash() || cert.height != header.height {
+        return Err(ChainError::InvalidCertificate(format!(
+            "the certificate is for block {} at height {}, not this header ({} at {})",
+            cert.block,
+            cert.height,
+            header.hash(),
+            header.height
+        )));
+    }
+    let info = read_epoch(state, header.epoch)?.ok_or_else(|| {
+        ChainError::Beacon(format!(
+            "epoch {} is unknown to this shard (it knows up to {})",
+            header.epoch,
+            latest_epoch(state).unwrap_or(0)
+        ))
+    })?;
+    cert.verify(chain_id, header.shard, info.committee(header.shard)?)
+}
+
+/// Checks an epoch change against what this shard knows: the next epoch
+/// in sequence, a beacon block of the epoch before it, certified by that
+/// epoch's beacon committee, with a valid proof of the new `EpochInfo`.
+pub fn verify_epoch_change(
+    state: &dyn StateRead,
+    chain_id: &ChainId,
+    shards: u16,
+    change: &EpochChange,
+) -> Result<()> {
+    let known = latest_epoch(state)?;
+    let e = change.info.epoch;
+    if e != known + 1 {
+        return Err(ChainError::Beacon(format!(
+            "epoch change to {e}, but this shard knows epoch {known}: changes apply in order"
+        )));
+    }
+    if change.header.shard != BEACON {
+        return Err(ChainError::WrongShard {
+            expected: BEACON,
+            got: change.header.shard,
+        });
+    }
+    if change.header.epoch + 1 != e {
+        return Err(ChainError::Beacon(format!(
+            "a block of epoch {} cannot end epoch {}",
+            change.header.epoch,
+            e - 1
+        )));
+    }
+    if change.info.committees.len() != shards as usize + 1 {
+        return Err(ChainError::Beacon(format!(
+            "{} committees for {} shards",
+            change.info.committees.len(),
+            shards as usize + 1
+        )));
+    }
+    verify_certified(state, chain_id, &change.header, &change.cert)?;
+    verify_state_proof(
+        &change.header.state_root,
+        &epoch_key(e),
+        Some(&codec::encode(&change.info)),
+        &change.proof,
+    )
+}
