@@ -1,28 +1,38 @@
-//! The deterministic simulator: n validator replicas on virtual time, a
-//! seeded scheduler, and a network that loses, delays, duplicates and
+//! The deterministic simulator of whole networks: the beacon and S account
+//! shards, a committee of validator replicas each, on virtual time, with a
+//! seeded scheduler and a network that loses, delays, duplicates and
 //! reorders messages, partitions and heals, crashes nodes and restarts them
-//! from their own sled directories, while up to f members equivocate.
+//! from their own sled directories. Up to f members of every committee play
+//! Byzantine in each epoch (they equivocate, withhold randomness reveals and,
+//! as relayers, drop epoch-change proofs). Nodes open replicas of the shards
+//! whose committee they join (catching up from peers) and close them an
+//! epoch after they leave; relayers carry the beacon's epoch changes to the
+//! account shards.
 //!
-//! After every step it checks: no two different finalized blocks at one
-//! height, IOST supply conserved, equal state roots at equal heights; and at
-//! the end, after every fault heals, that the chain made progress. A run is a
-//! pure function of its seed: `ios sim --seed N` replays it exactly.
+//! After every step it checks, per shard: no two different finalized blocks
+//! at one height, IOST supply conserved, equal state roots at equal heights,
+//! no honest equivocation across restarts; and at the end, after every fault
+//! heals, that every shard made progress, that the beacon's epochs kept
+//! changing and that every account shard followed them. A run is a pure
+//! function of its seed: `ios sim --seed N` replays it exactly.
 
 mod rng;
 
 pub use rng::SimRng;
 
-use crate::block::{Block, SignedProposal, SignedVote};
+use crate::block::{SignedProposal, SignedVote};
 use crate::crypto::Keypair;
 use crate::error::{ChainError, Result};
 use crate::execute::{total_supply, Runtime};
 use crate::hash::{hash_tagged, DomainHasher, Hash};
 use crate::ledger::{LedgerCall, LedgerModule, Token};
+use crate::light_client::{EpochChange, EpochInfo};
 use crate::message::{Message, PeerId};
 use crate::params::{ChainParams, Genesis};
 use crate::replica::{Output, Replica, ReplicaConfig};
+use crate::shard::BEACON;
 use crate::tx::{SignedTransaction, Transaction};
-use crate::types::{Amount, Height, TimeMs, UNITS_PER_IOST};
+use crate::types::{Amount, Epoch, Height, ShardId, TimeMs, UNITS_PER_IOST};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::path::{Path, PathBuf};
@@ -94,7 +104,10 @@ impl Faults {
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
+    /// Validators per committee (the whole validator set has this many per shard).
     pub validators: usize,
+    /// S, the account shards; 0 runs one chain (the beacon holds the accounts).
+    pub shards: u16,
     pub faults: Faults,
     /// Virtual time with faults active.
     pub run_ms: TimeMs,
@@ -103,7 +116,7 @@ pub struct SimConfig {
     /// Transactions per virtual second offered by the load generator.
     pub load_tps: u32,
     pub users: usize,
-    /// Blocks each honest node must finalize after healing.
+    /// Blocks each shard must finalize after healing.
     pub min_progress: Height,
 }
 
@@ -111,6 +124,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             validators: 4,
+            shards: 0,
             faults: Faults::all(),
             run_ms: 12_000,
             heal_ms: 8_000,
@@ -118,6 +132,18 @@ impl Default for SimConfig {
             users: 12,
             min_progress: 3,
         }
+    }
+}
+
+impl SimConfig {
+    /// The whole validator set: one committee's worth per shard, plus f
+    /// spares per shard in a sharded network, so TransEpoch draws from a
+    /// free pool and jailed members can be replaced.
+    pub fn total_validators(&self) -> usize {
+        if self.shards == 0 {
+            return self.validators;
+        }
+        (self.validators + crate::shard::max_faulty(self.validators)) * (self.shards as usize + 1)
     }
 }
 
@@ -130,7 +156,7 @@ pub struct Violation {
 #[derive(Clone, Debug, Default)]
 pub struct SimReport {
     pub seed: u64,
-    /// Highest height finalized by any honest node.
+    /// Blocks finalized, all shards together.
     pub finalized: Height,
     pub txs: u64,
     pub failed_receipts: u64,
@@ -139,10 +165,15 @@ pub struct SimReport {
     pub dropped: u64,
     pub crashes: u32,
     pub partitions: u32,
+    /// Byzantine seats placed: (shard, epoch, member) triples, at most f per committee.
     pub byzantine: usize,
     pub slashed: u64,
-    /// Highest epoch an honest node reached (each change ran a randomness round).
+    /// Highest epoch the beacon reached (each change ran a randomness round).
     pub epochs: u64,
+    /// Epoch changes applied by account shards (through relayed proofs).
+    pub shard_epoch_changes: u64,
+    /// Relayed epoch-change proofs a Byzantine relayer dropped.
+    pub relays_dropped: u64,
     pub violations: Vec<Violation>,
     /// Digest of every finalized block in order: equal digests mean equal runs.
     pub trace: Hash,
@@ -153,11 +184,13 @@ enum Ev {
     Deliver {
         to: usize,
         from: usize,
+        shard: ShardId,
         msg: Arc<Message>,
     },
-    Tick(usize),
+    Tick(usize, ShardId),
     Load,
     Fault,
+    Relay,
     Restart(usize),
     HealPartition,
     Heal,
@@ -166,10 +199,16 @@ enum Ev {
 struct Node {
     key: Keypair,
     dir: PathBuf,
-    replica: Option<Replica>,
-    byzantine: bool,
-    next_tick: TimeMs,
+    /// False while crashed.
+    up: bool,
+    replicas: BTreeMap<ShardId, Replica>,
+    next_tick: BTreeMap<ShardId, TimeMs>,
+    /// Crash right after broadcasting the next own vote.
+    crash_after_vote: bool,
 }
+
+/// What one node signed on one shard: (height, round, step) -> block voted for.
+type SignedSteps = BTreeMap<(Height, u32, u8), Option<Hash>>;
 
 struct Sim<'a> {
     cfg: &'a SimConfig,
@@ -180,19 +219,25 @@ struct Sim<'a> {
     events: BTreeMap<u64, Ev>,
     nodes: Vec<Node>,
     genesis: Genesis,
-    runtime: Runtime,
+    runtimes: Vec<Runtime>,
     replica_config: ReplicaConfig,
-    supply: Amount,
+    /// Genesis IOST per shard; conserved by every block (no cross-shard transfers yet).
+    supply: Vec<Amount>,
     users: Vec<Keypair>,
     user_nonce: Vec<u64>,
     user_last_progress: Vec<TimeMs>,
     partition: Option<BTreeSet<usize>>,
-    /// Nodes to crash right after they broadcast their next vote.
-    crash_after_vote: Vec<bool>,
-    /// Per node: what it signed for each (height, round, step).
-    signed: Vec<BTreeMap<(Height, u32, u8), Option<Hash>>>,
+    /// Epochs the beacon finalized, as the simulator saw them.
+    epochs: BTreeMap<Epoch, EpochInfo>,
+    changes: BTreeMap<Epoch, Arc<EpochChange>>,
+    /// Per shard: the committee epoch of its latest finalized block.
+    shard_epoch: Vec<Epoch>,
+    /// Byzantine seats: (shard, epoch, node), at most f per committee.
+    byzantine: BTreeSet<(ShardId, Epoch, usize)>,
+    /// Per (node, shard): what it signed for each (height, round, step) while honest.
+    signed: BTreeMap<(usize, ShardId), SignedSteps>,
     healed: bool,
-    finalized: BTreeMap<Height, (Hash, Hash)>,
+    finalized: BTreeMap<(ShardId, Height), (Hash, Hash)>,
     trace: DomainHasher,
     report: SimReport,
 }
@@ -220,15 +265,6 @@ pub fn sim_genesis(params: ChainParams, validators: &[Keypair], users: &[Keypair
     )
 }
 
-/// Byzantine members also withhold their randomness reveals, so every run
-/// with them checks that the beacon's output does not depend on them.
-fn node_config(base: &ReplicaConfig, byzantine: bool) -> ReplicaConfig {
-    ReplicaConfig {
-        reveal_randomness: !byzantine,
-        ..base.clone()
-    }
-}
-
 fn open_db(dir: &Path) -> Result<sled::Db> {
     crate::state::open_db(dir, None)
 }
@@ -248,28 +284,30 @@ impl<'a> Sim<'a> {
         if cfg.validators == 0 {
             return Err(ChainError::InvalidGenesis("at least one validator".into()));
         }
-        let mut rng = SimRng::new(seed);
-        let keys: Vec<Keypair> = (0..cfg.validators as u64)
+        let rng = SimRng::new(seed);
+        let keys: Vec<Keypair> = (0..cfg.total_validators() as u64)
             .map(|i| Keypair::from_seed("sim-validator", i))
             .collect();
         let users: Vec<Keypair> = (0..cfg.users as u64)
             .map(|i| Keypair::from_seed("sim-user", i))
             .collect();
-        let params = sim_params(cfg.validators);
+        let mut params = sim_params(cfg.validators);
+        params.shards = cfg.shards;
         let genesis = sim_genesis(params.clone(), &keys, &users);
-        let supply = genesis.total_supply()?;
-        let runtime = Runtime::new(params);
-        let f = (cfg.validators - 1) / 3;
-        let byzantine: BTreeSet<usize> = if cfg.faults.byzantine && f > 0 {
-            let count = rng.range(1, f as u64) as usize;
-            let mut set = BTreeSet::new();
-            while set.len() < count {
-                set.insert(rng.below(cfg.validators as u64) as usize);
-            }
-            set
-        } else {
-            BTreeSet::new()
-        };
+        genesis.validate()?;
+        let mut supply: Vec<Amount> = vec![0; cfg.shards as usize + 1];
+        for a in &genesis.accounts {
+            let s = genesis.shard_of(a) as usize;
+            supply[s] = a
+                .account()
+                .total_iost()
+                .ok()
+                .and_then(|t| supply[s].checked_add(t))
+                .ok_or(ChainError::Overflow)?;
+        }
+        let runtimes = (0..=cfg.shards)
+            .map(|s| Runtime::for_shard(params.clone(), s))
+            .collect();
         let replica_config = ReplicaConfig {
             timeout_propose_ms: 500,
             timeout_prevote_ms: 250,
@@ -282,27 +320,20 @@ impl<'a> Sim<'a> {
             reveal_randomness: true,
             mempool: Default::default(),
         };
-        let mut nodes = Vec::new();
-        for (i, key) in keys.into_iter().enumerate() {
-            let ndir = dir.join(format!("node-{i}"));
-            let db = open_db(&ndir)?;
-            let replica = Replica::open(
-                &db,
-                key.clone(),
-                runtime.clone(),
-                &genesis,
-                node_config(&replica_config, byzantine.contains(&i)),
-                0,
-            )?;
-            nodes.push(Node {
+        let nodes = keys
+            .into_iter()
+            .enumerate()
+            .map(|(i, key)| Node {
                 key,
-                dir: ndir,
-                replica: Some(replica),
-                byzantine: byzantine.contains(&i),
-                next_tick: TimeMs::MAX,
-            });
-        }
+                dir: dir.join(format!("node-{i}")),
+                up: true,
+                replicas: BTreeMap::new(),
+                next_tick: BTreeMap::new(),
+                crash_after_vote: false,
+            })
+            .collect();
         let n_users = users.len();
+        let epoch0 = genesis.epoch_zero();
         let mut sim = Sim {
             cfg,
             rng,
@@ -312,31 +343,37 @@ impl<'a> Sim<'a> {
             events: BTreeMap::new(),
             nodes,
             genesis,
-            runtime,
+            runtimes,
             replica_config,
             supply,
             users,
             user_nonce: vec![0; n_users],
             user_last_progress: vec![0; n_users],
             partition: None,
-            signed: vec![BTreeMap::new(); cfg.validators],
-            crash_after_vote: vec![false; cfg.validators],
+            epochs: BTreeMap::from([(0, epoch0)]),
+            changes: BTreeMap::new(),
+            shard_epoch: vec![0; cfg.shards as usize + 1],
+            byzantine: BTreeSet::new(),
+            signed: BTreeMap::new(),
             healed: false,
             finalized: BTreeMap::new(),
             trace: DomainHasher::new("ios/sim-trace"),
             report: SimReport {
                 seed,
-                byzantine: byzantine.len(),
                 ..Default::default()
             },
         };
-        for i in 0..sim.nodes.len() {
-            sim.schedule_tick(i);
+        for s in 0..=cfg.shards {
+            sim.place_byzantine(s, 0);
         }
+        sim.serve_committees()?;
         sim.push(0, Ev::Load);
         if cfg.faults.partition || cfg.faults.crash {
             let t = sim.rng.range(500, 2_000);
             sim.push(t, Ev::Fault);
+        }
+        if cfg.shards > 0 {
+            sim.push(1_000, Ev::Relay);
         }
         sim.push(cfg.run_ms, Ev::Heal);
         Ok(sim)
@@ -348,20 +385,137 @@ impl<'a> Sim<'a> {
         self.events.insert(self.seq, ev);
     }
 
-    fn schedule_tick(&mut self, i: usize) {
-        let Some(r) = &self.nodes[i].replica else {
+    fn schedule_tick(&mut self, i: usize, shard: ShardId) {
+        let Some(r) = self.nodes[i].replicas.get(&shard) else {
             return;
         };
         let at = r.next_deadline().max(self.now);
-        if at < self.nodes[i].next_tick || self.nodes[i].next_tick < self.now {
-            self.nodes[i].next_tick = at;
-            self.push(at, Ev::Tick(i));
+        let next = self.nodes[i].next_tick.entry(shard).or_insert(TimeMs::MAX);
+        if at < *next || *next < self.now {
+            *next = at;
+            self.push(at, Ev::Tick(i, shard));
         }
+    }
+
+    // ---- committees, Byzantine seats, who serves where ----
+
+    fn committee(&self, shard: ShardId, epoch: Epoch) -> Option<&crate::block::Committee> {
+        self.epochs.get(&epoch)?.committees.get(shard as usize)
+    }
+
+    fn index_of(&self, a: &crate::crypto::Address) -> Option<usize> {
+        self.nodes.iter().position(|n| n.key.address() == *a)
+    }
+
+    /// Places between 1 and f Byzantine members in `shard`'s committee of
+    /// `epoch` (when Byzantine faults are on and the committee tolerates any).
+    fn place_byzantine(&mut self, shard: ShardId, epoch: Epoch) {
+        if !self.cfg.faults.byzantine
+            || self
+                .byzantine
+                .iter()
+                .any(|(s, e, _)| *s == shard && *e == epoch)
+        {
+            return;
+        }
+        let Some(c) = self.committee(shard, epoch).cloned() else {
+            return;
+        };
+        let f = c.max_faulty();
+        if f == 0 {
+            return;
+        }
+        let count = self.rng.range(1, f as u64) as usize;
+        let mut chosen = BTreeSet::new();
+        while chosen.len() < count {
+            chosen.insert(c.members[self.rng.below(c.members.len() as u64) as usize]);
+        }
+        for a in chosen {
+            if let Some(i) = self.index_of(&a) {
+                self.byzantine.insert((shard, epoch, i));
+                self.report.byzantine += 1;
+            }
+        }
+    }
+
+    /// Whether node `i` plays Byzantine on `shard` now (in the epoch its
+    /// replica of the shard is in).
+    fn is_byzantine(&self, i: usize, shard: ShardId) -> bool {
+        self.nodes[i]
+            .replicas
+            .get(&shard)
+            .is_some_and(|r| self.byzantine.contains(&(shard, r.committee().epoch, i)))
+    }
+
+    /// Shards node `i` must run: those whose committee it is in, by the
+    /// shard's own epoch, the beacon's latest and the one before (TransEpoch:
+    /// outgoing members keep serving for an epoch, incoming ones sync early).
+    fn needed_shards(&self, i: usize) -> BTreeSet<ShardId> {
+        let me = self.nodes[i].key.address();
+        let latest = self.epochs.keys().next_back().copied().unwrap_or(0);
+        let mut out = BTreeSet::new();
+        for s in 0..=self.cfg.shards {
+            let mut epochs = vec![self.shard_epoch[s as usize], latest];
+            if latest > 0 {
+                epochs.push(latest - 1);
+            }
+            if epochs
+                .iter()
+                .any(|e| self.committee(s, *e).is_some_and(|c| c.is_member(&me)))
+            {
+                out.insert(s);
+            }
+        }
+        out
+    }
+
+    /// Opens the replicas live nodes now need and closes those they no
+    /// longer do (their data stays on disk for a later return).
+    fn serve_committees(&mut self) -> Result<()> {
+        for i in 0..self.nodes.len() {
+            if !self.nodes[i].up {
+                continue;
+            }
+            let needed = self.needed_shards(i);
+            let running: Vec<ShardId> = self.nodes[i].replicas.keys().copied().collect();
+            for s in running {
+                if !needed.contains(&s) {
+                    self.nodes[i].replicas.remove(&s);
+                    self.nodes[i].next_tick.remove(&s);
+                }
+            }
+            for s in needed {
+                if !self.nodes[i].replicas.contains_key(&s) {
+                    self.open_replica(i, s)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn open_replica(&mut self, i: usize, shard: ShardId) -> Result<()> {
+        let db = open_db(&self.nodes[i].dir.join(format!("shard-{shard}")))?;
+        let mut replica = Replica::open(
+            &db,
+            self.nodes[i].key.clone(),
+            self.runtimes[shard as usize].clone(),
+            &self.genesis,
+            self.replica_config.clone(),
+            self.now,
+        )?;
+        let epoch = replica.committee().epoch;
+        // Byzantine beacon members withhold their randomness reveals, so every
+        // run checks that the beacon's output does not depend on them.
+        replica.set_reveal_randomness(!self.byzantine.contains(&(shard, epoch, i)));
+        self.nodes[i].replicas.insert(shard, replica);
+        self.nodes[i].next_tick.insert(shard, TimeMs::MAX);
+        self.schedule_tick(i, shard);
+        Ok(())
     }
 
     fn run(mut self) -> Result<SimReport> {
         let end = self.cfg.run_ms + self.cfg.heal_ms;
-        let mut heal_height = None;
+        let mut heal_heights: Vec<Height> = Vec::new();
         let mut heal_epoch = 0;
         while let Some(Reverse((at, seq))) = self.queue.pop() {
             if at > end {
@@ -372,27 +526,32 @@ impl<'a> Sim<'a> {
                 continue;
             };
             match ev {
-                Ev::Tick(i) => {
-                    if self.nodes[i].next_tick != at {
+                Ev::Tick(i, shard) => {
+                    if self.nodes[i].next_tick.get(&shard) != Some(&at) {
                         continue;
                     }
-                    self.nodes[i].next_tick = TimeMs::MAX;
-                    if let Some(r) = self.nodes[i].replica.as_mut() {
+                    self.nodes[i].next_tick.insert(shard, TimeMs::MAX);
+                    if let Some(r) = self.nodes[i].replicas.get_mut(&shard) {
                         let out = r.tick(at)?;
-                        self.route(i, out)?;
+                        self.route(i, shard, out)?;
                     }
-                    self.schedule_tick(i);
+                    self.schedule_tick(i, shard);
                 }
-                Ev::Deliver { to, from, msg } => {
+                Ev::Deliver {
+                    to,
+                    from,
+                    shard,
+                    msg,
+                } => {
                     self.report.messages += 1;
-                    let Some(r) = self.nodes[to].replica.as_mut() else {
+                    let Some(r) = self.nodes[to].replicas.get_mut(&shard) else {
                         self.report.dropped += 1;
                         continue;
                     };
                     // A rejected message is the sender's fault (Byzantine) or stale; the replica logs it.
                     let out = r.handle(PeerId(from as u64), &msg, at).unwrap_or_default();
-                    self.route(to, out)?;
-                    self.schedule_tick(to);
+                    self.route(to, shard, out)?;
+                    self.schedule_tick(to, shard);
                 }
                 Ev::Load => {
                     self.load()?;
@@ -407,74 +566,73 @@ impl<'a> Sim<'a> {
                         self.push(t, Ev::Fault);
                     }
                 }
+                Ev::Relay => {
+                    self.relay_pending();
+                    self.push(at + 1_000, Ev::Relay);
+                }
                 Ev::Restart(i) => self.restart(i)?,
                 Ev::HealPartition => self.partition = None,
                 Ev::Heal => {
                     self.healed = true;
                     self.partition = None;
                     for i in 0..self.nodes.len() {
-                        if self.nodes[i].replica.is_none() {
+                        if !self.nodes[i].up {
                             self.restart(i)?;
                         }
                     }
-                    heal_height = Some(self.max_honest_height());
-                    heal_epoch = self.max_honest_epoch();
+                    heal_heights = (0..=self.cfg.shards).map(|s| self.max_height(s)).collect();
+                    heal_epoch = self.beacon_epoch();
                 }
             }
         }
         self.now = end;
-        let heal_height = heal_height.unwrap_or(0);
-        for (i, n) in self.nodes.iter().enumerate() {
-            if n.byzantine {
-                continue;
-            }
-            let committed = n.replica.as_ref().map(|r| r.height() - 1).unwrap_or(0);
-            if committed < heal_height + self.cfg.min_progress {
-                self.report.violations.push(Violation {
-                    time: end,
-                    message: format!(
-                        "no progress after healing: node {i} finalized {committed}, needed {}",
-                        heal_height + self.cfg.min_progress
-                    ),
-                });
+        for s in 0..=self.cfg.shards {
+            let before = heal_heights.get(s as usize).copied().unwrap_or(0);
+            let after = self.max_height(s);
+            if after < before + self.cfg.min_progress {
+                self.violation(format!(
+                    "no progress after healing: shard {s} finalized {after}, needed {}",
+                    before + self.cfg.min_progress
+                ));
             }
         }
         // The randomness beacon must stay live too: withheld reveals (the
         // Byzantine members') may not stop epochs from changing after healing.
-        let epochs = self.max_honest_epoch();
-        let after_heal = self.max_honest_height().saturating_sub(heal_height);
+        let epochs = self.beacon_epoch();
+        let after_heal = self
+            .max_height(BEACON)
+            .saturating_sub(heal_heights.first().copied().unwrap_or(0));
         if after_heal >= 3 * self.genesis.params.epoch_length && epochs <= heal_epoch {
-            self.report.violations.push(Violation {
-                time: end,
-                message: format!(
-                    "no epoch change in {after_heal} blocks after healing (stuck in epoch {epochs}): the randomness round did not complete"
-                ),
-            });
+            self.violation(format!(
+                "no epoch change in {after_heal} blocks after healing (stuck in epoch {epochs}): the randomness round did not complete"
+            ));
+        }
+        // Account shards follow the beacon (through relayed epoch changes).
+        for s in 1..=self.cfg.shards {
+            let e = self.shard_epoch[s as usize];
+            if e + 1 < epochs {
+                self.violation(format!(
+                    "shard {s} is in epoch {e} while the beacon reached {epochs}: epoch changes were not relayed or applied"
+                ));
+            }
         }
         self.report.epochs = epochs;
-        self.report.finalized = self.finalized.keys().next_back().copied().unwrap_or(0);
+        self.report.finalized = self.finalized.len() as Height;
         self.report.trace = self.trace.finalize();
         self.report.virtual_ms = end;
         Ok(self.report)
     }
 
-    fn max_honest_epoch(&self) -> u64 {
-        self.nodes
-            .iter()
-            .filter(|n| !n.byzantine)
-            .filter_map(|n| n.replica.as_ref())
-            .map(|r| r.committee().epoch)
-            .max()
-            .unwrap_or(0)
+    fn beacon_epoch(&self) -> Epoch {
+        self.shard_epoch[BEACON as usize]
     }
 
-    fn max_honest_height(&self) -> Height {
-        self.nodes
-            .iter()
-            .filter(|n| !n.byzantine)
-            .filter_map(|n| n.replica.as_ref().map(|r| r.height() - 1))
-            .max()
-            .unwrap_or(0)
+    /// Highest height of `shard` finalized by anyone.
+    fn max_height(&self, shard: ShardId) -> Height {
+        self.finalized
+            .range((shard, 0)..=(shard, Height::MAX))
+            .next_back()
+            .map_or(0, |((_, h), _)| *h)
     }
 
     fn violation(&mut self, message: String) {
@@ -484,97 +642,197 @@ impl<'a> Sim<'a> {
         });
     }
 
+    /// Nodes that run `shard`, other than `except`.
+    fn peers(&self, shard: ShardId, except: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&j| j != except && self.nodes[j].replicas.contains_key(&shard))
+            .collect()
+    }
+
     /// Sends a replica's outputs through the faulty network and checks every commit.
-    fn route(&mut self, from: usize, outputs: Vec<Output>) -> Result<()> {
+    fn route(&mut self, from: usize, shard: ShardId, outputs: Vec<Output>) -> Result<()> {
         for out in outputs {
             match out {
                 Output::Broadcast(msg) => {
-                    if self.nodes[from].byzantine {
-                        self.equivocate(from, &msg);
+                    if self.is_byzantine(from, shard) {
+                        self.equivocate(from, shard, &msg);
                         continue;
                     }
-                    self.check_no_equivocation(from, &msg);
-                    if self.crash_after_vote[from] && matches!(msg.as_ref(), Message::Vote(_)) {
-                        // The vote leaves, then the node dies mid-step.
-                        for to in 0..self.nodes.len() {
-                            if to != from {
-                                self.send(from, to, msg.clone());
-                            }
-                        }
+                    self.check_no_equivocation(from, shard, &msg);
+                    for to in self.peers(shard, from) {
+                        self.send(from, to, shard, msg.clone());
+                    }
+                    if self.nodes[from].crash_after_vote && matches!(msg.as_ref(), Message::Vote(_))
+                    {
+                        // The vote left; now the node dies mid-step.
                         let down = self.rng.range(1, 30);
                         self.crash(from, down);
                         return Ok(());
-                    }
-                    for to in 0..self.nodes.len() {
-                        if to != from {
-                            self.send(from, to, msg.clone());
-                        }
                     }
                 }
                 Output::Send(peer, msg) => {
                     let to = peer.0 as usize;
                     if to < self.nodes.len() && to != from {
-                        self.send(from, to, msg);
+                        self.send(from, to, shard, msg);
                     }
                 }
                 Output::Committed(cb) => {
-                    if self.nodes[from].byzantine {
+                    if shard == BEACON {
+                        // A new epoch may have made this member (not) Byzantine.
+                        let byzantine = self.is_byzantine(from, shard);
+                        if let Some(r) = self.nodes[from].replicas.get_mut(&shard) {
+                            r.set_reveal_randomness(!byzantine);
+                        }
+                    }
+                    if self.is_byzantine(from, shard) {
                         continue;
                     }
-                    self.check_commit(from, &cb.block, cb.state_root, &cb.receipts)?;
+                    self.check_commit(from, shard, &cb)?;
+                    if let Some(change) = &cb.epoch_change {
+                        self.on_epoch_change(from, change.clone())?;
+                    }
                 }
             }
         }
         Ok(())
     }
 
+    /// The beacon finalized an epoch change: record the new committees,
+    /// place the next epoch's Byzantine members, relay the proof to every
+    /// account shard and move replicas to where their owners now serve.
+    fn on_epoch_change(&mut self, from: usize, change: Arc<EpochChange>) -> Result<()> {
+        let e = change.info.epoch;
+        if self.epochs.contains_key(&e) {
+            return Ok(());
+        }
+        self.epochs.insert(e, change.info.clone());
+        self.changes.insert(e, change);
+        for s in 0..=self.cfg.shards {
+            self.place_byzantine(s, e);
+        }
+        self.relay(from, e);
+        self.serve_committees()
+    }
+
+    /// Relayer `from` carries epoch `e`'s change to every node serving an
+    /// account shard that has not applied it. A Byzantine relayer drops it.
+    fn relay(&mut self, from: usize, e: Epoch) {
+        let Some(change) = self.changes.get(&e).cloned() else {
+            return;
+        };
+        if self.cfg.faults.byzantine
+            && self.byzantine.iter().any(|(_, _, i)| *i == from)
+            && !self.healed
+        {
+            self.report.relays_dropped += 1;
+            return;
+        }
+        let tx = Transaction {
+            chain_id: self.genesis.params.chain_id.clone(),
+            sender: self.nodes[from].key.address(),
+            nonce: 0,
+            fee: 0,
+            expires_at: Height::MAX,
+            call: LedgerModule::call(&LedgerCall::BeaconUpdate(Box::new((*change).clone()))),
+        }
+        .sign(&self.nodes[from].key);
+        let msg = Arc::new(Message::Txs(vec![tx]));
+        for s in 1..=self.cfg.shards {
+            if self.shard_epoch[s as usize] >= e {
+                continue;
+            }
+            for to in self.peers(s, from) {
+                self.send(from, to, s, msg.clone());
+            }
+            // The relayer's own replica of the shard, if it runs one.
+            if self.nodes[from].replicas.contains_key(&s) {
+                self.send(from, from, s, msg.clone());
+            }
+        }
+    }
+
+    /// Every second a random live node relays the changes account shards
+    /// still miss: any one honest relayer gives liveness.
+    fn relay_pending(&mut self) {
+        let lagging = (1..=self.cfg.shards)
+            .map(|s| self.shard_epoch[s as usize])
+            .min()
+            .unwrap_or(0);
+        let pending: Vec<Epoch> = self
+            .changes
+            .range(lagging + 1..)
+            .map(|(e, _)| *e)
+            .take(2)
+            .collect();
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].up)
+            .collect();
+        if pending.is_empty() || live.is_empty() {
+            return;
+        }
+        let relayer = live[self.rng.below(live.len() as u64) as usize];
+        for e in pending {
+            self.relay(relayer, e);
+        }
+    }
+
     fn check_commit(
         &mut self,
         node: usize,
-        block: &Block,
-        root: Hash,
-        receipts: &[crate::block::Receipt],
+        shard: ShardId,
+        cb: &crate::replica::CommittedBlock,
     ) -> Result<()> {
-        let h = block.header.height;
-        let hash = block.hash();
-        let Some(replica) = self.nodes[node].replica.as_ref() else {
+        let block = &cb.block;
+        let (h, hash, root) = (block.header.height, block.hash(), cb.state_root);
+        let Some(replica) = self.nodes[node].replicas.get(&shard) else {
             return Ok(());
         };
         let supply = total_supply(replica.store())?;
+        let epoch = replica.committee().epoch;
         if root != block.header.state_root {
             self.violation(format!(
-                "node {node} state root {root} differs from its block's at height {h}"
+                "node {node} state root {root} differs from its block's at shard {shard} height {h}"
             ));
         }
-        if supply != self.supply {
+        if supply != self.supply[shard as usize] {
             self.violation(format!(
-                "IOST supply changed on node {node} at height {h}: {supply} != {}",
-                self.supply
+                "IOST supply of shard {shard} changed on node {node} at height {h}: {supply} != {}",
+                self.supply[shard as usize]
             ));
         }
-        match self.finalized.get(&h).copied() {
+        match self.finalized.get(&(shard, h)).copied() {
             Some((other, other_root)) => {
                 if other != hash {
                     self.violation(format!(
-                        "two different blocks finalized at height {h}: {other} and {hash}"
+                        "two different blocks finalized at shard {shard} height {h}: {other} and {hash}"
                     ));
                 }
                 if other_root != root {
                     self.violation(format!(
-                        "state roots differ at height {h}: {other_root} vs {root} (node {node})"
+                        "state roots differ at shard {shard} height {h}: {other_root} vs {root} (node {node})"
                     ));
                 }
             }
             None => {
-                self.finalized.insert(h, (hash, root));
-                self.trace.update(&h.to_le_bytes()).update(&hash.0);
+                self.finalized.insert((shard, h), (hash, root));
+                self.trace
+                    .update(&shard.to_le_bytes())
+                    .update(&h.to_le_bytes())
+                    .update(&hash.0);
                 self.report.txs += block.txs.len() as u64;
-                for r in receipts {
+                for r in &cb.receipts {
                     if matches!(r.status, crate::block::ReceiptStatus::Failed { .. }) {
                         self.report.failed_receipts += 1;
                     }
                     self.report.slashed +=
                         r.events.iter().filter(|e| e.kind == "slashed").count() as u64;
+                }
+                if epoch > self.shard_epoch[shard as usize] {
+                    if shard != BEACON {
+                        self.report.shard_epoch_changes += 1;
+                    }
+                    self.shard_epoch[shard as usize] = epoch;
+                    self.serve_committees()?;
                 }
             }
         }
@@ -582,8 +840,8 @@ impl<'a> Sim<'a> {
     }
 
     /// An honest node, even across crashes and restarts, never signs two
-    /// different votes or proposals for one step.
-    fn check_no_equivocation(&mut self, node: usize, msg: &Message) {
+    /// different votes or proposals for one step of a shard.
+    fn check_no_equivocation(&mut self, node: usize, shard: ShardId, msg: &Message) {
         let (step, block) = match msg {
             Message::Vote(v) => {
                 let w = &v.vote;
@@ -595,26 +853,27 @@ impl<'a> Sim<'a> {
             }
             _ => return,
         };
-        match self.signed[node].get(&step) {
+        let signed = self.signed.entry((node, shard)).or_default();
+        match signed.get(&step) {
             Some(first) if *first != block => {
                 let message = format!(
-                    "honest node {node} signed two different messages for height {} round {} ({}): {first:?} and {block:?}",
+                    "honest node {node} signed two different messages for shard {shard} height {} round {} ({}): {first:?} and {block:?}",
                     step.0,
                     step.1,
                     ["prevote", "precommit", "proposal"][step.2 as usize]
                 );
-                self.violation(message);
                 // Report each conflict once, not on every re-send.
-                self.signed[node].insert(step, block);
+                signed.insert(step, block);
+                self.violation(message);
             }
             Some(_) => {}
             None => {
-                self.signed[node].insert(step, block);
+                signed.insert(step, block);
             }
         }
     }
 
-    fn send(&mut self, from: usize, to: usize, msg: Arc<Message>) {
+    fn send(&mut self, from: usize, to: usize, shard: ShardId, msg: Arc<Message>) {
         let faults = if self.healed {
             Faults::default()
         } else {
@@ -644,16 +903,25 @@ impl<'a> Sim<'a> {
                 Ev::Deliver {
                     to,
                     from,
+                    shard,
                     msg: msg.clone(),
                 },
             );
         }
-        self.push(self.now + delay, Ev::Deliver { to, from, msg });
+        self.push(
+            self.now + delay,
+            Ev::Deliver {
+                to,
+                from,
+                shard,
+                msg,
+            },
+        );
     }
 
     /// A Byzantine member sends one version of each proposal and vote to half
     /// its peers and a conflicting, validly signed one to the other half.
-    fn equivocate(&mut self, from: usize, msg: &Arc<Message>) {
+    fn equivocate(&mut self, from: usize, shard: ShardId, msg: &Arc<Message>) {
         let key = self.nodes[from].key.clone();
         let twin: Option<Arc<Message>> = match msg.as_ref() {
             Message::Vote(v) => {
@@ -684,23 +952,20 @@ impl<'a> Sim<'a> {
             }
             _ => None,
         };
-        for to in 0..self.nodes.len() {
-            if to == from {
-                continue;
-            }
+        for to in self.peers(shard, from) {
             let m = match &twin {
                 Some(t) if self.rng.chance(500_000) => t.clone(),
                 _ => msg.clone(),
             };
-            self.send(from, to, m);
+            self.send(from, to, shard, m);
         }
     }
 
     fn fault(&mut self) -> Result<()> {
         let faults = self.cfg.faults;
         let n = self.nodes.len();
-        let f = (n - 1) / 3;
-        let crashed = self.nodes.iter().filter(|x| x.replica.is_none()).count();
+        let f = crate::shard::max_faulty(self.cfg.validators);
+        let crashed = self.nodes.iter().filter(|x| !x.up).count();
         let choice = self.rng.below(2);
         if faults.partition && (choice == 0 || !faults.crash) && self.partition.is_none() && n > 1 {
             let mut side = BTreeSet::new();
@@ -713,8 +978,9 @@ impl<'a> Sim<'a> {
             let until = self.now + self.rng.range(500, 3_000);
             self.push(until, Ev::HealPartition);
         } else if faults.crash && crashed < f.max(1) {
+            let byzantine: BTreeSet<usize> = self.byzantine.iter().map(|(_, _, i)| *i).collect();
             let honest: Vec<usize> = (0..n)
-                .filter(|&i| !self.nodes[i].byzantine && self.nodes[i].replica.is_some())
+                .filter(|&i| self.nodes[i].up && !byzantine.contains(&i))
                 .collect();
             if honest.is_empty() {
                 return Ok(());
@@ -724,7 +990,7 @@ impl<'a> Sim<'a> {
                 // Crash right after its next own vote, and come back at once,
                 // into the round it was voting in: where a vote forgotten by
                 // the restart would turn into equivocation.
-                self.crash_after_vote[i] = true;
+                self.nodes[i].crash_after_vote = true;
             } else {
                 let down = self.rng.range(500, 4_000);
                 self.crash(i, down);
@@ -733,55 +999,58 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
-    /// Dropping the replica and its sled handle is the crash; only what
-    /// reached its data directory survives. It restarts `down` ms later.
+    /// Dropping a node's replicas and their sled handles is the crash; only
+    /// what reached its data directories survives. It restarts `down` ms later.
     fn crash(&mut self, i: usize, down: TimeMs) {
-        self.crash_after_vote[i] = false;
-        self.nodes[i].replica = None;
-        self.nodes[i].next_tick = TimeMs::MAX;
+        let node = &mut self.nodes[i];
+        node.crash_after_vote = false;
+        node.up = false;
+        node.replicas.clear();
+        node.next_tick.clear();
         self.report.crashes += 1;
         self.push(self.now + down, Ev::Restart(i));
     }
 
     fn restart(&mut self, i: usize) -> Result<()> {
-        if self.nodes[i].replica.is_some() {
+        if self.nodes[i].up {
             return Ok(());
         }
-        let db = open_db(&self.nodes[i].dir)?;
-        let replica = Replica::open(
-            &db,
-            self.nodes[i].key.clone(),
-            self.runtime.clone(),
-            &self.genesis,
-            node_config(&self.replica_config, self.nodes[i].byzantine),
-            self.now,
-        )?;
-        self.nodes[i].replica = Some(replica);
-        self.nodes[i].next_tick = TimeMs::MAX;
-        self.schedule_tick(i);
+        self.nodes[i].up = true;
+        for s in self.needed_shards(i) {
+            self.open_replica(i, s)?;
+        }
         Ok(())
     }
 
-    /// Offers signed transfers (and some bad ones) to random live nodes.
+    /// Offers signed transfers (and some bad ones) between users of one
+    /// shard, each to a random live node that serves the sender's shard.
     fn load(&mut self) -> Result<()> {
         let per_tick = (self.cfg.load_tps as u64 * 50 / 1000).max(1);
-        let live: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].replica.is_some())
-            .collect();
-        let Some(&observer) = live.iter().find(|&&i| !self.nodes[i].byzantine) else {
-            return Ok(());
-        };
         let chain_id = self.genesis.params.chain_id.clone();
+        let shards = self.cfg.shards;
         for _ in 0..per_tick {
             if self.users.is_empty() {
                 break;
             }
             let u = self.rng.below(self.users.len() as u64) as usize;
-            let to = self.users[self.rng.below(self.users.len() as u64) as usize].address();
             let sender = self.users[u].address();
-            let committed = {
-                let r = self.nodes[observer].replica.as_ref().expect("live");
-                crate::committee::read_account(r.store(), &sender)?.nonce
+            let home = crate::shard::home_shard(&sender, shards);
+            let same: Vec<usize> = (0..self.users.len())
+                .filter(|&v| crate::shard::home_shard(&self.users[v].address(), shards) == home)
+                .collect();
+            let to = self.users[same[self.rng.below(same.len() as u64) as usize]].address();
+            let live: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].replicas.contains_key(&home))
+                .collect();
+            let Some(&observer) = live.iter().find(|&&i| !self.is_byzantine(i, home)) else {
+                continue;
+            };
+            let (committed, height) = {
+                let r = &self.nodes[observer].replicas[&home];
+                (
+                    crate::committee::read_account(r.store(), &sender)?.nonce,
+                    r.height(),
+                )
             };
             if committed > self.user_nonce[u] || self.user_nonce[u] == committed {
                 self.user_nonce[u] = committed;
@@ -820,12 +1089,7 @@ impl<'a> Sim<'a> {
                 sender,
                 nonce: self.user_nonce[u],
                 fee: 1_000,
-                expires_at: self.nodes[observer]
-                    .replica
-                    .as_ref()
-                    .expect("live")
-                    .height()
-                    + 200,
+                expires_at: height + 200,
                 call: LedgerModule::call(&call),
             };
             let mut signed: SignedTransaction = tx.sign(&self.users[u]);
@@ -839,12 +1103,14 @@ impl<'a> Sim<'a> {
             }
             let target = live[self.rng.below(live.len() as u64) as usize];
             let now = self.now;
-            let r = self.nodes[target].replica.as_mut().expect("live");
+            let Some(r) = self.nodes[target].replicas.get_mut(&home) else {
+                continue;
+            };
             let (results, out) = r.submit(vec![signed], now);
             self.report.rejected_submissions +=
                 results.iter().filter(|r| r.is_err()).count() as u64;
-            self.route(target, out)?;
-            self.schedule_tick(target);
+            self.route(target, home, out)?;
+            self.schedule_tick(target, home);
         }
         Ok(())
     }

@@ -91,3 +91,37 @@ fn runs_with_every_fault_break_no_invariant() {
         assert!(r.slashed > 0, "seed {seed}: no equivocation was slashed");
     }
 }
+
+/// A network of the beacon and two account shards, a committee of four
+/// each: every shard finalizes, the account shards follow the beacon's
+/// epochs through relayed proofs, and the run replays exactly.
+#[test]
+fn a_sharded_network_follows_the_beacon() {
+    let cfg = SimConfig {
+        shards: 2,
+        ..config(Faults::default())
+    };
+    let (a, b) = (run(5, &cfg), run(5, &cfg));
+    check_clean(&a, 60);
+    assert_eq!(a.trace, b.trace, "a sharded run is a function of its seed");
+    assert!(a.epochs >= 2, "the beacon changed epoch {} times", a.epochs);
+    // Every epoch change reaches both account shards.
+    assert!(
+        a.shard_epoch_changes >= 2 * (a.epochs - 1),
+        "{} shard epoch changes for {} beacon epochs",
+        a.shard_epoch_changes,
+        a.epochs
+    );
+}
+
+#[test]
+fn a_sharded_run_with_every_fault_breaks_no_invariant() {
+    let cfg = SimConfig {
+        shards: 2,
+        ..config(Faults::all())
+    };
+    let r = run(3, &cfg);
+    check_clean(&r, cfg.min_progress);
+    assert!(r.byzantine > 0, "no Byzantine member was placed");
+    assert!(r.crashes + r.partitions > 0, "no fault was injected");
+}

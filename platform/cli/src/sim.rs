@@ -17,9 +17,12 @@ pub struct SimArgs {
     /// Replay exactly one seed.
     #[arg(long)]
     seed: Option<u64>,
-    /// Validators in the shard committee.
+    /// Validators per committee (the network has this many per shard, the beacon included).
     #[arg(long, default_value_t = 4)]
     validators: usize,
+    /// Account shards besides the beacon (0: one chain).
+    #[arg(long, default_value_t = 0)]
+    shards: u16,
     /// Faults to inject: all, none, or a list of loss,delay,duplicate,reorder,partition,crash,byzantine.
     #[arg(long, default_value = "all", value_parser = Faults::parse)]
     faults: Faults,
@@ -45,8 +48,10 @@ pub struct SimArgs {
 
 pub fn run(a: SimArgs) -> Result<ExitCode> {
     anyhow::ensure!(a.validators >= 1, "--validators must be at least 1");
+    anyhow::ensure!(a.shards <= 64, "--shards must be at most 64");
     let cfg = SimConfig {
         validators: a.validators,
+        shards: a.shards,
         faults: a.faults,
         run_ms: a.run_ms,
         heal_ms: a.heal_ms,
@@ -107,9 +112,11 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
     let (mut finalized, mut txs, mut crashes, mut partitions, mut slashed, mut byz_runs) =
         (0, 0, 0, 0, 0, 0);
     let mut epochs = 0;
+    let (mut shard_epoch_changes, mut relays_dropped) = (0, 0);
     let replay = |seed: u64| {
         format!(
-            "ios sim --seed {seed} --validators {} --faults {} --run-ms {} --heal-ms {} --load-tps {} --min-progress {}",
+            "ios sim --seed {seed} --shards {} --validators {} --faults {} --run-ms {} --heal-ms {} --load-tps {} --min-progress {}",
+            a.shards,
             a.validators,
             fault_list(&a.faults),
             a.run_ms,
@@ -123,6 +130,8 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
             Ok(rep) => {
                 finalized += rep.finalized;
                 epochs += rep.epochs;
+                shard_epoch_changes += rep.shard_epoch_changes;
+                relays_dropped += rep.relays_dropped;
                 txs += rep.txs;
                 crashes += rep.crashes as u64;
                 partitions += rep.partitions as u64;
@@ -140,8 +149,8 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
                 }
                 if seeds.len() == 1 {
                     println!(
-                        "sim: seed={} finalized={} epochs={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
-                        rep.seed, rep.finalized, rep.epochs, rep.txs, rep.failed_receipts, rep.rejected_submissions,
+                        "sim: seed={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
+                        rep.seed, rep.finalized, rep.epochs, rep.shard_epoch_changes, rep.relays_dropped, rep.txs, rep.failed_receipts, rep.rejected_submissions,
                         rep.messages, rep.dropped, rep.crashes, rep.partitions, rep.byzantine, rep.slashed, rep.trace
                     );
                 }
@@ -153,11 +162,13 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
         }
     }
     println!(
-        "sim: seeds={} violations={} finalized={} epochs={} txs={} crashes={} partitions={} byzantine_runs={} slashed={} errors={} elapsed={:.1}s",
+        "sim: seeds={} violations={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} txs={} crashes={} partitions={} byzantine_runs={} slashed={} errors={} elapsed={:.1}s",
         results.len(),
         violations,
         finalized,
         epochs,
+        shard_epoch_changes,
+        relays_dropped,
         txs,
         crashes,
         partitions,
