@@ -68,6 +68,8 @@ pub enum ChainError {
     Pvss(#[from] crate::pvss::PvssError),
     #[error("relay: {0}")]
     Relay(String),
+    #[error("cross-shard transfer: {0}")]
+    Atomix(String),
 }
 
 impl ChainError {
@@ -102,6 +104,7 @@ impl ChainError {
             ChainError::Beacon(_) => "beacon",
             ChainError::Pvss(_) => "pvss",
             ChainError::Relay(_) => "relay",
+            ChainError::Atomix(_) => "atomix",
         }
     }
 }

@@ -594,9 +594,15 @@ pub fn is_relay(ptx: &PooledTx) -> bool {
 }
 
 /// Sum of all IOST in a shard's state: every account's balance, stake and
-/// unbonding, plus the fee pool. Conserved by every block.
+/// unbonding, the fee pool and the Atomix locks. Conserved by every block
+/// of a shard without cross-shard transfers; across shards, conserved up to
+/// the transfers committed on their output shard whose inputs are not yet
+/// released.
 pub fn total_supply(store: &StateStore) -> Result<Amount> {
-    let mut total: Amount = committee::read(store, K_FEE_POOL)?.unwrap_or(0);
+    let mut total: Amount = committee::read::<Amount>(store, K_FEE_POOL)?
+        .unwrap_or(0)
+        .checked_add(crate::atomix::locked(store)?)
+        .ok_or(ChainError::Overflow)?;
     for (_, v) in store.scan(keys::ACCOUNT_PREFIX)? {
         let acct: crate::account::Account = codec::decode("account", &v, 1024)?;
         total = total

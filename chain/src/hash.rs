@@ -73,6 +73,7 @@ pub mod tag {
     pub const GENESIS: &str = "ios/genesis";
     pub const EVIDENCE_KEY: &str = "ios/evidence-key";
     pub const HOME_SHARD: &str = "ios/home-shard";
+    pub const ATOMIX_TX: &str = "ios/atomix-tx";
     pub const COMMITTEE_PERMUTATION: &str = "ios/committee-permutation";
     pub const PVSS_FROM_SIGNING_KEY: &str = "ios/pvss-from-signing-key";
     pub const PVSS_DEALING_SEED: &str = "ios/pvss-dealing-seed";

@@ -1,6 +1,7 @@
 //! The core module (id 0): IOST transfers, staking and equivocation evidence.
 //! Servi has no transfer: an attempt is the typed error `ServiNotTransferable`.
 
+use crate::atomix::{CrossTransfer, ReceiptProof};
 use crate::block::{SignedProposal, SignedVote};
 use crate::committee::{K_FEE_POOL, K_VALIDATORS};
 use crate::crypto::Address;
@@ -55,11 +56,32 @@ pub enum LedgerCall {
     },
     /// Relay: the beacon ended an epoch; an account shard follows it.
     BeaconUpdate(Box<EpochChange>),
+    /// Atomix step 1, by the owner of input `input` of `x`, on its shard.
+    AtomixLock {
+        x: Box<CrossTransfer>,
+        input: u32,
+    },
+    /// Relay, Atomix step 2 on the output shard: a proof of acceptance for
+    /// every input commits `x`; one proof of rejection rejects it.
+    AtomixCommit {
+        x: Box<CrossTransfer>,
+        proofs: Vec<ReceiptProof>,
+    },
+    /// Relay, Atomix step 2': rejects an undecided `x` after its expiry.
+    AtomixAbort {
+        x: Box<CrossTransfer>,
+    },
+    /// Relay, Atomix step 3 on an input's shard: release or refund its lock.
+    AtomixUnlock {
+        x: Box<CrossTransfer>,
+        input: u32,
+        proof: Box<ReceiptProof>,
+    },
 }
 
 impl LedgerCall {
     /// Borsh variant indexes of the relay calls (see `execute::is_relay`).
-    const RELAY_VARIANTS: [u8; 1] = [7];
+    const RELAY_VARIANTS: [u8; 4] = [7, 9, 10, 11];
 
     /// Whether an encoded call is a relay call, from its first byte alone
     /// (borsh writes the enum variant first), so admission need not decode it.
@@ -321,6 +343,12 @@ impl Module for LedgerModule {
                 ctx.put(&crate::light_client::epoch_key(e), &change.info)?;
                 ctx.put(crate::light_client::K_LATEST_EPOCH, &e)?;
                 ctx.emit("epoch", &e);
+            }
+            LedgerCall::AtomixLock { x, input } => crate::atomix::lock(ctx, &x, input)?,
+            LedgerCall::AtomixCommit { x, proofs } => crate::atomix::commit(ctx, &x, &proofs)?,
+            LedgerCall::AtomixAbort { x } => crate::atomix::abort(ctx, &x)?,
+            LedgerCall::AtomixUnlock { x, input, proof } => {
+                crate::atomix::unlock(ctx, &x, input, &proof)?
             }
             LedgerCall::Deal { epoch, dealing } => crate::beacon::deal(ctx, epoch, &dealing)?,
             LedgerCall::Reveal { epoch, shares } => crate::beacon::reveal(ctx, epoch, &shares)?,

@@ -15,6 +15,7 @@
 #![deny(clippy::float_arithmetic)]
 
 pub mod account;
+pub mod atomix;
 pub mod beacon;
 pub mod block;
 pub mod codec;

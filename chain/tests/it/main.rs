@@ -4,6 +4,7 @@
 //! single-validator replica, and the golden-vector check that makes a change
 //! of any canonical encoding or hash show up as a diff in `test_data/`.
 
+mod atomix;
 mod beacon;
 mod encoding;
 mod ledger;

@@ -1,0 +1,554 @@
+//! Atomix across real shard stores: the beacon and two account shards, each
+//! block signed into a commit certificate by its shard's genesis committee
+//! (no consensus run is needed to make certified blocks). Transfers commit
+//! or refund everywhere, IOST is conserved across shards, and every forged,
+//! misdirected or replayed proof is a typed error that changes nothing.
+
+use crate::{open_db, sign_call, FEE};
+use ios_chain::atomix::{
+    self, CrossInput, CrossTransfer, Decision, InputState, Outcome, ReceiptProof,
+};
+use ios_chain::block::{
+    Block, BlockHeader, CommitCertificate, Receipt, ReceiptStatus, SignedVote, Vote, VoteKind,
+};
+use ios_chain::committee::{self, K_COMMITTEE};
+use ios_chain::crypto::{Address, Keypair};
+use ios_chain::execute::{total_supply, Mode, Runtime};
+use ios_chain::ledger::{LedgerCall, LedgerModule};
+use ios_chain::module::BlockEnv;
+use ios_chain::params::Genesis;
+use ios_chain::shard::home_shard;
+use ios_chain::sim::{sim_genesis, sim_params};
+use ios_chain::state::StateStore;
+use ios_chain::tx::{PooledTx, SignedTransaction};
+use ios_chain::types::{Amount, ShardId};
+
+const COMMITTEE: usize = 4;
+const SHARDS: u16 = 2;
+
+fn validator_keys() -> Vec<Keypair> {
+    (0..COMMITTEE as u64 * (SHARDS as u64 + 1))
+        .map(|i| Keypair::from_seed("atomix-validator", i))
+        .collect()
+}
+
+/// Users until there are two on each account shard.
+fn user_keys() -> Vec<Keypair> {
+    let mut per_shard = [0usize; SHARDS as usize + 1];
+    let mut out = Vec::new();
+    for i in 0.. {
+        let k = Keypair::from_seed("atomix-user", i);
+        let s = home_shard(&k.address(), SHARDS) as usize;
+        if per_shard[s] < 2 {
+            per_shard[s] += 1;
+            out.push(k);
+        }
+        if per_shard[1..].iter().all(|&c| c == 2) {
+            break;
+        }
+    }
+    out
+}
+
+fn genesis() -> Genesis {
+    let mut params = sim_params(COMMITTEE);
+    params.shards = SHARDS;
+    sim_genesis(params, &validator_keys(), &user_keys())
+}
+
+/// One shard on its own store, committing blocks certified by its committee.
+struct Shard {
+    id: ShardId,
+    store: StateStore,
+    runtime: Runtime,
+    committee_keys: Vec<Keypair>,
+    _disk: (sled::Db, tempfile::TempDir),
+}
+
+/// A committed block and what a proof of one of its receipts needs.
+struct Certified {
+    header: BlockHeader,
+    cert: CommitCertificate,
+    receipts: Vec<Receipt>,
+}
+
+impl Certified {
+    fn proof_of(&self, tx: &SignedTransaction) -> ReceiptProof {
+        let index = self
+            .receipts
+            .iter()
+            .position(|r| r.tx == tx.id())
+            .expect("the transaction is in the block");
+        ReceiptProof::new(&self.header, &self.cert, &self.receipts, index).expect("proof")
+    }
+}
+
+impl Shard {
+    fn open(genesis: &Genesis, id: ShardId) -> Shard {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_db(dir.path());
+        let mut store = StateStore::open(&db).expect("store");
+        let runtime = Runtime::for_shard(genesis.params.clone(), id);
+        runtime.init_genesis(&mut store, genesis).expect("genesis");
+        let members = genesis.epoch_zero().committees[id as usize].members.clone();
+        let committee_keys = validator_keys()
+            .into_iter()
+            .filter(|k| members.contains(&k.address()))
+            .collect();
+        Shard {
+            id,
+            store,
+            runtime,
+            committee_keys,
+            _disk: (db, dir),
+        }
+    }
+
+    fn env(&self) -> BlockEnv {
+        let head = self.store.head().expect("head");
+        let c: ios_chain::block::Committee = committee::read(&self.store, K_COMMITTEE)
+            .expect("read")
+            .expect("committee");
+        BlockEnv {
+            chain_id: self.runtime.params().chain_id.clone(),
+            shard: self.id,
+            height: head.height + 1,
+            epoch: c.epoch,
+            round: 0,
+            time: head.time + 1,
+            proposer: c.members[0],
+            prev: head.block,
+        }
+    }
+
+    /// Whether `tx` would apply now: relays by `check_relay`, others by the
+    /// status of their receipt in a trial block.
+    fn check(&self, tx: &SignedTransaction) -> Result<(), String> {
+        let ptx = PooledTx::new(tx.clone());
+        if ios_chain::execute::is_relay(&ptx) {
+            return self
+                .runtime
+                .check_relay(&self.store, &self.env(), &ptx)
+                .map_err(|e| e.code().to_string());
+        }
+        let ex = self
+            .runtime
+            .execute(&self.store, &self.env(), vec![ptx], Mode::Propose)
+            .expect("execute");
+        match &ex.receipts[0].status {
+            ReceiptStatus::Success => Ok(()),
+            ReceiptStatus::Failed { code, .. } => Err(code.clone()),
+        }
+    }
+
+    /// Executes, signs a certificate with the committee's keys and commits.
+    fn commit(&mut self, txs: &[SignedTransaction]) -> Certified {
+        let env = self.env();
+        let pooled: Vec<PooledTx> = txs.iter().cloned().map(PooledTx::new).collect();
+        let executed = self
+            .runtime
+            .execute(&self.store, &env, pooled, Mode::Validate)
+            .unwrap_or_else(|e| panic!("shard {}: block invalid: {e}", self.id));
+        let header = BlockHeader {
+            chain_id: env.chain_id.clone(),
+            shard: self.id,
+            height: env.height,
+            epoch: env.epoch,
+            round: 0,
+            prev: env.prev,
+            tx_root: executed.tx_root,
+            receipts_root: executed.receipts_root,
+            state_root: executed.diff.state_root,
+            proposer: env.proposer,
+            time: env.time,
+        };
+        let block = Block {
+            header: header.clone(),
+            txs: txs.to_vec(),
+        };
+        let vote = Vote {
+            chain_id: env.chain_id.clone(),
+            shard: self.id,
+            height: env.height,
+            round: 0,
+            kind: VoteKind::Precommit,
+            block: Some(block.hash()),
+        };
+        let mut signatures: Vec<_> = self
+            .committee_keys
+            .iter()
+            .map(|k| {
+                let sv = SignedVote::new(vote.clone(), k);
+                (sv.voter, sv.signature)
+            })
+            .collect();
+        signatures.sort_by_key(|(a, _)| *a);
+        let cert = CommitCertificate {
+            height: env.height,
+            round: 0,
+            block: block.hash(),
+            signatures,
+        };
+        self.store
+            .commit_block(&block, &cert, &executed.receipts, &executed.diff)
+            .expect("commit");
+        Certified {
+            header,
+            cert,
+            receipts: executed.receipts,
+        }
+    }
+
+    fn balance(&self, a: &Address) -> Amount {
+        committee::read_account(&self.store, a)
+            .expect("account")
+            .balance
+    }
+
+    fn read<T: borsh::BorshDeserialize>(&self, key: &[u8]) -> Option<T> {
+        committee::read(&self.store, key).expect("read")
+    }
+}
+
+struct Net {
+    genesis: Genesis,
+    shards: Vec<Shard>,
+    users: Vec<Keypair>,
+    nonces: std::collections::BTreeMap<Address, u64>,
+    relayer: Keypair,
+}
+
+impl Net {
+    fn new() -> Net {
+        let genesis = genesis();
+        let shards = (0..=SHARDS).map(|s| Shard::open(&genesis, s)).collect();
+        Net {
+            genesis,
+            shards,
+            users: user_keys(),
+            nonces: Default::default(),
+            relayer: Keypair::from_seed("atomix-relayer", 0),
+        }
+    }
+
+    /// The first user living on `shard`, and the second.
+    fn user(&self, shard: ShardId, n: usize) -> Keypair {
+        self.users
+            .iter()
+            .filter(|k| home_shard(&k.address(), SHARDS) == shard)
+            .nth(n)
+            .expect("user")
+            .clone()
+    }
+
+    fn lock_tx(&mut self, who: &Keypair, x: &CrossTransfer, input: u32) -> SignedTransaction {
+        let nonce = self.nonces.entry(who.address()).or_default();
+        let call = LedgerModule::call(&LedgerCall::AtomixLock {
+            x: Box::new(x.clone()),
+            input,
+        });
+        let tx = sign_call(
+            who,
+            &self.genesis.params.chain_id,
+            *nonce,
+            FEE,
+            1_000_000,
+            call,
+        );
+        *nonce += 1;
+        tx
+    }
+
+    fn relay(&self, call: LedgerCall) -> SignedTransaction {
+        sign_call(
+            &self.relayer,
+            &self.genesis.params.chain_id,
+            0,
+            0,
+            u64::MAX,
+            LedgerModule::call(&call),
+        )
+    }
+
+    fn commit_tx(&self, x: &CrossTransfer, proofs: Vec<ReceiptProof>) -> SignedTransaction {
+        self.relay(LedgerCall::AtomixCommit {
+            x: Box::new(x.clone()),
+            proofs,
+        })
+    }
+
+    fn unlock_tx(&self, x: &CrossTransfer, input: u32, proof: ReceiptProof) -> SignedTransaction {
+        self.relay(LedgerCall::AtomixUnlock {
+            x: Box::new(x.clone()),
+            input,
+            proof: Box::new(proof),
+        })
+    }
+
+    /// All IOST on all shards (locks included).
+    fn supply(&self) -> Amount {
+        self.shards
+            .iter()
+            .map(|s| total_supply(&s.store).expect("supply"))
+            .sum()
+    }
+}
+
+fn transfer(
+    inputs: Vec<(ShardId, Address, Amount)>,
+    output: ShardId,
+    to: Address,
+) -> CrossTransfer {
+    CrossTransfer {
+        inputs: inputs
+            .into_iter()
+            .map(|(shard, from, amount)| CrossInput {
+                shard,
+                from,
+                amount,
+            })
+            .collect(),
+        output_shard: output,
+        to,
+        expires_at: 50,
+        salt: 7,
+    }
+}
+
+fn outcome(c: &Certified, tx: &SignedTransaction) -> Outcome {
+    let r = c
+        .receipts
+        .iter()
+        .find(|r| r.tx == tx.id())
+        .expect("receipt");
+    assert_eq!(r.status, ReceiptStatus::Success, "{r:?}");
+    let e = r
+        .events
+        .iter()
+        .find(|e| e.kind == atomix::EVENT)
+        .expect("atomix event");
+    ios_chain::codec::decode("outcome", &e.data, 4096).expect("outcome")
+}
+
+#[test]
+fn atomix_two_inputs_commit_everywhere_and_conserve_iost() {
+    let mut net = Net::new();
+    let supply = net.supply();
+    let (a, b, to) = (net.user(1, 0), net.user(2, 0), net.user(2, 1).address());
+    let x = transfer(vec![(1, a.address(), 300), (2, b.address(), 200)], 2, to);
+    let (a_before, b_before, to_before) = (
+        net.shards[1].balance(&a.address()),
+        net.shards[2].balance(&b.address()),
+        net.shards[2].balance(&to),
+    );
+    // 1. Lock on both input shards.
+    let lock_a = net.lock_tx(&a, &x, 0);
+    let lock_b = net.lock_tx(&b, &x, 1);
+    let ca = net.shards[1].commit(std::slice::from_ref(&lock_a));
+    let cb = net.shards[2].commit(std::slice::from_ref(&lock_b));
+    assert_eq!(
+        outcome(&ca, &lock_a),
+        Outcome::Accepted {
+            x: x.id(),
+            input: 0
+        }
+    );
+    assert_eq!(
+        outcome(&cb, &lock_b),
+        Outcome::Accepted {
+            x: x.id(),
+            input: 1
+        }
+    );
+    assert_eq!(net.shards[1].balance(&a.address()), a_before - 300 - FEE);
+    assert_eq!(atomix::locked(&net.shards[1].store), Ok(300));
+    // 2. Commit on the output shard with both proofs of acceptance.
+    let commit = net.commit_tx(&x, vec![ca.proof_of(&lock_a), cb.proof_of(&lock_b)]);
+    assert_eq!(net.shards[2].check(&commit), Ok(()));
+    let cc = net.shards[2].commit(std::slice::from_ref(&commit));
+    assert_eq!(outcome(&cc, &commit), Outcome::Committed { x: x.id() });
+    assert_eq!(net.shards[2].balance(&to), to_before + 500);
+    // A second commit is refused and changes nothing.
+    assert_eq!(net.shards[2].check(&commit).unwrap_err(), "atomix");
+    // 3. Unlock both inputs by the proof of commit: the IOST left them.
+    let proof = cc.proof_of(&commit);
+    for (shard, input) in [(1usize, 0u32), (2, 1)] {
+        let unlock = net.unlock_tx(&x, input, proof.clone());
+        net.shards[shard].commit(std::slice::from_ref(&unlock));
+        assert_eq!(
+            net.shards[shard].read::<InputState>(&atomix::input_key(&x.id(), input)),
+            Some(InputState::Released)
+        );
+        // Released once: a replay, or a refund after the release, is refused.
+        assert_eq!(net.shards[shard].check(&unlock).unwrap_err(), "atomix");
+    }
+    assert_eq!(atomix::locked(&net.shards[1].store), Ok(0));
+    assert_eq!(net.shards[2].balance(&b.address()), b_before - 200 - FEE);
+    // Fees went to proposers; all IOST is still there.
+    assert_eq!(net.supply(), supply);
+}
+
+#[test]
+fn atomix_a_rejected_input_refunds_everywhere() {
+    let mut net = Net::new();
+    let supply = net.supply();
+    let (a, b, to) = (net.user(1, 0), net.user(2, 0), net.user(1, 1).address());
+    // b cannot pay: its input is rejected, a's lock is refunded.
+    let x = transfer(
+        vec![(1, a.address(), 300), (2, b.address(), Amount::MAX / 2)],
+        1,
+        to,
+    );
+    let a_before = net.shards[1].balance(&a.address());
+    let lock_a = net.lock_tx(&a, &x, 0);
+    let lock_b = net.lock_tx(&b, &x, 1);
+    let ca = net.shards[1].commit(std::slice::from_ref(&lock_a));
+    let cb = net.shards[2].commit(std::slice::from_ref(&lock_b));
+    assert!(matches!(outcome(&cb, &lock_b), Outcome::Rejected { .. }));
+    // The output shard cannot commit without b's acceptance...
+    let partial = net.commit_tx(&x, vec![ca.proof_of(&lock_a)]);
+    assert_eq!(net.shards[1].check(&partial).unwrap_err(), "atomix");
+    // ...and records the rejection.
+    let reject = net.commit_tx(&x, vec![cb.proof_of(&lock_b)]);
+    let cr = net.shards[1].commit(std::slice::from_ref(&reject));
+    assert!(matches!(outcome(&cr, &reject), Outcome::Rejected { .. }));
+    assert_eq!(
+        net.shards[1].read::<Decision>(&atomix::decided_key(&x.id())),
+        Some(Decision::Rejected)
+    );
+    // Once rejected, never committed, even with every acceptance.
+    let late = net.commit_tx(&x, vec![ca.proof_of(&lock_a)]);
+    assert_eq!(net.shards[1].check(&late).unwrap_err(), "atomix");
+    // a's lock is refunded by b's rejection (a proof from an input shard).
+    let refund = net.unlock_tx(&x, 0, cb.proof_of(&lock_b));
+    net.shards[1].commit(&[refund]);
+    assert_eq!(net.shards[1].balance(&a.address()), a_before - FEE);
+    assert_eq!(net.supply(), supply);
+}
+
+#[test]
+fn atomix_abort_after_expiry_and_never_both() {
+    let mut net = Net::new();
+    let (a, to) = (net.user(1, 0), net.user(2, 0).address());
+    let mut x = transfer(vec![(1, a.address(), 100)], 2, to);
+    x.expires_at = 2;
+    let lock = net.lock_tx(&a, &x, 0);
+    let cl = net.shards[1].commit(std::slice::from_ref(&lock));
+    let abort = net.relay(LedgerCall::AtomixAbort {
+        x: Box::new(x.clone()),
+    });
+    // Too early: the output shard is at height 1.
+    assert_eq!(net.shards[2].check(&abort).unwrap_err(), "atomix");
+    net.shards[2].commit(&[]);
+    net.shards[2].commit(&[]);
+    let ca = net.shards[2].commit(std::slice::from_ref(&abort));
+    assert!(matches!(outcome(&ca, &abort), Outcome::Rejected { .. }));
+    // An abort after the abort, and a commit after it, are refused.
+    assert_eq!(net.shards[2].check(&abort).unwrap_err(), "atomix");
+    let commit = net.commit_tx(&x, vec![cl.proof_of(&lock)]);
+    assert_eq!(net.shards[2].check(&commit).unwrap_err(), "atomix");
+    // The input is refunded by the abort's proof.
+    let refund = net.unlock_tx(&x, 0, ca.proof_of(&abort));
+    assert_eq!(net.shards[1].check(&refund), Ok(()));
+}
+
+#[test]
+fn atomix_bad_proofs_are_typed_errors_and_change_nothing() {
+    let mut net = Net::new();
+    let (a, to) = (net.user(1, 0), net.user(2, 0).address());
+    let x = transfer(vec![(1, a.address(), 100)], 2, to);
+    let lock = net.lock_tx(&a, &x, 0);
+    let cl = net.shards[1].commit(std::slice::from_ref(&lock));
+    let good = cl.proof_of(&lock);
+    // Another transfer, accepted too: its proof must not serve x.
+    let y = CrossTransfer {
+        salt: 8,
+        ..x.clone()
+    };
+    let lock_y = net.lock_tx(&a, &y, 0);
+    let cy = net.shards[1].commit(std::slice::from_ref(&lock_y));
+
+    type Forge = fn(&mut ReceiptProof);
+    let cases: Vec<(&str, ReceiptProof, Forge, &str)> = vec![
+        (
+            "forged certificate",
+            good.clone(),
+            |p| p.cert.signatures[0].1 .0[0] ^= 1,
+            "invalid_certificate",
+        ),
+        (
+            "too few signatures",
+            good.clone(),
+            |p| p.cert.signatures.truncate(1),
+            "invalid_certificate",
+        ),
+        (
+            "another receipt",
+            good.clone(),
+            |p| p.receipt.fee += 1,
+            "proof",
+        ),
+        ("a wrong path", good.clone(), |p| p.path.index ^= 1, "proof"),
+        (
+            "an unknown epoch",
+            good.clone(),
+            |p| p.header.epoch = 9,
+            "invalid_certificate",
+        ),
+        (
+            "another shard's header",
+            good.clone(),
+            |p| p.header.shard = 2,
+            "invalid_certificate",
+        ),
+        (
+            "a proof of another transfer",
+            cy.proof_of(&lock_y),
+            |_| {},
+            "atomix",
+        ),
+    ];
+    for (name, proof, forge, code) in cases {
+        let mut proof = proof;
+        forge(&mut proof);
+        let commit = net.commit_tx(&x, vec![proof]);
+        assert_eq!(net.shards[2].check(&commit).unwrap_err(), code, "{name}");
+    }
+    // On the wrong shard, and with no proof at all.
+    assert_eq!(
+        net.shards[1]
+            .check(&net.commit_tx(&x, vec![good.clone()]))
+            .unwrap_err(),
+        "wrong_shard"
+    );
+    assert_eq!(
+        net.shards[2].check(&net.commit_tx(&x, vec![])).unwrap_err(),
+        "atomix"
+    );
+    // A proof of acceptance is not a proof of commit: no unlock with it.
+    assert_eq!(
+        net.shards[1]
+            .check(&net.unlock_tx(&x, 0, good.clone()))
+            .unwrap_err(),
+        "atomix"
+    );
+    // A relay with a fee, and a lock by someone else than the input's owner.
+    let mut with_fee = net.commit_tx(&x, vec![good.clone()]);
+    with_fee.tx.fee = 1;
+    let with_fee = with_fee.tx.sign(&net.relayer);
+    assert_eq!(net.shards[2].check(&with_fee).unwrap_err(), "relay");
+    let mallory = net.user(1, 1);
+    let steal = net.lock_tx(&mallory, &x, 0);
+    assert_eq!(net.shards[1].check(&steal).unwrap_err(), "atomix");
+    // None of it changed the output shard: x is still undecided, then commits.
+    assert_eq!(
+        net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
+        None
+    );
+    let commit = net.commit_tx(&x, vec![good]);
+    net.shards[2].commit(&[commit]);
+    assert_eq!(
+        net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
+        Some(Decision::Committed)
+    );
+}
