@@ -90,13 +90,22 @@ pub fn verify_certified(
             header.height
         )));
     }
-    let info = read_epoch(state, header.epoch)?.ok_or_else(|| {
-        ChainError::Beacon(format!(
-            "epoch {} is unknown to this shard (it knows up to {})",
-            header.epoch,
-            latest_epoch(state).unwrap_or(0)
-        ))
-    })?;
+    let info = match read_epoch(state, header.epoch)? {
+        Some(info) => info,
+        None => {
+            let known = latest_epoch(state)?;
+            if header.epoch > known {
+                return Err(ChainError::UnknownEpoch {
+                    epoch: header.epoch,
+                    known,
+                });
+            }
+            return Err(ChainError::Beacon(format!(
+                "epoch {} is no longer kept by this shard",
+                header.epoch
+            )));
+        }
+    };
     cert.verify(chain_id, header.shard, info.committee(header.shard)?)
 }
 

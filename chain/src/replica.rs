@@ -35,6 +35,9 @@ use std::sync::Arc;
 /// Most relay transactions (proof-carrying, fee-free) a replica holds.
 const MAX_RELAYS: usize = 1_024;
 
+/// Heights a relay waits for its proof's epoch before it is dropped.
+const FUTURE_RELAY_HEIGHTS: Height = 100;
+
 /// How many of its own next pooled transactions a validator re-gossips.
 const OWN_TX_REGOSSIP: u64 = 4;
 
@@ -227,6 +230,9 @@ pub struct Replica {
     /// Relay transactions by id: checked against committed state on entry
     /// and after every commit, proposed ahead of the mempool.
     relays: BTreeMap<Hash, PooledTx>,
+    /// Relays waiting for an epoch this shard does not know yet, with the
+    /// height they arrived at (dropped after `FUTURE_RELAY_HEIGHTS`).
+    future_relays: BTreeMap<Hash, (PooledTx, Height)>,
     config: ReplicaConfig,
     now: TimeMs,
 
@@ -289,6 +295,7 @@ impl Replica {
             me,
             mempool: Mempool::new(config.mempool.clone()),
             relays: BTreeMap::new(),
+            future_relays: BTreeMap::new(),
             runtime,
             store,
             config,
@@ -664,8 +671,18 @@ impl Replica {
             return Err(ChainError::Mempool("the relay pool is full".into()));
         }
         let env = self.env_for(0, self.me, self.now);
-        self.runtime.check_relay(&self.store, &env, p)?;
-        self.relays.insert(p.id, p.clone());
+        match self.runtime.check_relay(&self.store, &env, p) {
+            Ok(()) => {
+                self.relays.insert(p.id, p.clone());
+            }
+            // A proof from an epoch this shard's light client has not reached
+            // yet: hold it until the epoch change commits (its relayer sends
+            // both), rather than make every relayer retry.
+            Err(ChainError::UnknownEpoch { .. }) if self.future_relays.len() < MAX_RELAYS => {
+                self.future_relays.insert(p.id, (p.clone(), self.height));
+            }
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
 
@@ -921,13 +938,25 @@ impl Replica {
     /// Drops relay transactions that no longer apply (included, or made
     /// stale by the block just committed).
     fn refresh_relays(&mut self) {
-        if self.relays.is_empty() {
+        if self.relays.is_empty() && self.future_relays.is_empty() {
             return;
         }
         let env = self.env_for(0, self.me, self.now);
         let (runtime, store) = (&self.runtime, &self.store);
         self.relays
             .retain(|_, p| runtime.check_relay(store, &env, p).is_ok());
+        let height = self.height;
+        let mut ready = Vec::new();
+        self.future_relays
+            .retain(|id, (p, since)| match runtime.check_relay(store, &env, p) {
+                Ok(()) => {
+                    ready.push((*id, p.clone()));
+                    false
+                }
+                Err(ChainError::UnknownEpoch { .. }) => height < *since + FUTURE_RELAY_HEIGHTS,
+                Err(_) => false,
+            });
+        self.relays.extend(ready);
     }
 
     /// The epoch change a beacon block made, with a proof of the new

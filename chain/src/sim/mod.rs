@@ -20,6 +20,7 @@ mod rng;
 
 pub use rng::SimRng;
 
+use crate::atomix::{CrossInput, CrossTransfer, Decision, InputState, Outcome, ReceiptProof};
 use crate::block::{SignedProposal, SignedVote};
 use crate::crypto::Keypair;
 use crate::error::{ChainError, Result};
@@ -172,8 +173,15 @@ pub struct SimReport {
     pub epochs: u64,
     /// Epoch changes applied by account shards (through relayed proofs).
     pub shard_epoch_changes: u64,
-    /// Relayed epoch-change proofs a Byzantine relayer dropped.
+    /// Relayed proofs a Byzantine relayer dropped.
     pub relays_dropped: u64,
+    /// Forged or replayed Atomix proofs Byzantine relayers sent (every one
+    /// must be refused: the conservation and termination checks would see it).
+    pub forged_proofs: u64,
+    /// Cross-shard transfers started, committed everywhere, refunded everywhere.
+    pub cross_started: u64,
+    pub cross_committed: u64,
+    pub cross_refunded: u64,
     pub violations: Vec<Violation>,
     /// Digest of every finalized block in order: equal digests mean equal runs.
     pub trace: Hash,
@@ -207,6 +215,64 @@ struct Node {
     crash_after_vote: bool,
 }
 
+/// A cross-shard transfer as the simulator's relayers and checks see it,
+/// from finalized blocks only.
+struct Cross {
+    x: CrossTransfer,
+    created: TimeMs,
+    /// The lock transaction of each input.
+    lock_ids: Vec<Hash>,
+    /// Proof of `Accepted` per input.
+    accepted: Vec<Option<ReceiptProof>>,
+    /// A proof of an input's `Rejected`.
+    rejection: Option<ReceiptProof>,
+    /// The output shard's decision and its proof.
+    decision: Option<(Decision, ReceiptProof)>,
+    /// Inputs released or refunded.
+    unlocked: Vec<bool>,
+    /// When its pending steps were last relayed, and at what progress.
+    relayed: Option<(TimeMs, (bool, usize, bool, usize))>,
+}
+
+impl Cross {
+    /// How far the transfer got; relayers act at once when it changes.
+    fn progress(&self) -> (bool, usize, bool, usize) {
+        (
+            self.decision.is_some(),
+            self.accepted.iter().flatten().count(),
+            self.rejection.is_some(),
+            self.unlocked.iter().filter(|u| **u).count(),
+        )
+    }
+
+    /// Committed everywhere or refunded everywhere: decided, and every
+    /// accepted input unlocked.
+    fn terminal(&self) -> bool {
+        self.decision.is_some()
+            && self
+                .accepted
+                .iter()
+                .zip(&self.unlocked)
+                .all(|(a, u)| a.is_none() || *u)
+    }
+
+    /// IOST counted twice right now: committed on the output shard, still
+    /// locked on an input shard.
+    fn in_flight(&self) -> Amount {
+        match self.decision {
+            Some((Decision::Committed, _)) => self
+                .x
+                .inputs
+                .iter()
+                .zip(&self.unlocked)
+                .filter(|(_, u)| !**u)
+                .map(|(i, _)| i.amount)
+                .sum(),
+            _ => 0,
+        }
+    }
+}
+
 /// What one node signed on one shard: (height, round, step) -> block voted for.
 type SignedSteps = BTreeMap<(Height, u32, u8), Option<Hash>>;
 
@@ -221,8 +287,12 @@ struct Sim<'a> {
     genesis: Genesis,
     runtimes: Vec<Runtime>,
     replica_config: ReplicaConfig,
-    /// Genesis IOST per shard; conserved by every block (no cross-shard transfers yet).
+    /// All IOST at genesis.
+    genesis_supply: Amount,
+    /// Per shard: the IOST in its latest finalized state (locks included).
     supply: Vec<Amount>,
+    /// Cross-shard transfers the load started, by id.
+    crosses: BTreeMap<Hash, Cross>,
     users: Vec<Keypair>,
     user_nonce: Vec<u64>,
     user_last_progress: Vec<TimeMs>,
@@ -295,6 +365,7 @@ impl<'a> Sim<'a> {
         params.shards = cfg.shards;
         let genesis = sim_genesis(params.clone(), &keys, &users);
         genesis.validate()?;
+        let genesis_supply = genesis.total_supply()?;
         let mut supply: Vec<Amount> = vec![0; cfg.shards as usize + 1];
         for a in &genesis.accounts {
             let s = genesis.shard_of(a) as usize;
@@ -345,7 +416,9 @@ impl<'a> Sim<'a> {
             genesis,
             runtimes,
             replica_config,
+            genesis_supply,
             supply,
+            crosses: BTreeMap::new(),
             users,
             user_nonce: vec![0; n_users],
             user_last_progress: vec![0; n_users],
@@ -568,6 +641,13 @@ impl<'a> Sim<'a> {
                 }
                 Ev::Relay => {
                     self.relay_pending();
+                    let live: Vec<usize> = (0..self.nodes.len())
+                        .filter(|&i| self.nodes[i].up)
+                        .collect();
+                    if !live.is_empty() {
+                        let relayer = live[self.rng.below(live.len() as u64) as usize];
+                        self.relay_atomix(relayer);
+                    }
                     self.push(at + 1_000, Ev::Relay);
                 }
                 Ev::Restart(i) => self.restart(i)?,
@@ -614,6 +694,37 @@ impl<'a> Sim<'a> {
                 self.violation(format!(
                     "shard {s} is in epoch {e} while the beacon reached {epochs}: epoch changes were not relayed or applied"
                 ));
+            }
+        }
+        // Every cross-shard transfer ends committed everywhere or refunded
+        // everywhere: once decided, or expired, or with every input
+        // accepted, it may not still be pending a few seconds after healing.
+        let heights: Vec<Height> = (0..=self.cfg.shards).map(|s| self.max_height(s)).collect();
+        for (id, c) in &self.crosses {
+            let old = c.created + 6_000 < end;
+            let stuck = match c.decision {
+                Some(_) => old,
+                None => {
+                    heights[c.x.output_shard as usize] > c.x.expires_at + 20
+                        || (old && c.accepted.iter().all(Option::is_some))
+                }
+            };
+            if c.terminal() {
+                match c.decision {
+                    Some((Decision::Committed, _)) => self.report.cross_committed += 1,
+                    _ => self.report.cross_refunded += 1,
+                }
+            } else if stuck {
+                let message = format!(
+                    "cross-shard transfer {id} (started at {} ms) is not terminal after healing: decision {:?}, accepted {:?}, unlocked {:?}",
+                    c.created,
+                    c.decision.as_ref().map(|(d, _)| *d),
+                    c.accepted.iter().map(Option::is_some).collect::<Vec<_>>(),
+                    c.unlocked
+                );
+                self.report
+                    .violations
+                    .push(Violation { time: end, message });
             }
         }
         self.report.epochs = epochs;
@@ -717,6 +828,9 @@ impl<'a> Sim<'a> {
     /// Relayer `from` carries epoch `e`'s change to every node serving an
     /// account shard that has not applied it. A Byzantine relayer drops it.
     fn relay(&mut self, from: usize, e: Epoch) {
+        if self.cfg.shards == 0 {
+            return;
+        }
         let Some(change) = self.changes.get(&e).cloned() else {
             return;
         };
@@ -727,15 +841,7 @@ impl<'a> Sim<'a> {
             self.report.relays_dropped += 1;
             return;
         }
-        let tx = Transaction {
-            chain_id: self.genesis.params.chain_id.clone(),
-            sender: self.nodes[from].key.address(),
-            nonce: 0,
-            fee: 0,
-            expires_at: Height::MAX,
-            call: LedgerModule::call(&LedgerCall::BeaconUpdate(Box::new((*change).clone()))),
-        }
-        .sign(&self.nodes[from].key);
+        let tx = self.relay_tx(from, &LedgerCall::BeaconUpdate(Box::new((*change).clone())));
         let msg = Arc::new(Message::Txs(vec![tx]));
         for s in 1..=self.cfg.shards {
             if self.shard_epoch[s as usize] >= e {
@@ -749,6 +855,19 @@ impl<'a> Sim<'a> {
                 self.send(from, from, s, msg.clone());
             }
         }
+    }
+
+    /// A relay transaction of `call`, signed by node `from` (no fee, no nonce).
+    fn relay_tx(&self, from: usize, call: &LedgerCall) -> SignedTransaction {
+        Transaction {
+            chain_id: self.genesis.params.chain_id.clone(),
+            sender: self.nodes[from].key.address(),
+            nonce: 0,
+            fee: 0,
+            expires_at: Height::MAX,
+            call: LedgerModule::call(call),
+        }
+        .sign(&self.nodes[from].key)
     }
 
     /// Every second a random live node relays the changes account shards
@@ -794,12 +913,6 @@ impl<'a> Sim<'a> {
                 "node {node} state root {root} differs from its block's at shard {shard} height {h}"
             ));
         }
-        if supply != self.supply[shard as usize] {
-            self.violation(format!(
-                "IOST supply of shard {shard} changed on node {node} at height {h}: {supply} != {}",
-                self.supply[shard as usize]
-            ));
-        }
         match self.finalized.get(&(shard, h)).copied() {
             Some((other, other_root)) => {
                 if other != hash {
@@ -827,6 +940,10 @@ impl<'a> Sim<'a> {
                     self.report.slashed +=
                         r.events.iter().filter(|e| e.kind == "slashed").count() as u64;
                 }
+                self.supply[shard as usize] = supply;
+                self.observe_atomix(shard, cb);
+                self.check_conservation(shard, h);
+                self.relay_atomix(node);
                 if epoch > self.shard_epoch[shard as usize] {
                     if shard != BEACON {
                         self.report.shard_epoch_changes += 1;
@@ -837,6 +954,214 @@ impl<'a> Sim<'a> {
             }
         }
         Ok(())
+    }
+
+    /// IOST is conserved across all shards, locks and fee pools: the sum of
+    /// every shard's latest finalized supply is the genesis supply plus what
+    /// is committed on an output shard but still locked on an input shard.
+    fn check_conservation(&mut self, shard: ShardId, h: Height) {
+        let total: u128 = self.supply.iter().map(|&x| x as u128).sum();
+        let in_flight: u128 = self.crosses.values().map(|c| c.in_flight() as u128).sum();
+        let expected = self.genesis_supply as u128 + in_flight;
+        if total != expected {
+            self.violation(format!(
+                "IOST not conserved after shard {shard} height {h}: {total} on all shards, expected {expected} ({} at genesis + {in_flight} in flight)",
+                self.genesis_supply
+            ));
+        }
+    }
+
+    /// Records the Atomix outcomes of a newly finalized block.
+    fn observe_atomix(&mut self, shard: ShardId, cb: &crate::replica::CommittedBlock) {
+        for (index, r) in cb.receipts.iter().enumerate() {
+            if r.status != crate::block::ReceiptStatus::Success {
+                continue;
+            }
+            for e in &r.events {
+                if e.module != 0 {
+                    continue;
+                }
+                if e.kind == "atomix_unlock" {
+                    if let Ok((x, input, _)) = crate::codec::decode::<(Hash, u32, InputState)>(
+                        "unlock event",
+                        &e.data,
+                        4096,
+                    ) {
+                        if let Some(c) = self.crosses.get_mut(&x) {
+                            if let Some(u) = c.unlocked.get_mut(input as usize) {
+                                *u = true;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                if e.kind != crate::atomix::EVENT {
+                    continue;
+                }
+                let Ok(outcome) = crate::codec::decode::<Outcome>("atomix event", &e.data, 4096)
+                else {
+                    continue;
+                };
+                let x = match &outcome {
+                    Outcome::Accepted { x, .. }
+                    | Outcome::Rejected { x, .. }
+                    | Outcome::Committed { x } => *x,
+                };
+                let Some(c) = self.crosses.get_mut(&x) else {
+                    continue;
+                };
+                let Some(proof) =
+                    ReceiptProof::new(&cb.block.header, &cb.cert, &cb.receipts, index)
+                else {
+                    continue;
+                };
+                let from_lock = c.lock_ids.contains(&r.tx);
+                match outcome {
+                    Outcome::Accepted { input, .. } => {
+                        if let Some(a) = c.accepted.get_mut(input as usize) {
+                            *a = Some(proof);
+                        }
+                    }
+                    Outcome::Rejected { .. } if from_lock => c.rejection = Some(proof),
+                    Outcome::Rejected { .. } if shard == c.x.output_shard => {
+                        c.decision = Some((Decision::Rejected, proof));
+                    }
+                    Outcome::Committed { .. } if shard == c.x.output_shard => {
+                        c.decision = Some((Decision::Committed, proof));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// Relayer `from` carries every step a transfer is waiting for: the
+    /// commit (or rejection) to the output shard, the abort after expiry,
+    /// the unlocks to the input shards. A Byzantine relayer drops the proofs,
+    /// or sends forged or replayed ones, which every shard must refuse.
+    fn relay_atomix(&mut self, from: usize) {
+        if self.cfg.shards == 0 || self.crosses.is_empty() {
+            return;
+        }
+        let byzantine = !self.healed && self.byzantine.iter().any(|(_, _, i)| *i == from);
+        let mut sends: Vec<(ShardId, LedgerCall)> = Vec::new();
+        let now = self.now;
+        let heights: Vec<Height> = (0..=self.cfg.shards).map(|s| self.max_height(s)).collect();
+        for c in self.crosses.values_mut().filter(|c| !c.terminal()) {
+            // New progress is relayed at once, anything else once a second.
+            let progress = c.progress();
+            if c.relayed
+                .is_some_and(|(t, p)| p == progress && now < t + 1_000)
+            {
+                continue;
+            }
+            c.relayed = Some((now, progress));
+            let c = &*c;
+            let x = Box::new(c.x.clone());
+            match &c.decision {
+                None => {
+                    if let Some(p) = &c.rejection {
+                        sends.push((
+                            c.x.output_shard,
+                            LedgerCall::AtomixCommit {
+                                x,
+                                proofs: vec![p.clone()],
+                            },
+                        ));
+                    } else if c.accepted.iter().all(Option::is_some) {
+                        let proofs = c.accepted.iter().flatten().cloned().collect();
+                        sends.push((c.x.output_shard, LedgerCall::AtomixCommit { x, proofs }));
+                    } else if heights[c.x.output_shard as usize] > c.x.expires_at {
+                        sends.push((c.x.output_shard, LedgerCall::AtomixAbort { x }));
+                    }
+                }
+                Some((_, proof)) => {
+                    for (i, input) in c.x.inputs.iter().enumerate() {
+                        if c.accepted[i].is_some() && !c.unlocked[i] {
+                            sends.push((
+                                input.shard,
+                                LedgerCall::AtomixUnlock {
+                                    x: x.clone(),
+                                    input: i as u32,
+                                    proof: Box::new(proof.clone()),
+                                },
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        // One message of transactions per shard.
+        let mut batches: BTreeMap<ShardId, Vec<SignedTransaction>> = BTreeMap::new();
+        for (shard, mut call) in sends {
+            if byzantine {
+                if self.rng.chance(500_000) {
+                    self.report.relays_dropped += 1;
+                    continue;
+                }
+                self.forge(&mut call);
+                self.report.forged_proofs += 1;
+            }
+            let tx = self.relay_tx(from, &call);
+            batches.entry(shard).or_default().push(tx);
+        }
+        for (shard, mut txs) in batches {
+            // The epoch changes the shard still misses go first: a proof from
+            // a newer epoch waits for them at the replica.
+            let missing: Vec<Arc<EpochChange>> = self
+                .changes
+                .range(self.shard_epoch[shard as usize] + 1..)
+                .map(|(_, c)| c.clone())
+                .collect();
+            if shard != BEACON && !missing.is_empty() {
+                let mut updates: Vec<SignedTransaction> = missing
+                    .iter()
+                    .map(|c| {
+                        self.relay_tx(from, &LedgerCall::BeaconUpdate(Box::new((**c).clone())))
+                    })
+                    .collect();
+                updates.append(&mut txs);
+                txs = updates;
+            }
+            let msg = Arc::new(Message::Txs(txs));
+            let mut targets = self.peers(shard, from);
+            if self.nodes[from].replicas.contains_key(&shard) {
+                targets.push(from);
+            }
+            for to in targets {
+                self.send(from, to, shard, msg.clone());
+            }
+        }
+    }
+
+    /// A Byzantine relayer's forgery: a tampered certificate, or a proof
+    /// replayed from another transfer.
+    fn forge(&mut self, call: &mut LedgerCall) {
+        let other: Option<ReceiptProof> = self
+            .crosses
+            .values()
+            .filter_map(|c| c.accepted.iter().flatten().next().cloned())
+            .next();
+        let tamper = |p: &mut ReceiptProof| {
+            if let Some((_, sig)) = p.cert.signatures.first_mut() {
+                sig.0[0] ^= 1;
+            }
+        };
+        let replay = self.rng.chance(500_000);
+        match call {
+            LedgerCall::AtomixCommit { proofs, .. } => {
+                if let (true, Some(o), Some(first)) = (replay, other, proofs.first_mut()) {
+                    *first = o;
+                } else if let Some(first) = proofs.first_mut() {
+                    tamper(first);
+                }
+            }
+            LedgerCall::AtomixUnlock { proof, .. } => match (replay, other) {
+                (true, Some(o)) => **proof = o,
+                _ => tamper(proof),
+            },
+            _ => {}
+        }
     }
 
     /// An honest node, even across crashes and restarts, never signs two
@@ -1061,7 +1386,29 @@ impl<'a> Sim<'a> {
                 self.user_last_progress[u] = self.now;
             }
             let kind = self.rng.below(100);
+            // A third of the load, in a sharded network, crosses shards.
+            let mut cross = None;
             let call = match kind {
+                _ if shards > 0 && kind >= 67 => {
+                    let v = &self.users[self.rng.below(self.users.len() as u64) as usize];
+                    let output_shard = crate::shard::home_shard(&v.address(), shards);
+                    let x = CrossTransfer {
+                        inputs: vec![CrossInput {
+                            shard: home,
+                            from: sender,
+                            amount: self.rng.range(1, 10_000),
+                        }],
+                        output_shard,
+                        to: v.address(),
+                        expires_at: self.max_height(output_shard) + 30,
+                        salt: self.rng.next_u64(),
+                    };
+                    cross = Some(x.clone());
+                    LedgerCall::AtomixLock {
+                        x: Box::new(x),
+                        input: 0,
+                    }
+                }
                 0..=1 => LedgerCall::Transfer {
                     to,
                     amount: 1,
@@ -1100,6 +1447,22 @@ impl<'a> Sim<'a> {
                 signed.tx.chain_id = crate::types::ChainId("other-chain".into());
             } else {
                 self.user_nonce[u] += 1;
+                if let Some(x) = cross {
+                    self.report.cross_started += 1;
+                    self.crosses.insert(
+                        x.id(),
+                        Cross {
+                            lock_ids: vec![signed.id()],
+                            accepted: vec![None; x.inputs.len()],
+                            rejection: None,
+                            decision: None,
+                            unlocked: vec![false; x.inputs.len()],
+                            relayed: None,
+                            created: self.now,
+                            x,
+                        },
+                    );
+                }
             }
             let target = live[self.rng.below(live.len() as u64) as usize];
             let now = self.now;

@@ -112,6 +112,18 @@ fn a_sharded_network_follows_the_beacon() {
         a.shard_epoch_changes,
         a.epochs
     );
+    // A third of the load crosses shards; on a clean network it commits.
+    assert!(
+        a.cross_started > 50,
+        "{} cross-shard transfers",
+        a.cross_started
+    );
+    assert!(
+        a.cross_committed * 10 >= a.cross_started * 8,
+        "only {} of {} cross-shard transfers committed",
+        a.cross_committed,
+        a.cross_started
+    );
 }
 
 #[test]
@@ -124,4 +136,9 @@ fn a_sharded_run_with_every_fault_breaks_no_invariant() {
     check_clean(&r, cfg.min_progress);
     assert!(r.byzantine > 0, "no Byzantine member was placed");
     assert!(r.crashes + r.partitions > 0, "no fault was injected");
+    // Cross-shard transfers ended one way or the other (the run checks each).
+    assert!(
+        r.cross_committed + r.cross_refunded > 0,
+        "no cross-shard transfer ended"
+    );
 }

@@ -113,6 +113,7 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
         (0, 0, 0, 0, 0, 0);
     let mut epochs = 0;
     let (mut shard_epoch_changes, mut relays_dropped) = (0, 0);
+    let (mut cross_started, mut cross_committed, mut cross_refunded, mut forged) = (0, 0, 0, 0);
     let replay = |seed: u64| {
         format!(
             "ios sim --seed {seed} --shards {} --validators {} --faults {} --run-ms {} --heal-ms {} --load-tps {} --min-progress {}",
@@ -132,6 +133,10 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
                 epochs += rep.epochs;
                 shard_epoch_changes += rep.shard_epoch_changes;
                 relays_dropped += rep.relays_dropped;
+                cross_started += rep.cross_started;
+                cross_committed += rep.cross_committed;
+                cross_refunded += rep.cross_refunded;
+                forged += rep.forged_proofs;
                 txs += rep.txs;
                 crashes += rep.crashes as u64;
                 partitions += rep.partitions as u64;
@@ -149,8 +154,8 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
                 }
                 if seeds.len() == 1 {
                     println!(
-                        "sim: seed={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
-                        rep.seed, rep.finalized, rep.epochs, rep.shard_epoch_changes, rep.relays_dropped, rep.txs, rep.failed_receipts, rep.rejected_submissions,
+                        "sim: seed={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} forged_proofs={} cross_started={} cross_committed={} cross_refunded={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
+                        rep.seed, rep.finalized, rep.epochs, rep.shard_epoch_changes, rep.relays_dropped, rep.forged_proofs, rep.cross_started, rep.cross_committed, rep.cross_refunded, rep.txs, rep.failed_receipts, rep.rejected_submissions,
                         rep.messages, rep.dropped, rep.crashes, rep.partitions, rep.byzantine, rep.slashed, rep.trace
                     );
                 }
@@ -162,13 +167,17 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
         }
     }
     println!(
-        "sim: seeds={} violations={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} txs={} crashes={} partitions={} byzantine_runs={} slashed={} errors={} elapsed={:.1}s",
+        "sim: seeds={} violations={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} cross_started={} cross_committed={} cross_refunded={} forged_proofs={} txs={} crashes={} partitions={} byzantine_runs={} slashed={} errors={} elapsed={:.1}s",
         results.len(),
         violations,
         finalized,
         epochs,
         shard_epoch_changes,
         relays_dropped,
+        cross_started,
+        cross_committed,
+        cross_refunded,
+        forged,
         txs,
         crashes,
         partitions,
