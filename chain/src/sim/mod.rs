@@ -232,6 +232,8 @@ struct Cross {
     unlocked: Vec<bool>,
     /// When its pending steps were last relayed, and at what progress.
     relayed: Option<(TimeMs, (bool, usize, bool, usize))>,
+    /// When a step of it last finalized (or it started).
+    progressed: TimeMs,
 }
 
 impl Cross {
@@ -698,10 +700,11 @@ impl<'a> Sim<'a> {
         }
         // Every cross-shard transfer ends committed everywhere or refunded
         // everywhere: once decided, or expired, or with every input
-        // accepted, it may not still be pending a few seconds after healing.
+        // accepted, its next step may not take more than 6 s (after healing,
+        // relayers retry every second).
         let heights: Vec<Height> = (0..=self.cfg.shards).map(|s| self.max_height(s)).collect();
         for (id, c) in &self.crosses {
-            let old = c.created + 6_000 < end;
+            let old = c.progressed + 6_000 < end;
             let stuck = match c.decision {
                 Some(_) => old,
                 None => {
@@ -990,6 +993,7 @@ impl<'a> Sim<'a> {
                         if let Some(c) = self.crosses.get_mut(&x) {
                             if let Some(u) = c.unlocked.get_mut(input as usize) {
                                 *u = true;
+                                c.progressed = self.now;
                             }
                         }
                     }
@@ -1016,6 +1020,7 @@ impl<'a> Sim<'a> {
                     continue;
                 };
                 let from_lock = c.lock_ids.contains(&r.tx);
+                c.progressed = self.now;
                 match outcome {
                     Outcome::Accepted { input, .. } => {
                         if let Some(a) = c.accepted.get_mut(input as usize) {
@@ -1458,6 +1463,7 @@ impl<'a> Sim<'a> {
                             decision: None,
                             unlocked: vec![false; x.inputs.len()],
                             relayed: None,
+                            progressed: self.now,
                             created: self.now,
                             x,
                         },
