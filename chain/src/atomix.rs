@@ -242,8 +242,8 @@ fn emit(ctx: &mut CallContext<'_, '_>, outcome: &Outcome) {
     ctx.emit(EVENT, outcome);
 }
 
-/// Step 1 on an input's shard, by its owner.
-pub fn lock(ctx: &mut CallContext<'_, '_>, x: &CrossTransfer, index: u32) -> Result<()> {
+/// Input `index` of a well-formed `x`, which must live on this shard.
+fn input_here(ctx: &CallContext<'_, '_>, x: &CrossTransfer, index: u32) -> Result<CrossInput> {
     x.check(ctx.params.shards)?;
     let input = x.input(index)?.clone();
     if input.shard != ctx.env.shard {
@@ -252,6 +252,12 @@ pub fn lock(ctx: &mut CallContext<'_, '_>, x: &CrossTransfer, index: u32) -> Res
             got: ctx.env.shard,
         });
     }
+    Ok(input)
+}
+
+/// Step 1 on an input's shard, by its owner.
+pub fn lock(ctx: &mut CallContext<'_, '_>, x: &CrossTransfer, index: u32) -> Result<()> {
+    let input = input_here(ctx, x, index)?;
     if input.from != ctx.sender {
         return Err(ChainError::Atomix(format!(
             "input {index} belongs to {}, not the sender",
@@ -387,14 +393,7 @@ pub fn unlock(
     index: u32,
     proof: &ReceiptProof,
 ) -> Result<()> {
-    x.check(ctx.params.shards)?;
-    let input = x.input(index)?.clone();
-    if input.shard != ctx.env.shard {
-        return Err(ChainError::WrongShard {
-            expected: input.shard,
-            got: ctx.env.shard,
-        });
-    }
+    let input = input_here(ctx, x, index)?;
     let id = x.id();
     let key = input_key(&id, index);
     match ctx.get::<InputState>(&key)? {

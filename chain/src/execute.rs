@@ -215,8 +215,9 @@ impl Runtime {
         })
     }
 
-    /// Admission: expiry, nonce, fee. Charges the fee and bumps the nonce.
-    fn admit(&self, state: &mut Overlay<'_>, env: &BlockEnv, ptx: &PooledTx) -> Result<Amount> {
+    /// What every transaction in a block must meet: this chain, the size
+    /// limit, not expired.
+    fn check_envelope(env: &BlockEnv, ptx: &PooledTx) -> Result<()> {
         let tx = &ptx.tx.tx;
         if tx.chain_id != env.chain_id {
             return Err(ChainError::WrongChainId {
@@ -238,6 +239,13 @@ impl Runtime {
                 height: env.height,
             });
         }
+        Ok(())
+    }
+
+    /// Admission: expiry, nonce, fee. Charges the fee and bumps the nonce.
+    fn admit(&self, state: &mut Overlay<'_>, env: &BlockEnv, ptx: &PooledTx) -> Result<Amount> {
+        Self::check_envelope(env, ptx)?;
+        let tx = &ptx.tx.tx;
         let min = self.params.min_fee_per_byte.saturating_mul(ptx.len as u64);
         if tx.fee < min {
             return Err(ChainError::FeeTooLow { fee: tx.fee, min });
@@ -324,27 +332,8 @@ impl Runtime {
         env: &BlockEnv,
         ptx: &PooledTx,
     ) -> Result<Receipt> {
-        let tx = &ptx.tx.tx;
-        if tx.chain_id != env.chain_id {
-            return Err(ChainError::WrongChainId {
-                expected: env.chain_id.0.clone(),
-                got: tx.chain_id.0.clone(),
-            });
-        }
-        if ptx.len > MAX_TX_BYTES {
-            return Err(ChainError::TooLarge {
-                what: "transaction",
-                len: ptx.len,
-                max: MAX_TX_BYTES,
-            });
-        }
-        if tx.expires_at < env.height {
-            return Err(ChainError::Expired {
-                expires_at: tx.expires_at,
-                height: env.height,
-            });
-        }
-        if tx.fee != 0 {
+        Self::check_envelope(env, ptx)?;
+        if ptx.tx.tx.fee != 0 {
             return Err(ChainError::Relay(
                 "a relay transaction pays no fee; set fee to 0".into(),
             ));

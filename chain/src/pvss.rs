@@ -333,16 +333,7 @@ pub fn prove_possession(context: &[u8], keypair: &PvssKeypair) -> DleqProof {
         p: keypair.public_point,
         bytes: keypair.public.0,
     };
-    let h_pt = Pt {
-        p: h().0,
-        bytes: h().1,
-    };
-    let statement = Statement {
-        base: Base::H,
-        a: y,
-        g2: h_pt,
-        b: y,
-    };
+    let statement = possession_statement(y);
     prove(
         keypair.secret.as_bytes(),
         context,
@@ -352,6 +343,20 @@ pub fn prove_possession(context: &[u8], keypair: &PvssKeypair) -> DleqProof {
     )
 }
 
+/// `log_h y = log_h y`: a Schnorr proof for `y` in the DLEQ machinery.
+fn possession_statement(y: Pt) -> Statement {
+    let h_pt = Pt {
+        p: h().0,
+        bytes: h().1,
+    };
+    Statement {
+        base: Base::H,
+        a: y,
+        g2: h_pt,
+        b: y,
+    }
+}
+
 /// Checks a [`prove_possession`] proof for `key` under `context`.
 pub fn verify_possession(
     context: &[u8],
@@ -359,16 +364,7 @@ pub fn verify_possession(
     proof: &DleqProof,
 ) -> Result<(), PvssError> {
     let y = Pt::decode(&key.0, "public key", 0)?;
-    let h_pt = Pt {
-        p: h().0,
-        bytes: h().1,
-    };
-    let statement = Statement {
-        base: Base::H,
-        a: y,
-        g2: h_pt,
-        b: y,
-    };
+    let statement = possession_statement(y);
     verify_dleq(context, 0, &statement, proof)
 }
 

@@ -4,14 +4,14 @@
 //! or refund everywhere, IOST is conserved across shards, and every forged,
 //! misdirected or replayed proof is a typed error that changes nothing.
 
-use crate::{open_db, sign_call, FEE};
+use crate::{header_of, next_env, open_db, sign_call, FEE};
 use ios_chain::atomix::{
     self, CrossInput, CrossTransfer, Decision, InputState, Outcome, ReceiptProof,
 };
 use ios_chain::block::{
     Block, BlockHeader, CommitCertificate, Receipt, ReceiptStatus, SignedVote, Vote, VoteKind,
 };
-use ios_chain::committee::{self, K_COMMITTEE};
+use ios_chain::committee;
 use ios_chain::crypto::{Address, Keypair};
 use ios_chain::execute::{total_supply, Mode, Runtime};
 use ios_chain::ledger::{LedgerCall, LedgerModule};
@@ -105,20 +105,7 @@ impl Shard {
     }
 
     fn env(&self) -> BlockEnv {
-        let head = self.store.head().expect("head");
-        let c: ios_chain::block::Committee = committee::read(&self.store, K_COMMITTEE)
-            .expect("read")
-            .expect("committee");
-        BlockEnv {
-            chain_id: self.runtime.params().chain_id.clone(),
-            shard: self.id,
-            height: head.height + 1,
-            epoch: c.epoch,
-            round: 0,
-            time: head.time + 1,
-            proposer: c.members[0],
-            prev: head.block,
-        }
+        next_env(&self.store, &self.runtime, None)
     }
 
     /// Whether `tx` would apply now: relays by `check_relay`, others by the
@@ -149,19 +136,7 @@ impl Shard {
             .runtime
             .execute(&self.store, &env, pooled, Mode::Validate)
             .unwrap_or_else(|e| panic!("shard {}: block invalid: {e}", self.id));
-        let header = BlockHeader {
-            chain_id: env.chain_id.clone(),
-            shard: self.id,
-            height: env.height,
-            epoch: env.epoch,
-            round: 0,
-            prev: env.prev,
-            tx_root: executed.tx_root,
-            receipts_root: executed.receipts_root,
-            state_root: executed.diff.state_root,
-            proposer: env.proposer,
-            time: env.time,
-        };
+        let header = header_of(&env, &executed);
         let block = Block {
             header: header.clone(),
             txs: txs.to_vec(),

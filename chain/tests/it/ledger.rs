@@ -3,11 +3,13 @@
 //! ones move exactly their amounts, supply is conserved by every block, fees
 //! go to the proposer, and equivocation evidence slashes exactly once.
 
-use crate::{ledger_tx, open_db, receipt_of, sign_call, tick_until_commit, Solo, FEE};
+use crate::{
+    header_of, ledger_tx, next_env, open_db, receipt_of, sign_call, tick_until_commit, Solo, FEE,
+};
 use ios_chain::account::Account;
 use ios_chain::block::{
-    Block, BlockHeader, CommitCertificate, Proposal, Receipt, ReceiptStatus, SignedProposal,
-    SignedVote, Vote, VoteKind,
+    Block, CommitCertificate, Proposal, Receipt, ReceiptStatus, SignedProposal, SignedVote, Vote,
+    VoteKind,
 };
 use ios_chain::committee::{self, K_FEE_POOL};
 use ios_chain::crypto::{Address, Keypair};
@@ -40,25 +42,6 @@ fn genesis_with(tweak: impl FnOnce(&mut ChainParams)) -> Genesis {
     params.unbonding_blocks = 3;
     tweak(&mut params);
     sim_genesis(params, &[validator_key()], &user_keys())
-}
-
-/// The environment of the block after `store`'s head, proposed by `proposer` in round 0.
-fn next_env(store: &StateStore, params: &ChainParams, proposer: Address) -> BlockEnv {
-    let head = store.head().expect("genesis committed");
-    let height = head.height + 1;
-    BlockEnv {
-        chain_id: params.chain_id.clone(),
-        shard: ios_chain::shard::BEACON,
-        height,
-        epoch: committee::read::<ios_chain::block::Committee>(store, committee::K_COMMITTEE)
-            .expect("read")
-            .expect("committee")
-            .epoch,
-        round: 0,
-        time: head.time + 1,
-        proposer,
-        prev: head.block,
-    }
 }
 
 fn pooled(txs: &[SignedTransaction]) -> Vec<PooledTx> {
@@ -106,7 +89,7 @@ impl Ledger {
     }
 
     fn env(&self) -> BlockEnv {
-        next_env(&self.store, self.runtime.params(), self.validator.address())
+        next_env(&self.store, &self.runtime, Some(self.validator.address()))
     }
 
     fn execute(&self, txs: &[SignedTransaction], mode: Mode) -> Result<Executed, ChainError> {
@@ -130,21 +113,8 @@ impl Ledger {
             .expect("a proposed block validates");
         assert_eq!(again.diff.state_root, executed.diff.state_root);
         assert_eq!(again.receipts, executed.receipts);
-        let header = BlockHeader {
-            chain_id: env.chain_id.clone(),
-            shard: env.shard,
-            height: env.height,
-            epoch: env.epoch,
-            round: env.round,
-            prev: env.prev,
-            tx_root: executed.tx_root,
-            receipts_root: executed.receipts_root,
-            state_root: executed.diff.state_root,
-            proposer: env.proposer,
-            time: env.time,
-        };
         let block = Block {
-            header,
+            header: header_of(&env, &executed),
             txs: included,
         };
         // commit_block does not check certificates; consensus does before it.
@@ -495,7 +465,7 @@ impl Solo {
     fn execute(&self, txs: &[SignedTransaction], mode: Mode) -> Result<Executed, ChainError> {
         let store = self.replica.store();
         let runtime = self.replica.runtime();
-        let env = next_env(store, runtime.params(), validator_key().address());
+        let env = next_env(store, runtime, Some(validator_key().address()));
         runtime.execute(store, &env, pooled(txs), mode)
     }
 }

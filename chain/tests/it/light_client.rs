@@ -4,9 +4,9 @@
 //! beacon into epoch 1. Every forged or misdirected change is a typed error
 //! that changes nothing.
 
-use crate::{open_db, sign_call};
+use crate::{next_env, open_db, sign_call};
 use ios_chain::block::ReceiptStatus;
-use ios_chain::committee::{self, K_COMMITTEE};
+use ios_chain::committee::K_COMMITTEE;
 use ios_chain::crypto::Keypair;
 use ios_chain::error::ChainError;
 use ios_chain::execute::{Mode, Runtime};
@@ -136,20 +136,7 @@ impl AccountShard {
     }
 
     fn env(&self) -> BlockEnv {
-        let head = self.store.head().expect("head");
-        let c: ios_chain::block::Committee = committee::read(&self.store, K_COMMITTEE)
-            .expect("read")
-            .expect("committee");
-        BlockEnv {
-            chain_id: self.runtime.params().chain_id.clone(),
-            shard: 1,
-            height: head.height + 1,
-            epoch: c.epoch,
-            round: 0,
-            time: head.time + 1,
-            proposer: c.members[0],
-            prev: head.block,
-        }
+        next_env(&self.store, &self.runtime, None)
     }
 
     fn check(&self, tx: &SignedTransaction) -> Result<(), ChainError> {

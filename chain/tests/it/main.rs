@@ -14,12 +14,17 @@ mod replica;
 mod sim;
 mod state_proofs;
 
-use ios_chain::block::Receipt;
+use ios_chain::block::{BlockHeader, Committee, Receipt};
+use ios_chain::committee;
+use ios_chain::crypto::Address;
 use ios_chain::crypto::Keypair;
+use ios_chain::execute::Executed;
 use ios_chain::execute::Runtime;
 use ios_chain::ledger::{LedgerCall, LedgerModule};
+use ios_chain::module::BlockEnv;
 use ios_chain::params::Genesis;
 use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
+use ios_chain::state::StateStore;
 use ios_chain::tx::{Call, SignedTransaction, Transaction};
 use ios_chain::types::{Amount, ChainId, Height, TimeMs};
 use std::path::{Path, PathBuf};
@@ -35,7 +40,6 @@ pub fn open_db(dir: &Path) -> sled::Db {
         .unwrap_or_else(|e| panic!("opening sled at {}: {e}", dir.display()))
 }
 
-/// Signs `call` from `key` with explicit envelope fields.
 /// A one-validator chain on its own sled directory, after genesis.
 pub struct Solo {
     pub replica: Replica,
@@ -68,6 +72,43 @@ impl Solo {
     }
 }
 
+/// The environment of the block after `store`'s head on `runtime`'s shard,
+/// in round 0, proposed by `proposer` (by default the committee's first member).
+pub fn next_env(store: &StateStore, runtime: &Runtime, proposer: Option<Address>) -> BlockEnv {
+    let head = store.head().expect("genesis committed");
+    let committee: Committee = committee::read(store, committee::K_COMMITTEE)
+        .expect("read")
+        .expect("committee");
+    BlockEnv {
+        chain_id: runtime.params().chain_id.clone(),
+        shard: runtime.shard(),
+        height: head.height + 1,
+        epoch: committee.epoch,
+        round: 0,
+        time: head.time + 1,
+        proposer: proposer.unwrap_or(committee.members[0]),
+        prev: head.block,
+    }
+}
+
+/// The header of the block `executed` for `env`.
+pub fn header_of(env: &BlockEnv, executed: &Executed) -> BlockHeader {
+    BlockHeader {
+        chain_id: env.chain_id.clone(),
+        shard: env.shard,
+        height: env.height,
+        epoch: env.epoch,
+        round: env.round,
+        prev: env.prev,
+        tx_root: executed.tx_root,
+        receipts_root: executed.receipts_root,
+        state_root: executed.diff.state_root,
+        proposer: env.proposer,
+        time: env.time,
+    }
+}
+
+/// Signs `call` from `key` with explicit envelope fields.
 pub fn sign_call(
     key: &Keypair,
     chain_id: &ChainId,
