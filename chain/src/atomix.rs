@@ -25,11 +25,13 @@ use crate::block::{BlockHeader, CommitCertificate, Receipt, ReceiptStatus};
 use crate::crypto::Address;
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_value, tag, verify_merkle_path, Hash, MerklePath};
+use crate::light_client::CertCache;
 use crate::module::CallContext;
 use crate::state::StateRead;
 use crate::tx::ModuleId;
 use crate::types::{Amount, ChainId, Height, ShardId};
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::BTreeMap;
 
 /// Most inputs one cross-shard transfer may have.
 pub const MAX_INPUTS: usize = 16;
@@ -148,29 +150,112 @@ impl ReceiptProof {
         receipts: &[Receipt],
         index: usize,
     ) -> Option<ReceiptProof> {
+        Self::many(header, cert, receipts, &[index]).pop()
+    }
+
+    /// Proofs of receipts `indexes` of one committed block, hashing its
+    /// receipts tree once (out-of-range indexes are left out).
+    pub fn many(
+        header: &BlockHeader,
+        cert: &CommitCertificate,
+        receipts: &[Receipt],
+        indexes: &[usize],
+    ) -> Vec<ReceiptProof> {
         let leaves: Vec<Hash> = receipts.iter().map(Receipt::hash).collect();
-        Some(ReceiptProof {
-            header: header.clone(),
-            cert: cert.clone(),
-            receipt: receipts.get(index)?.clone(),
-            path: crate::hash::merkle_path(&leaves, index)?,
-        })
+        let tree = crate::hash::MerkleTree::new(&leaves);
+        indexes
+            .iter()
+            .filter_map(|&i| {
+                Some(ReceiptProof {
+                    header: header.clone(),
+                    cert: cert.clone(),
+                    receipt: receipts.get(i)?.clone(),
+                    path: tree.path(i)?,
+                })
+            })
+            .collect()
     }
 
     /// The Atomix outcome about `x` this proof shows, after checking the
     /// certificate (with this shard's light client) and the Merkle path.
-    pub fn outcome(&self, state: &dyn StateRead, chain_id: &ChainId, x: &Hash) -> Result<Outcome> {
-        crate::light_client::verify_certified(state, chain_id, &self.header, &self.cert)?;
-        if !verify_merkle_path(&self.header.receipts_root, &self.receipt.hash(), &self.path) {
+    pub fn outcome(
+        &self,
+        state: &dyn StateRead,
+        chain_id: &ChainId,
+        x: &Hash,
+        certs: &CertCache,
+    ) -> Result<Outcome> {
+        self.proven(state, chain_id, certs)?.outcome(x)
+    }
+
+    /// The receipt in its certified block, certificate and Merkle path checked.
+    pub fn proven<'a>(
+        &'a self,
+        state: &dyn StateRead,
+        chain_id: &ChainId,
+        certs: &CertCache,
+    ) -> Result<ProvenReceipt<'a>> {
+        let block = Certified::check(state, chain_id, &self.header, &self.cert, certs)?;
+        ProvenReceipt::check(block, &self.receipt, &self.path)
+    }
+}
+
+/// A block header whose commit certificate this shard's light client has
+/// checked; only [`Certified::check`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct Certified<'a>(&'a BlockHeader);
+
+impl<'a> Certified<'a> {
+    pub fn check(
+        state: &dyn StateRead,
+        chain_id: &ChainId,
+        header: &'a BlockHeader,
+        cert: &CommitCertificate,
+        certs: &CertCache,
+    ) -> Result<Certified<'a>> {
+        crate::light_client::verify_certified(state, chain_id, header, cert, certs)?;
+        Ok(Certified(header))
+    }
+
+    pub fn header(&self) -> &'a BlockHeader {
+        self.0
+    }
+}
+
+/// A successful receipt in a certified block (its Merkle path checked);
+/// only [`ProvenReceipt::check`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub struct ProvenReceipt<'a> {
+    block: Certified<'a>,
+    receipt: &'a Receipt,
+}
+
+impl<'a> ProvenReceipt<'a> {
+    pub fn check(
+        block: Certified<'a>,
+        receipt: &'a Receipt,
+        path: &MerklePath,
+    ) -> Result<ProvenReceipt<'a>> {
+        if !verify_merkle_path(&block.header().receipts_root, &receipt.hash(), path) {
             return Err(ChainError::Proof(
                 "the receipt is not in the block's receipts".into(),
             ));
         }
-        if self.receipt.status != ReceiptStatus::Success {
+        if receipt.status != ReceiptStatus::Success {
             return Err(ChainError::Atomix(
                 "the proven receipt is of a failed call".into(),
             ));
         }
+        Ok(ProvenReceipt { block, receipt })
+    }
+
+    /// The shard whose block holds the receipt.
+    pub fn shard(&self) -> ShardId {
+        self.block.header().shard
+    }
+
+    /// The Atomix outcome about `x` the receipt records.
+    pub fn outcome(&self, x: &Hash) -> Result<Outcome> {
         self.receipt
             .events
             .iter()
@@ -182,6 +267,194 @@ impl ReceiptProof {
                     "the proven receipt says nothing about transfer {x}"
                 ))
             })
+    }
+}
+
+/// Encoded bytes a relayer packs into one [`RelayBatch`]: room for the
+/// transaction envelope under `tx::MAX_TX_BYTES`.
+pub const RELAY_BATCH_BYTES: usize = crate::tx::MAX_TX_BYTES - 4_096;
+
+/// Most steps in one [`RelayBatch`].
+pub const MAX_BATCH_STEPS: usize = 512;
+/// Most certified blocks one [`RelayBatch`] refers to.
+pub const MAX_BATCH_BLOCKS: usize = 64;
+/// Most receipts one [`RelayBatch`] carries.
+pub const MAX_BATCH_RECEIPTS: usize = 512;
+
+/// A receipt of block `block` of a [`RelayBatch`], with its Merkle path.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ReceiptRef {
+    pub block: u32,
+    pub receipt: Receipt,
+    pub path: MerklePath,
+}
+
+/// One Atomix step of a batch; proofs are indexes into the batch's receipts.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum BatchStep {
+    Commit {
+        x: CrossTransfer,
+        proofs: Vec<u32>,
+    },
+    Abort {
+        x: CrossTransfer,
+    },
+    Unlock {
+        x: CrossTransfer,
+        input: u32,
+        proof: u32,
+    },
+}
+
+/// Atomix steps under one relay signature whose proofs share certified
+/// blocks and receipts: every transfer locked in one block is proven by
+/// that block's header and certificate, and every transfer one relay
+/// committed by that relay's receipt, which the batch carries, and a shard
+/// checks, once each. Each step applies on its own; see
+/// `LedgerCall::AtomixBatch`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct RelayBatch {
+    pub blocks: Vec<(BlockHeader, CommitCertificate)>,
+    pub receipts: Vec<ReceiptRef>,
+    pub steps: Vec<BatchStep>,
+}
+
+/// A step with self-contained proofs, as a relayer collects them.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Commit {
+        x: CrossTransfer,
+        proofs: Vec<ReceiptProof>,
+    },
+    Abort {
+        x: CrossTransfer,
+    },
+    Unlock {
+        x: CrossTransfer,
+        input: u32,
+        proof: Box<ReceiptProof>,
+    },
+}
+
+impl RelayBatch {
+    /// Packs steps into batches of at most `max_bytes` encoded bytes (and
+    /// the step, block and receipt limits), each certified block and each
+    /// receipt carried once per batch.
+    pub fn pack(steps: Vec<Step>, max_bytes: usize) -> Vec<RelayBatch> {
+        let mut out: Vec<RelayBatch> = Vec::new();
+        let mut b = Packer::new();
+        for step in steps {
+            let proofs: Vec<&ReceiptProof> = match &step {
+                Step::Commit { proofs, .. } => proofs.iter().collect(),
+                Step::Abort { .. } => Vec::new(),
+                Step::Unlock { proof, .. } => vec![proof],
+            };
+            let (new_blocks, new_receipts, added) = b.cost(&proofs);
+            let step_bytes = crate::codec::encode(&b.shape(&step)).len();
+            let full = !b.batch.steps.is_empty()
+                && (b.batch.steps.len() >= MAX_BATCH_STEPS
+                    || b.batch.blocks.len() + new_blocks > MAX_BATCH_BLOCKS
+                    || b.batch.receipts.len() + new_receipts > MAX_BATCH_RECEIPTS
+                    || b.bytes + added + step_bytes > max_bytes);
+            if full {
+                out.push(std::mem::replace(&mut b, Packer::new()).batch);
+            }
+            let batch_step = match step {
+                Step::Commit { x, proofs } => BatchStep::Commit {
+                    x,
+                    proofs: proofs.iter().map(|p| b.receipt(p)).collect(),
+                },
+                Step::Abort { x } => BatchStep::Abort { x },
+                Step::Unlock { x, input, proof } => BatchStep::Unlock {
+                    x,
+                    input,
+                    proof: b.receipt(&proof),
+                },
+            };
+            b.bytes += step_bytes;
+            b.batch.steps.push(batch_step);
+        }
+        if !b.batch.steps.is_empty() {
+            out.push(b.batch);
+        }
+        out
+    }
+}
+
+/// A batch being filled, with where its blocks and receipts are and its
+/// exact encoded size so far.
+struct Packer {
+    batch: RelayBatch,
+    blocks: BTreeMap<Hash, u32>,
+    receipts: BTreeMap<(Hash, Hash), u32>,
+    bytes: usize,
+}
+
+impl Packer {
+    fn new() -> Packer {
+        Packer {
+            batch: RelayBatch::default(),
+            blocks: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+            // The three vectors' length prefixes.
+            bytes: 12,
+        }
+    }
+
+    /// New blocks, new receipts and the bytes they add for these proofs.
+    fn cost(&self, proofs: &[&ReceiptProof]) -> (usize, usize, usize) {
+        let mut blocks = BTreeMap::new();
+        let mut receipts = BTreeMap::new();
+        for p in proofs {
+            let h = p.header.hash();
+            if !self.blocks.contains_key(&h) {
+                blocks.insert(h, crate::codec::encode(&(&p.header, &p.cert)).len());
+            }
+            if !self.receipts.contains_key(&(h, p.receipt.tx)) {
+                // A `ReceiptRef`: the block index, the receipt, the path.
+                let r = 4 + crate::codec::encode(&(&p.receipt, &p.path)).len();
+                receipts.insert((h, p.receipt.tx), r);
+            }
+        }
+        let bytes = blocks.values().sum::<usize>() + receipts.values().sum::<usize>();
+        (blocks.len(), receipts.len(), bytes)
+    }
+
+    /// The index of `p`'s receipt in the batch, adding it (and its block).
+    fn receipt(&mut self, p: &ReceiptProof) -> u32 {
+        let h = p.header.hash();
+        let (batch, bytes) = (&mut self.batch, &mut self.bytes);
+        let block = *self.blocks.entry(h).or_insert_with(|| {
+            batch.blocks.push((p.header.clone(), p.cert.clone()));
+            *bytes += crate::codec::encode(&(&p.header, &p.cert)).len();
+            (batch.blocks.len() - 1) as u32
+        });
+        *self.receipts.entry((h, p.receipt.tx)).or_insert_with(|| {
+            let r = ReceiptRef {
+                block,
+                receipt: p.receipt.clone(),
+                path: p.path.clone(),
+            };
+            *bytes += crate::codec::encode(&r).len();
+            batch.receipts.push(r);
+            (batch.receipts.len() - 1) as u32
+        })
+    }
+
+    /// The step as it will sit in the batch, for its encoded size.
+    fn shape(&self, step: &Step) -> BatchStep {
+        match step {
+            Step::Commit { x, proofs } => BatchStep::Commit {
+                x: x.clone(),
+                proofs: vec![0; proofs.len()],
+            },
+            Step::Abort { x } => BatchStep::Abort { x: x.clone() },
+            Step::Unlock { x, input, .. } => BatchStep::Unlock {
+                x: x.clone(),
+                input: *input,
+                proof: 0,
+            },
+        }
     }
 }
 
@@ -327,28 +600,27 @@ fn decide_rejected(ctx: &mut CallContext<'_, '_>, id: Hash, reason: String) -> R
 pub fn commit(
     ctx: &mut CallContext<'_, '_>,
     x: &CrossTransfer,
-    proofs: &[ReceiptProof],
+    proofs: &[ProvenReceipt<'_>],
 ) -> Result<()> {
     let id = undecided(ctx, x)?;
-    let chain_id = ctx.env.chain_id.clone();
     let mut accepted = vec![false; x.inputs.len()];
     for proof in proofs {
-        match proof.outcome(ctx.state(), &chain_id, &id)? {
+        match proof.outcome(&id)? {
             Outcome::Accepted { input, .. } => {
                 let expected = x.input(input)?.shard;
-                if proof.header.shard != expected {
+                if proof.shard() != expected {
                     return Err(ChainError::WrongShard {
                         expected,
-                        got: proof.header.shard,
+                        got: proof.shard(),
                     });
                 }
                 accepted[input as usize] = true;
             }
             Outcome::Rejected { reason, .. } => {
-                if !x.inputs.iter().any(|i| i.shard == proof.header.shard) {
+                if !x.inputs.iter().any(|i| i.shard == proof.shard()) {
                     return Err(ChainError::Atomix(format!(
                         "a rejection from shard {}, which holds no input",
-                        proof.header.shard
+                        proof.shard()
                     )));
                 }
                 return decide_rejected(ctx, id, format!("input rejected: {reason}"));
@@ -391,7 +663,7 @@ pub fn unlock(
     ctx: &mut CallContext<'_, '_>,
     x: &CrossTransfer,
     index: u32,
-    proof: &ReceiptProof,
+    proof: &ProvenReceipt<'_>,
 ) -> Result<()> {
     let input = input_here(ctx, x, index)?;
     let id = x.id();
@@ -404,19 +676,18 @@ pub fn unlock(
             )))
         }
     }
-    let chain_id = ctx.env.chain_id.clone();
-    let next = match proof.outcome(ctx.state(), &chain_id, &id)? {
-        Outcome::Committed { .. } if proof.header.shard == x.output_shard => InputState::Released,
+    let next = match proof.outcome(&id)? {
+        Outcome::Committed { .. } if proof.shard() == x.output_shard => InputState::Released,
         Outcome::Rejected { .. }
-            if proof.header.shard == x.output_shard
-                || x.inputs.iter().any(|i| i.shard == proof.header.shard) =>
+            if proof.shard() == x.output_shard
+                || x.inputs.iter().any(|i| i.shard == proof.shard()) =>
         {
             InputState::Refunded
         }
         other => {
             return Err(ChainError::Atomix(format!(
                 "{other:?} from shard {} neither commits nor rejects {id}",
-                proof.header.shard
+                proof.shard()
             )))
         }
     };

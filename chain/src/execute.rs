@@ -13,6 +13,7 @@ use crate::error::{ChainError, Result};
 use crate::hash::Hash;
 use crate::ledger::LedgerModule;
 use crate::light_client;
+use crate::light_client::CertCache;
 use crate::module::{keys, BlockEnv, CallContext, Module};
 use crate::params::{ChainParams, Genesis};
 use crate::shard::BEACON;
@@ -46,6 +47,8 @@ pub struct Runtime {
     params: ChainParams,
     shard: ShardId,
     modules: BTreeMap<ModuleId, Arc<dyn Module>>,
+    /// This node's memo of verified certificates (shared with the core module).
+    certs: CertCache,
 }
 
 impl Runtime {
@@ -56,12 +59,14 @@ impl Runtime {
 
     /// The runtime of one shard of the network.
     pub fn for_shard(params: ChainParams, shard: ShardId) -> Runtime {
+        let certs = CertCache::default();
         let mut modules: BTreeMap<ModuleId, Arc<dyn Module>> = BTreeMap::new();
-        modules.insert(ModuleId::CORE, Arc::new(LedgerModule));
+        modules.insert(ModuleId::CORE, Arc::new(LedgerModule::new(certs.clone())));
         Runtime {
             params,
             shard,
             modules,
+            certs,
         }
     }
 
@@ -346,6 +351,38 @@ impl Runtime {
             fee: 0,
             events,
         })
+    }
+
+    /// The checks of a relay transaction that need no execution: its
+    /// envelope, and that every proof it carries verifies against this
+    /// shard's light client (certificates, Merkle paths, epoch changes).
+    /// Replicas admit relays gossiped by peers with this; whether the steps
+    /// still apply is checked when a proposer builds a block (a stale one
+    /// is left out) and when the pool is re-checked.
+    pub fn check_relay_proofs(
+        &self,
+        store: &StateStore,
+        env: &BlockEnv,
+        ptx: &PooledTx,
+    ) -> Result<()> {
+        Self::check_envelope(env, ptx)?;
+        if ptx.tx.tx.fee != 0 {
+            return Err(ChainError::Relay(
+                "a relay transaction pays no fee; set fee to 0".into(),
+            ));
+        }
+        let call: crate::ledger::LedgerCall = crate::codec::decode(
+            "ledger call",
+            &ptx.tx.tx.call.payload,
+            crate::ledger::MAX_LEDGER_CALL,
+        )?;
+        crate::ledger::check_relay_proofs(
+            store,
+            &env.chain_id,
+            self.params.shards,
+            &call,
+            &self.certs,
+        )
     }
 
     /// Whether `ptx`, a relay transaction, would apply on top of `store`'s

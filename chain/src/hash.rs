@@ -74,6 +74,8 @@ pub mod tag {
     pub const EVIDENCE_KEY: &str = "ios/evidence-key";
     pub const HOME_SHARD: &str = "ios/home-shard";
     pub const ATOMIX_TX: &str = "ios/atomix-tx";
+    /// Key of a verified certificate in a node's memo (never on chain).
+    pub const CERT_MEMO: &str = "ios/cert-memo";
     pub const COMMITTEE_PERMUTATION: &str = "ios/committee-permutation";
     pub const PVSS_FROM_SIGNING_KEY: &str = "ios/pvss-from-signing-key";
     pub const PVSS_DEALING_SEED: &str = "ios/pvss-dealing-seed";
@@ -179,25 +181,54 @@ pub struct MerklePath {
 
 /// Builds the path of leaf `index`; `None` if out of range.
 pub fn merkle_path(leaves: &[Hash], index: usize) -> Option<MerklePath> {
-    if index >= leaves.len() {
-        return None;
-    }
-    let mut level = leaf_level(leaves);
-    let mut i = index;
-    let mut siblings = Vec::new();
-    while level.len() > 1 {
-        let sib = i ^ 1;
-        if sib < level.len() {
-            siblings.push(level[sib]);
+    MerkleTree::new(leaves).path(index)
+}
+
+/// Every level of a Merkle tree, so many paths cost one tree (a relayer
+/// proving many receipts of one block).
+pub struct MerkleTree {
+    levels: Vec<Vec<Hash>>,
+}
+
+impl MerkleTree {
+    pub fn new(leaves: &[Hash]) -> MerkleTree {
+        let mut levels = vec![leaf_level(leaves)];
+        while let Some(top) = levels.last().filter(|l| l.len() > 1) {
+            let next = parent_level(top);
+            levels.push(next);
         }
-        level = parent_level(&level);
-        i /= 2;
+        MerkleTree { levels }
     }
-    Some(MerklePath {
-        index: index as u32,
-        leaf_count: leaves.len() as u32,
-        siblings,
-    })
+
+    /// The root, as [`merkle_root`] computes it.
+    pub fn root(&self) -> Hash {
+        self.levels
+            .last()
+            .and_then(|l| l.first())
+            .copied()
+            .unwrap_or(Hash::ZERO)
+    }
+
+    /// The path of leaf `index`, as [`merkle_path`] computes it.
+    pub fn path(&self, index: usize) -> Option<MerklePath> {
+        let leaf_count = self.levels.first().map_or(0, Vec::len);
+        if index >= leaf_count {
+            return None;
+        }
+        let mut i = index;
+        let mut siblings = Vec::new();
+        for level in &self.levels[..self.levels.len() - 1] {
+            if let Some(s) = level.get(i ^ 1) {
+                siblings.push(*s);
+            }
+            i /= 2;
+        }
+        Some(MerklePath {
+            index: index as u32,
+            leaf_count: leaf_count as u32,
+            siblings,
+        })
+    }
 }
 
 /// Pure check that `leaf` is at `path.index` under `root`.
@@ -228,6 +259,20 @@ pub fn verify_merkle_path(root: &Hash, leaf: &Hash, path: &MerklePath) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_tree_gives_every_path() {
+        for n in [1usize, 2, 3, 5, 8, 13, 64, 100] {
+            let l = leaves(n);
+            let tree = MerkleTree::new(&l);
+            assert_eq!(tree.root(), merkle_root(&l));
+            for (i, leaf) in l.iter().enumerate() {
+                let p = tree.path(i).expect("in range");
+                assert!(verify_merkle_path(&tree.root(), leaf, &p), "n={n} i={i}");
+            }
+            assert!(tree.path(n).is_none());
+        }
+    }
 
     fn leaves(n: usize) -> Vec<Hash> {
         (0..n as u32)

@@ -1,16 +1,21 @@
 //! The core module (id 0): IOST transfers, staking and equivocation evidence.
 //! Servi has no transfer: an attempt is the typed error `ServiNotTransferable`.
 
-use crate::atomix::{CrossTransfer, ReceiptProof};
+use crate::atomix::{
+    BatchStep, Certified, CrossTransfer, ProvenReceipt, ReceiptProof, RelayBatch, MAX_BATCH_BLOCKS,
+    MAX_BATCH_RECEIPTS, MAX_BATCH_STEPS,
+};
 use crate::block::{SignedProposal, SignedVote};
 use crate::committee::{K_FEE_POOL, K_VALIDATORS};
 use crate::crypto::Address;
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_value, tag, Hash};
-use crate::light_client::EpochChange;
+use crate::light_client::{CertCache, EpochChange};
 use crate::module::{CallContext, Module};
 use crate::pvss::{Dealing, DecryptedShare, DleqProof, PvssPublicKey};
+use crate::state::StateRead;
 use crate::tx::ModuleId;
+use crate::types::ChainId;
 use crate::types::{Amount, Epoch, PPM};
 use borsh::{BorshDeserialize, BorshSerialize};
 
@@ -77,11 +82,17 @@ pub enum LedgerCall {
         input: u32,
         proof: Box<ReceiptProof>,
     },
+    /// Relay: Atomix steps (commit, abort, unlock) under one signature,
+    /// their proofs sharing the batch's certified blocks (each checked once).
+    /// Each step applies on its own: the ones that no longer apply (another
+    /// relayer was first) are skipped and listed in a `relay_skipped` event;
+    /// the batch is included only if one applies.
+    AtomixBatch(Box<RelayBatch>),
 }
 
 impl LedgerCall {
     /// Borsh variant indexes of the relay calls (see `execute::is_relay`).
-    const RELAY_VARIANTS: [u8; 4] = [7, 9, 10, 11];
+    const RELAY_VARIANTS: [u8; 5] = [7, 9, 10, 11, 12];
 
     /// Whether an encoded call is a relay call, from its first byte alone
     /// (borsh writes the enum variant first), so admission need not decode it.
@@ -157,7 +168,91 @@ impl Evidence {
     }
 }
 
-pub struct LedgerModule;
+/// The core module. It keeps the node's memo of verified certificates
+/// (shared by the clones of a runtime), which relayed proofs hit over and over.
+#[derive(Default)]
+pub struct LedgerModule {
+    certs: CertCache,
+}
+
+impl LedgerModule {
+    /// The core module using `certs` as its memo of verified certificates.
+    pub fn new(certs: CertCache) -> LedgerModule {
+        LedgerModule { certs }
+    }
+}
+
+/// The proofs of a relay call, checked against this shard's light client
+/// without executing it (see `Runtime::check_relay_proofs`).
+pub fn check_relay_proofs(
+    state: &dyn StateRead,
+    chain_id: &ChainId,
+    shards: u16,
+    call: &LedgerCall,
+    certs: &CertCache,
+) -> Result<()> {
+    match call {
+        LedgerCall::BeaconUpdate(change) => {
+            crate::light_client::verify_epoch_change(state, chain_id, shards, change, certs)
+        }
+        LedgerCall::AtomixCommit { proofs, .. } => proofs
+            .iter()
+            .try_for_each(|p| p.proven(state, chain_id, certs).map(|_| ())),
+        LedgerCall::AtomixUnlock { proof, .. } => proof.proven(state, chain_id, certs).map(|_| ()),
+        LedgerCall::AtomixAbort { .. } => Ok(()),
+        LedgerCall::AtomixBatch(batch) => prove_batch(state, chain_id, batch, certs).map(|_| ()),
+        _ => Err(ChainError::Relay("not a relay call".into())),
+    }
+}
+
+/// Checks a batch's blocks (certificates) and receipts (Merkle paths), once
+/// each, and its size limits; returns the proven receipts in batch order.
+/// One bad block or receipt fails the batch: an honest relayer carries only
+/// finalized ones.
+fn prove_batch<'a>(
+    state: &dyn StateRead,
+    chain_id: &ChainId,
+    batch: &'a RelayBatch,
+    certs: &CertCache,
+) -> Result<Vec<ProvenReceipt<'a>>> {
+    let total = batch.steps.len();
+    if total == 0 || total > MAX_BATCH_STEPS {
+        return Err(ChainError::Relay(format!(
+            "a relay batch has 1 to {MAX_BATCH_STEPS} steps, not {total}"
+        )));
+    }
+    if batch.blocks.len() > MAX_BATCH_BLOCKS {
+        return Err(ChainError::Relay(format!(
+            "a relay batch refers to at most {MAX_BATCH_BLOCKS} blocks, not {}",
+            batch.blocks.len()
+        )));
+    }
+    if batch.receipts.len() > MAX_BATCH_RECEIPTS {
+        return Err(ChainError::Relay(format!(
+            "a relay batch carries at most {MAX_BATCH_RECEIPTS} receipts, not {}",
+            batch.receipts.len()
+        )));
+    }
+    let blocks = batch
+        .blocks
+        .iter()
+        .map(|(h, c)| Certified::check(state, chain_id, h, c, certs))
+        .collect::<Result<Vec<Certified<'a>>>>()?;
+    batch
+        .receipts
+        .iter()
+        .map(|r| {
+            let block = *blocks.get(r.block as usize).ok_or_else(|| {
+                ChainError::Relay(format!(
+                    "a receipt refers to block {} of a batch of {}",
+                    r.block,
+                    blocks.len()
+                ))
+            })?;
+            ProvenReceipt::check(block, &r.receipt, &r.path)
+        })
+        .collect()
+}
 
 impl LedgerModule {
     pub fn call(call: &LedgerCall) -> crate::tx::Call {
@@ -195,6 +290,55 @@ impl Module for LedgerModule {
 
     fn execute(&self, ctx: &mut CallContext<'_, '_>, payload: &[u8]) -> Result<()> {
         let call: LedgerCall = crate::codec::decode("ledger call", payload, MAX_LEDGER_CALL)?;
+        self.apply(ctx, call)
+    }
+}
+
+impl LedgerModule {
+    /// Applies each step of a relay batch on its own (see [`LedgerCall::AtomixBatch`]).
+    fn apply_batch(&self, ctx: &mut CallContext<'_, '_>, batch: &RelayBatch) -> Result<()> {
+        let chain_id = ctx.env.chain_id.clone();
+        let receipts = prove_batch(ctx.state(), &chain_id, batch, &self.certs)?;
+        let total = batch.steps.len();
+        let proven = |i: &u32| -> Result<ProvenReceipt<'_>> {
+            receipts.get(*i as usize).copied().ok_or_else(|| {
+                ChainError::Relay(format!(
+                    "a step refers to receipt {i} of a batch of {}",
+                    receipts.len()
+                ))
+            })
+        };
+        let mut skipped: Vec<(u32, String)> = Vec::new();
+        let mut first_error = None;
+        for (i, step) in batch.steps.iter().enumerate() {
+            let applied = ctx.nested(|c| match step {
+                BatchStep::Commit { x, proofs } => {
+                    let proofs = proofs.iter().map(proven).collect::<Result<Vec<_>>>()?;
+                    crate::atomix::commit(c, x, &proofs)
+                }
+                BatchStep::Abort { x } => crate::atomix::abort(c, x),
+                BatchStep::Unlock { x, input, proof } => {
+                    crate::atomix::unlock(c, x, *input, &proven(proof)?)
+                }
+            });
+            if let Err(e) = applied {
+                skipped.push((i as u32, e.code().to_string()));
+                first_error.get_or_insert(e);
+            }
+        }
+        if skipped.len() == total {
+            let e = first_error.map(|e| e.to_string()).unwrap_or_default();
+            return Err(ChainError::Relay(format!(
+                "none of the relay batch's {total} steps applies (step 0: {e})"
+            )));
+        }
+        if !skipped.is_empty() {
+            ctx.emit("relay_skipped", &skipped);
+        }
+        Ok(())
+    }
+
+    fn apply(&self, ctx: &mut CallContext<'_, '_>, call: LedgerCall) -> Result<()> {
         let sender = ctx.sender;
         match call {
             LedgerCall::Transfer { to, amount, token } => {
@@ -338,6 +482,7 @@ impl Module for LedgerModule {
                     &ctx.env.chain_id,
                     ctx.params.shards,
                     &change,
+                    &self.certs,
                 )?;
                 let e = change.info.epoch;
                 ctx.put(&crate::light_client::epoch_key(e), &change.info)?;
@@ -345,13 +490,23 @@ impl Module for LedgerModule {
                 ctx.emit("epoch", &e);
             }
             LedgerCall::AtomixLock { x, input } => crate::atomix::lock(ctx, &x, input)?,
-            LedgerCall::AtomixCommit { x, proofs } => crate::atomix::commit(ctx, &x, &proofs)?,
+            LedgerCall::AtomixCommit { x, proofs } => {
+                let chain_id = ctx.env.chain_id.clone();
+                let proofs = proofs
+                    .iter()
+                    .map(|p| p.proven(ctx.state(), &chain_id, &self.certs))
+                    .collect::<Result<Vec<_>>>()?;
+                crate::atomix::commit(ctx, &x, &proofs)?
+            }
             LedgerCall::AtomixAbort { x } => crate::atomix::abort(ctx, &x)?,
             LedgerCall::AtomixUnlock { x, input, proof } => {
+                let chain_id = ctx.env.chain_id.clone();
+                let proof = proof.proven(ctx.state(), &chain_id, &self.certs)?;
                 crate::atomix::unlock(ctx, &x, input, &proof)?
             }
             LedgerCall::Deal { epoch, dealing } => crate::beacon::deal(ctx, epoch, &dealing)?,
             LedgerCall::Reveal { epoch, shares } => crate::beacon::reveal(ctx, epoch, &shares)?,
+            LedgerCall::AtomixBatch(batch) => self.apply_batch(ctx, &batch)?,
         }
         Ok(())
     }

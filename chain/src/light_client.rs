@@ -10,12 +10,14 @@
 use crate::block::{BlockHeader, CommitCertificate, Committee};
 use crate::codec;
 use crate::error::{ChainError, Result};
-use crate::hash::Hash;
+use crate::hash::{hash_value, tag, Hash};
 use crate::shard::BEACON;
 use crate::state::smt::SparseMerkleProof;
 use crate::state::{verify_state_proof, StateRead};
 use crate::types::{ChainId, Epoch, ShardId};
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
 
 const EPOCHS_PREFIX: &[u8] = b"core/epochs/";
 /// The latest epoch this shard knows the committees of.
@@ -67,6 +69,65 @@ pub fn latest_epoch(state: &dyn StateRead) -> Result<Epoch> {
     Ok(crate::committee::read(state, K_LATEST_EPOCH)?.unwrap_or(0))
 }
 
+/// Certificates most recently verified that a [`CertCache`] remembers.
+pub const CERT_CACHE_ENTRIES: usize = 4_096;
+
+/// A node's memo of the certificates it has verified, shared by the clones
+/// of one runtime. Verifying a certificate is a pure function of the chain
+/// id, the shard, the committee's members and the certificate, and the memo
+/// is keyed by all four, so a hit returns exactly what verifying again
+/// would: it changes the cost, never the result. It matters for Atomix,
+/// where every transfer locked in one block is proven by that block's
+/// certificate, and a relayed proof is checked on admission, on every pool
+/// refresh, in the proposal and in each replica's validation.
+#[derive(Clone, Debug, Default)]
+pub struct CertCache(Arc<Mutex<CertMemo>>);
+
+#[derive(Debug, Default)]
+struct CertMemo {
+    seen: HashSet<Hash>,
+    order: VecDeque<Hash>,
+}
+
+impl CertCache {
+    /// `cert.verify(chain_id, shard, committee)`, remembered when it passes.
+    pub fn verify(
+        &self,
+        chain_id: &ChainId,
+        shard: ShardId,
+        committee: &Committee,
+        cert: &CommitCertificate,
+    ) -> Result<()> {
+        let key = hash_value(tag::CERT_MEMO, &(chain_id, shard, &committee.members, cert));
+        // A poisoned lock only means another thread panicked mid-insert;
+        // the set is still a set of verified keys.
+        let lock = || self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if lock().seen.contains(&key) {
+            return Ok(());
+        }
+        cert.verify(chain_id, shard, committee)?;
+        let mut memo = lock();
+        if memo.seen.insert(key) {
+            memo.order.push_back(key);
+            if memo.order.len() > CERT_CACHE_ENTRIES {
+                if let Some(old) = memo.order.pop_front() {
+                    memo.seen.remove(&old);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Certificates remembered.
+    pub fn len(&self) -> usize {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).order.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Checks that `cert` finalizes `header` under the committee of the
 /// header's shard and epoch, as this shard knows it.
 pub fn verify_certified(
@@ -74,6 +135,7 @@ pub fn verify_certified(
     chain_id: &ChainId,
     header: &BlockHeader,
     cert: &CommitCertificate,
+    certs: &CertCache,
 ) -> Result<()> {
     if &header.chain_id != chain_id {
         return Err(ChainError::WrongChainId {
@@ -106,7 +168,7 @@ pub fn verify_certified(
             )));
         }
     };
-    cert.verify(chain_id, header.shard, info.committee(header.shard)?)
+    certs.verify(chain_id, header.shard, info.committee(header.shard)?, cert)
 }
 
 /// Checks an epoch change against what this shard knows: the next epoch
@@ -117,6 +179,7 @@ pub fn verify_epoch_change(
     chain_id: &ChainId,
     shards: u16,
     change: &EpochChange,
+    certs: &CertCache,
 ) -> Result<()> {
     let known = latest_epoch(state)?;
     let e = change.info.epoch;
@@ -145,7 +208,7 @@ pub fn verify_epoch_change(
             shards as usize + 1
         )));
     }
-    verify_certified(state, chain_id, &change.header, &change.cert)?;
+    verify_certified(state, chain_id, &change.header, &change.cert, certs)?;
     verify_state_proof(
         &change.header.state_root,
         &epoch_key(e),

@@ -133,6 +133,35 @@ impl<'a, 'b> CallContext<'a, 'b> {
         });
     }
 
+    /// Runs `f` on a child of this call's state: its writes and events are
+    /// kept if it succeeds and dropped if it fails (one step of a batch).
+    pub fn nested<R>(
+        &mut self,
+        f: impl FnOnce(&mut CallContext<'_, '_>) -> Result<R>,
+    ) -> Result<R> {
+        let mut child = Overlay::new(&*self.state);
+        let (result, events) = {
+            let mut c = CallContext {
+                env: self.env,
+                params: self.params,
+                sender: self.sender,
+                tx_id: self.tx_id,
+                module: self.module,
+                prefix: self.prefix,
+                state: &mut child,
+                events: Vec::new(),
+            };
+            let result = f(&mut c);
+            (result, c.events)
+        };
+        if result.is_ok() {
+            let writes = child.into_writes();
+            self.state.merge(writes);
+            self.events.extend(events);
+        }
+        result
+    }
+
     pub fn into_events(self) -> Vec<Event> {
         self.events
     }

@@ -35,6 +35,15 @@ use std::sync::Arc;
 /// Most relay transactions (proof-carrying, fee-free) a replica holds.
 const MAX_RELAYS: usize = 1_024;
 
+/// Heights a pooled relay waits for inclusion before it is re-gossiped.
+const RELAY_REGOSSIP_AFTER: Height = 2;
+
+/// Heights between full re-checks of the relay pool.
+const RELAY_RECHECK: Height = 4;
+
+/// Most relays re-gossiped per gossip round.
+const RELAY_REGOSSIP: usize = 16;
+
 /// Heights a relay waits for its proof's epoch before it is dropped.
 const FUTURE_RELAY_HEIGHTS: Height = 100;
 
@@ -229,7 +238,7 @@ pub struct Replica {
     mempool: Mempool<PooledTx>,
     /// Relay transactions by id: checked against committed state on entry
     /// and after every commit, proposed ahead of the mempool.
-    relays: BTreeMap<Hash, PooledTx>,
+    relays: BTreeMap<Hash, (PooledTx, Height)>,
     /// Relays waiting for an epoch this shard does not know yet, with the
     /// height they arrived at (dropped after `FUTURE_RELAY_HEIGHTS`).
     future_relays: BTreeMap<Hash, (PooledTx, Height)>,
@@ -447,7 +456,7 @@ impl Replica {
         now: TimeMs,
     ) -> (Vec<Result<Hash>>, Vec<Output>) {
         self.now = self.now.max(now);
-        let (results, accepted) = self.admit_txs(txs);
+        let (results, accepted) = self.admit_txs(txs, true);
         if !accepted.is_empty() {
             let txs = accepted.iter().map(|p| (*p.tx).clone()).collect();
             self.outputs
@@ -472,7 +481,7 @@ impl Replica {
     fn on_message(&mut self, from: PeerId, msg: &Message) -> Result<()> {
         match msg {
             Message::Txs(txs) => {
-                let (results, _) = self.admit_txs(txs.clone());
+                let (results, _) = self.admit_txs(txs.clone(), false);
                 // Mempool refusals (known, nonce too low) are normal under gossip;
                 // only a bad signature or encoding marks the peer.
                 if let Some(Err(e)) = results.into_iter().find(|r| {
@@ -612,7 +621,14 @@ impl Replica {
 
     /// Returns each transaction's outcome and the newly pooled ones (shared,
     /// not copied: only the submitting replica needs copies, to gossip).
-    fn admit_txs(&mut self, txs: Vec<SignedTransaction>) -> (Vec<Result<Hash>>, Vec<PooledTx>) {
+    /// `submitted`: from a client (relays get the full would-apply check, so
+    /// the submitter learns why one does not apply) rather than gossiped by
+    /// a peer (relays get the proof checks only; see `admit_relay`).
+    fn admit_txs(
+        &mut self,
+        txs: Vec<SignedTransaction>,
+        submitted: bool,
+    ) -> (Vec<Result<Hash>>, Vec<PooledTx>) {
         let chain_id = self.runtime.params().chain_id.clone();
         let mut results: Vec<Result<Hash>> = Vec::with_capacity(txs.len());
         let mut candidates = Vec::new();
@@ -644,7 +660,7 @@ impl Replica {
                 continue;
             }
             if is_relay(&p) {
-                match self.admit_relay(&p) {
+                match self.admit_relay(&p, submitted) {
                     Ok(()) => accepted.push(p),
                     Err(e) => results[i] = Err(e),
                 }
@@ -665,15 +681,25 @@ impl Replica {
         (results, accepted)
     }
 
-    /// Pools a relay transaction if it would apply to committed state now.
-    fn admit_relay(&mut self, p: &PooledTx) -> Result<()> {
+    /// Pools a relay transaction: a submitted one if it would apply to
+    /// committed state now; a gossiped one if its proofs verify (a peer's
+    /// submitter already ran the full check, and executing every relay on
+    /// every replica twice, here and in the block, was a quarter of the
+    /// cost of a cross-shard transfer). A stale one costs a proposer one
+    /// failed check and leaves at the next pool re-check.
+    fn admit_relay(&mut self, p: &PooledTx, submitted: bool) -> Result<()> {
         if self.relays.len() >= MAX_RELAYS {
             return Err(ChainError::Mempool("the relay pool is full".into()));
         }
         let env = self.env_for(0, self.me, self.now);
-        match self.runtime.check_relay(&self.store, &env, p) {
+        let checked = if submitted {
+            self.runtime.check_relay(&self.store, &env, p)
+        } else {
+            self.runtime.check_relay_proofs(&self.store, &env, p)
+        };
+        match checked {
             Ok(()) => {
-                self.relays.insert(p.id, p.clone());
+                self.relays.insert(p.id, (p.clone(), self.height));
             }
             // A proof from an epoch this shard's light client has not reached
             // yet: hold it until the epoch change commits (its relayer sends
@@ -926,7 +952,7 @@ impl Replica {
         let len = codec::encode(&tx.clone().sign(&self.key)).len() as u64;
         tx.fee = params.min_fee_per_byte.saturating_mul(len);
         let signed = tx.sign(&self.key);
-        let (results, accepted) = self.admit_txs(vec![signed]);
+        let (results, accepted) = self.admit_txs(vec![signed], true);
         if !accepted.is_empty() {
             let txs = accepted.iter().map(|p| (*p.tx).clone()).collect();
             self.outputs
@@ -935,22 +961,30 @@ impl Replica {
         Ok(matches!(results.first(), Some(Ok(_))))
     }
 
-    /// Drops relay transactions that no longer apply (included, or made
-    /// stale by the block just committed).
-    fn refresh_relays(&mut self) {
+    /// Drops relay transactions that no longer apply: the ones the block
+    /// just committed included at once, any other made stale (another
+    /// relayer was first) every [`RELAY_RECHECK`] heights, or at once when
+    /// the pool is half full. Until then a stale one costs a proposer one
+    /// failed check (it is left out of the block).
+    fn refresh_relays(&mut self, included: &[Hash]) {
         if self.relays.is_empty() && self.future_relays.is_empty() {
             return;
         }
+        for id in included {
+            self.relays.remove(id);
+        }
         let env = self.env_for(0, self.me, self.now);
         let (runtime, store) = (&self.runtime, &self.store);
-        self.relays
-            .retain(|_, p| runtime.check_relay(store, &env, p).is_ok());
+        if self.height % RELAY_RECHECK == 0 || self.relays.len() >= MAX_RELAYS / 2 {
+            self.relays
+                .retain(|_, (p, _)| runtime.check_relay(store, &env, p).is_ok());
+        }
         let height = self.height;
         let mut ready = Vec::new();
         self.future_relays
             .retain(|id, (p, since)| match runtime.check_relay(store, &env, p) {
                 Ok(()) => {
-                    ready.push((*id, p.clone()));
+                    ready.push((*id, (p.clone(), height)));
                     false
                 }
                 Err(ChainError::UnknownEpoch { .. }) => height < *since + FUTURE_RELAY_HEIGHTS,
@@ -1193,7 +1227,7 @@ impl Replica {
             .ok_or_else(|| ChainError::Storage("no committed head; genesis missing".into()))?;
         let time = self.now.max(head.time + 1);
         let store = &self.store;
-        let mut candidates: Vec<PooledTx> = self.relays.values().cloned().collect();
+        let mut candidates: Vec<PooledTx> = self.relays.values().map(|(p, _)| p.clone()).collect();
         candidates.extend(self.mempool.select(
             params.max_block_txs as usize,
             params.max_block_bytes(),
@@ -1566,6 +1600,7 @@ impl Replica {
         if self.config.durable {
             self.store.flush()?;
         }
+        let included: Vec<Hash> = executed.receipts.iter().map(|r| r.tx).collect();
         let touched: Vec<Address> = executed
             .txs
             .iter()
@@ -1591,7 +1626,7 @@ impl Replica {
         self.height += 1;
         self.enter_height()?;
         self.store.wal_clear()?;
-        self.refresh_relays();
+        self.refresh_relays(&included);
         self.run_beacon_duties();
         self.start_round(0)
     }
@@ -1657,12 +1692,20 @@ impl Replica {
         // duties): it may never propose itself, so a lost broadcast would
         // otherwise hold its account's nonce, and everything after it, forever.
         let next = committee::read_account(&self.store, &self.me).map_or(0, |a| a.nonce);
-        // Relay transactions too: any one replica that holds a proof should
-        // get it to a proposer.
+        // Relay transactions too, once two blocks went by without them (their
+        // first broadcast was lost): any one replica that holds a proof should
+        // get it to a proposer. A few per round, so a full pool does not flood.
+        let stale = self.height.saturating_sub(RELAY_REGOSSIP_AFTER);
         let own: Vec<SignedTransaction> = self
             .mempool
             .sender_range(&self.me, next..next + OWN_TX_REGOSSIP)
-            .chain(self.relays.values())
+            .chain(
+                self.relays
+                    .values()
+                    .filter(|(_, since)| *since <= stale)
+                    .map(|(p, _)| p)
+                    .take(RELAY_REGOSSIP),
+            )
             .map(|t| (*t.tx).clone())
             .collect();
         if !own.is_empty() {

@@ -20,7 +20,9 @@ mod rng;
 
 pub use rng::SimRng;
 
-use crate::atomix::{CrossInput, CrossTransfer, Decision, InputState, Outcome, ReceiptProof};
+use crate::atomix::{
+    CrossInput, CrossTransfer, Decision, InputState, Outcome, ReceiptProof, RelayBatch, Step,
+};
 use crate::block::{SignedProposal, SignedVote};
 use crate::crypto::Keypair;
 use crate::error::{ChainError, Result};
@@ -1096,8 +1098,9 @@ impl<'a> Sim<'a> {
                 }
             }
         }
-        // One message of transactions per shard.
-        let mut batches: BTreeMap<ShardId, Vec<SignedTransaction>> = BTreeMap::new();
+        // One message of transactions per shard; half the time the steps
+        // for a shard go as relay batches (proofs sharing blocks and receipts).
+        let mut calls: BTreeMap<ShardId, Vec<LedgerCall>> = BTreeMap::new();
         for (shard, mut call) in sends {
             if byzantine {
                 if self.rng.chance(500_000) {
@@ -1107,8 +1110,23 @@ impl<'a> Sim<'a> {
                 self.forge(&mut call);
                 self.report.forged_proofs += 1;
             }
-            let tx = self.relay_tx(from, &call);
-            batches.entry(shard).or_default().push(tx);
+            calls.entry(shard).or_default().push(call);
+        }
+        let mut batches: BTreeMap<ShardId, Vec<SignedTransaction>> = BTreeMap::new();
+        for (shard, calls) in calls {
+            let calls = if self.rng.chance(500_000) {
+                let steps: Vec<Step> = calls.into_iter().filter_map(step_of).collect();
+                RelayBatch::pack(steps, crate::atomix::RELAY_BATCH_BYTES)
+                    .into_iter()
+                    .map(|b| LedgerCall::AtomixBatch(Box::new(b)))
+                    .collect()
+            } else {
+                calls
+            };
+            for call in calls {
+                let tx = self.relay_tx(from, &call);
+                batches.entry(shard).or_default().push(tx);
+            }
         }
         for (shard, mut txs) in batches {
             // The epoch changes the shard still misses go first: a proof from
@@ -1482,5 +1500,19 @@ impl<'a> Sim<'a> {
             self.schedule_tick(target, home);
         }
         Ok(())
+    }
+}
+
+/// The Atomix step a single relay call carries.
+fn step_of(call: LedgerCall) -> Option<Step> {
+    match call {
+        LedgerCall::AtomixCommit { x, proofs } => Some(Step::Commit { x: *x, proofs }),
+        LedgerCall::AtomixAbort { x } => Some(Step::Abort { x: *x }),
+        LedgerCall::AtomixUnlock { x, input, proof } => Some(Step::Unlock {
+            x: *x,
+            input,
+            proof,
+        }),
+        _ => None,
     }
 }

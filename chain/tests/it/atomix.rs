@@ -6,7 +6,8 @@
 
 use crate::{header_of, next_env, open_db, sign_call, FEE};
 use ios_chain::atomix::{
-    self, CrossInput, CrossTransfer, Decision, InputState, Outcome, ReceiptProof,
+    self, BatchStep, CrossInput, CrossTransfer, Decision, InputState, Outcome, ReceiptProof,
+    RelayBatch,
 };
 use ios_chain::block::{
     Block, BlockHeader, CommitCertificate, Receipt, ReceiptStatus, SignedVote, Vote, VoteKind,
@@ -526,4 +527,266 @@ fn atomix_bad_proofs_are_typed_errors_and_change_nothing() {
         net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
         Some(Decision::Committed)
     );
+}
+
+/// Three transfers locked in one block, committed by one batch that shares
+/// the block (one of them was already committed alone: that step is
+/// skipped), then unlocked by one batch that shares the commit receipt.
+#[test]
+fn atomix_batches_share_proofs_and_skip_what_already_applied() {
+    let mut net = Net::new();
+    let supply = net.supply();
+    let (a, b, to) = (net.user(1, 0), net.user(1, 1), net.user(2, 0).address());
+    let to_before = net.shards[2].balance(&to);
+    let xs: Vec<CrossTransfer> = [
+        (a.address(), 10, 1),
+        (a.address(), 20, 2),
+        (b.address(), 30, 3),
+    ]
+    .into_iter()
+    .map(|(from, amount, salt)| CrossTransfer {
+        salt,
+        ..transfer(vec![(1, from, amount)], 2, to)
+    })
+    .collect();
+    let locks = vec![
+        net.lock_tx(&a, &xs[0], 0),
+        net.lock_tx(&a, &xs[1], 0),
+        net.lock_tx(&b, &xs[2], 0),
+    ];
+    let cl = net.shards[1].commit(&locks);
+    // x0 commits alone first, as another relayer would.
+    let alone = net.commit_tx(&xs[0], vec![cl.proof_of(&locks[0])]);
+    let c_alone = net.shards[2].commit(std::slice::from_ref(&alone));
+
+    let steps: Vec<atomix::Step> = xs
+        .iter()
+        .zip(&locks)
+        .map(|(x, l)| atomix::Step::Commit {
+            x: x.clone(),
+            proofs: vec![cl.proof_of(l)],
+        })
+        .collect();
+    let batches = RelayBatch::pack(steps, 60_000);
+    assert_eq!(batches.len(), 1);
+    assert_eq!((batches[0].blocks.len(), batches[0].receipts.len()), (1, 3));
+    let batch = net.relay(LedgerCall::AtomixBatch(Box::new(batches[0].clone())));
+    assert_eq!(net.shards[2].check(&batch), Ok(()));
+    let cb = net.shards[2].commit(std::slice::from_ref(&batch));
+    let receipt = cb
+        .receipts
+        .iter()
+        .find(|r| r.tx == batch.id())
+        .expect("receipt");
+    let committed: Vec<Outcome> = receipt
+        .events
+        .iter()
+        .filter(|e| e.kind == atomix::EVENT)
+        .map(|e| ios_chain::codec::decode("outcome", &e.data, 4096).expect("outcome"))
+        .collect();
+    assert_eq!(
+        committed,
+        vec![
+            Outcome::Committed { x: xs[1].id() },
+            Outcome::Committed { x: xs[2].id() }
+        ]
+    );
+    let skipped = receipt
+        .events
+        .iter()
+        .find(|e| e.kind == "relay_skipped")
+        .expect("skipped event");
+    let skipped: Vec<(u32, String)> =
+        ios_chain::codec::decode("skipped", &skipped.data, 4096).expect("decode");
+    assert_eq!(skipped, vec![(0, "atomix".to_string())]);
+    assert_eq!(net.shards[2].balance(&to), to_before + 60);
+    // Nothing left to apply: the same batch again is refused as a whole, but
+    // its proofs still verify (what a replica checks on gossip).
+    assert_eq!(net.shards[2].check(&batch).unwrap_err(), "relay");
+    let shard2 = &net.shards[2];
+    let ptx = PooledTx::new(batch.clone());
+    assert_eq!(
+        shard2
+            .runtime
+            .check_relay_proofs(&shard2.store, &shard2.env(), &ptx),
+        Ok(())
+    );
+
+    // Unlock all three in one batch: x1 and x2 share the batch's receipt.
+    let unlocks: Vec<atomix::Step> = vec![
+        atomix::Step::Unlock {
+            x: xs[0].clone(),
+            input: 0,
+            proof: Box::new(c_alone.proof_of(&alone)),
+        },
+        atomix::Step::Unlock {
+            x: xs[1].clone(),
+            input: 0,
+            proof: Box::new(cb.proof_of(&batch)),
+        },
+        atomix::Step::Unlock {
+            x: xs[2].clone(),
+            input: 0,
+            proof: Box::new(cb.proof_of(&batch)),
+        },
+    ];
+    let packed = RelayBatch::pack(unlocks, 60_000);
+    assert_eq!((packed[0].blocks.len(), packed[0].receipts.len()), (2, 2));
+    let unlock = net.relay(LedgerCall::AtomixBatch(Box::new(packed[0].clone())));
+    net.shards[1].commit(&[unlock]);
+    for x in &xs {
+        assert_eq!(
+            net.shards[1].read::<InputState>(&atomix::input_key(&x.id(), 0)),
+            Some(InputState::Released)
+        );
+    }
+    assert_eq!(atomix::locked(&net.shards[1].store), Ok(0));
+    assert_eq!(net.supply(), supply);
+}
+
+#[test]
+fn atomix_bad_batches_are_typed_errors_and_change_nothing() {
+    let mut net = Net::new();
+    let (a, to) = (net.user(1, 0), net.user(2, 0).address());
+    let x = transfer(vec![(1, a.address(), 100)], 2, to);
+    let lock = net.lock_tx(&a, &x, 0);
+    let cl = net.shards[1].commit(std::slice::from_ref(&lock));
+    let good = RelayBatch::pack(
+        vec![atomix::Step::Commit {
+            x: x.clone(),
+            proofs: vec![cl.proof_of(&lock)],
+        }],
+        60_000,
+    )
+    .remove(0);
+    type Forge = fn(&mut RelayBatch);
+    let cases: Vec<(&str, Forge, &str)> = vec![
+        (
+            "a forged certificate",
+            |b| b.blocks[0].1.signatures[0].1 .0[0] ^= 1,
+            "invalid_certificate",
+        ),
+        (
+            "a tampered receipt",
+            |b| b.receipts[0].receipt.fee += 1,
+            "proof",
+        ),
+        (
+            "a receipt of a missing block",
+            |b| b.receipts[0].block = 3,
+            "relay",
+        ),
+        (
+            "a step with a missing receipt",
+            |b| {
+                if let BatchStep::Commit { proofs, .. } = &mut b.steps[0] {
+                    proofs[0] = 9;
+                }
+            },
+            "relay",
+        ),
+        ("no steps", |b| b.steps.clear(), "relay"),
+        (
+            "a step of another shard's transfer",
+            |b| {
+                if let BatchStep::Commit { x, .. } = &mut b.steps[0] {
+                    x.output_shard = 1;
+                }
+            },
+            "relay",
+        ),
+    ];
+    for (name, forge, code) in cases {
+        let mut batch = good.clone();
+        forge(&mut batch);
+        let tx = net.relay(LedgerCall::AtomixBatch(Box::new(batch)));
+        assert_eq!(net.shards[2].check(&tx).unwrap_err(), code, "{name}");
+    }
+    // A batch whose proofs are forged fails the gossip check too.
+    let mut forged = good.clone();
+    forged.blocks[0].1.signatures[0].1 .0[0] ^= 1;
+    let tx = PooledTx::new(net.relay(LedgerCall::AtomixBatch(Box::new(forged))));
+    let shard2 = &net.shards[2];
+    assert!(shard2
+        .runtime
+        .check_relay_proofs(&shard2.store, &shard2.env(), &tx)
+        .is_err());
+    // Nothing changed: the good batch still commits.
+    assert_eq!(
+        net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
+        None
+    );
+    let tx = net.relay(LedgerCall::AtomixBatch(Box::new(good)));
+    net.shards[2].commit(&[tx]);
+    assert_eq!(
+        net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
+        Some(Decision::Committed)
+    );
+}
+
+/// Packing cuts at the byte limit, exactly, and carries each block once per batch.
+#[test]
+fn atomix_pack_keeps_batches_under_the_byte_limit() {
+    let mut net = Net::new();
+    let (a, to) = (net.user(1, 0), net.user(2, 0).address());
+    let xs: Vec<CrossTransfer> = (0..40)
+        .map(|salt| CrossTransfer {
+            salt,
+            ..transfer(vec![(1, a.address(), 1)], 2, to)
+        })
+        .collect();
+    let locks: Vec<SignedTransaction> = xs.iter().map(|x| net.lock_tx(&a, x, 0)).collect();
+    let cl = net.shards[1].commit(&locks);
+    let steps: Vec<atomix::Step> = xs
+        .iter()
+        .zip(&locks)
+        .map(|(x, l)| atomix::Step::Commit {
+            x: x.clone(),
+            proofs: vec![cl.proof_of(l)],
+        })
+        .collect();
+    let max = 8_000;
+    let batches = RelayBatch::pack(steps, max);
+    assert!(batches.len() > 1);
+    assert_eq!(batches.iter().map(|b| b.steps.len()).sum::<usize>(), 40);
+    for b in &batches {
+        assert!(ios_chain::codec::encode(b).len() <= max);
+        assert_eq!(b.blocks.len(), 1);
+    }
+    // And every batch commits its part.
+    let txs: Vec<SignedTransaction> = batches
+        .into_iter()
+        .map(|b| net.relay(LedgerCall::AtomixBatch(Box::new(b))))
+        .collect();
+    net.shards[2].commit(&txs);
+    for x in &xs {
+        assert_eq!(
+            net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
+            Some(Decision::Committed)
+        );
+    }
+}
+
+/// The memo of verified certificates returns what verifying returns: a
+/// tampered copy of a remembered certificate still fails.
+#[test]
+fn cert_cache_remembers_only_what_verified() {
+    let mut net = Net::new();
+    let (a, to) = (net.user(1, 0), net.user(2, 0).address());
+    let x = transfer(vec![(1, a.address(), 5)], 2, to);
+    let lock = net.lock_tx(&a, &x, 0);
+    let cl = net.shards[1].commit(std::slice::from_ref(&lock));
+    let chain_id = &net.genesis.params.chain_id;
+    let committee = net.genesis.epoch_zero().committees[1].clone();
+    let cache = ios_chain::light_client::CertCache::default();
+    assert!(cache.is_empty());
+    for _ in 0..2 {
+        assert_eq!(cache.verify(chain_id, 1, &committee, &cl.cert), Ok(()));
+        assert_eq!(cache.len(), 1);
+    }
+    let mut bad = cl.cert.clone();
+    bad.signatures[0].1 .0[0] ^= 1;
+    assert!(cache.verify(chain_id, 1, &committee, &bad).is_err());
+    assert!(cache.verify(chain_id, 2, &committee, &cl.cert).is_err());
+    assert_eq!(cache.len(), 1);
 }

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use ios_node::bench::{self, ChainBenchConfig};
+use ios_node::bench_atomix::{self, AtomixBenchConfig};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -30,6 +31,37 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Sharded networks (S = 1, 2, 4, same total validators): TPS at 0/50/100% cross-shard, Atomix latency.
+    Atomix {
+        /// Validators in the whole network (committees of validators / (S + 1)).
+        #[arg(long, default_value_t = 30)]
+        validators: usize,
+        /// Transfers to finalize per run.
+        #[arg(long, default_value_t = 6_000)]
+        transfers: usize,
+        /// Transactions per block.
+        #[arg(long, default_value_t = 1_000)]
+        block_txs: u32,
+        /// Account-shard counts to run, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+        shards: Vec<u16>,
+        /// Cross-shard shares in percent, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "0,50,100")]
+        cross: Vec<u8>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Internal: run only this "S,percent" pair and print its JSON
+        /// (the benchmark runs each pair in a fresh process this way).
+        #[arg(long, hide = true, value_delimiter = ',')]
+        only: Option<Vec<u16>>,
+    },
+}
+
+fn bench_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("ios-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
 }
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
@@ -41,8 +73,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             smt_keys,
             json,
         } => {
-            let dir = std::env::temp_dir().join(format!("ios-bench-{}", std::process::id()));
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            let dir = bench_dir()?;
             let cfg = ChainBenchConfig {
                 validators,
                 txs,
@@ -80,6 +111,106 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                     r.ratio
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchWhat::Atomix {
+            validators,
+            transfers,
+            block_txs,
+            shards,
+            cross,
+            json,
+            only,
+        } => {
+            let cfg = AtomixBenchConfig {
+                total_validators: validators,
+                transfers,
+                users_per_shard: 300,
+                block_txs,
+                shards,
+                cross_percents: cross,
+            };
+            if let Some(only) = only {
+                let [s, pct] = only[..] else {
+                    anyhow::bail!("--only takes S,percent");
+                };
+                let pct = u8::try_from(pct).context("--only percent")?;
+                let dir = bench_dir()?;
+                let r = bench_atomix::run_one(&cfg, s, pct, &dir);
+                let _ = std::fs::remove_dir_all(&dir);
+                println!("{}", serde_json::to_string(&r?)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            let exe = std::env::current_exe().context("finding the ios binary")?;
+            let r = bench_atomix::run_atomix(
+                &cfg,
+                |p| eprintln!("bench: {p}..."),
+                |s, pct| {
+                    let out = std::process::Command::new(&exe)
+                        .args(["bench", "atomix", "--only", &format!("{s},{pct}")])
+                        .args(["--validators", &validators.to_string()])
+                        .args(["--transfers", &transfers.to_string()])
+                        .args(["--block-txs", &block_txs.to_string()])
+                        .stderr(std::process::Stdio::inherit())
+                        .output()
+                        .context("starting a benchmark run")?;
+                    if !out.status.success() {
+                        anyhow::bail!(
+                            "the run S = {s}, {pct}% cross-shard failed ({})",
+                            out.status
+                        );
+                    }
+                    serde_json::from_slice(&out.stdout).context("reading a run's result")
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "validators {} in all; committees of validators / (S + 1)",
+                r.total_validators
+            );
+            println!(
+                " S  n  cross      tps  commit p50/p99  end-to-end cross / local p50/p99  relays"
+            );
+            let blocks = |a: Option<u64>, b: Option<u64>| match (a, b) {
+                (Some(a), Some(b)) => format!("{a}/{b}"),
+                _ => "-".into(),
+            };
+            for x in &r.runs {
+                println!(
+                    "{:>2} {:>2} {:>5}% {:>8.0} {:>15} {:>17} / {:<14} {:>7}",
+                    x.shards,
+                    x.committee_size,
+                    x.cross_percent,
+                    x.finalized_tps,
+                    blocks(x.commit_latency_blocks_p50, x.commit_latency_blocks_p99),
+                    blocks(x.cross_latency_blocks_p50, x.cross_latency_blocks_p99),
+                    blocks(x.local_latency_blocks_p50, x.local_latency_blocks_p99),
+                    x.relay_txs
+                );
+            }
+            for c in &r.cross_shares {
+                println!(
+                    "S = {}: 100% cross-shard reaches {:.0}% of the all-local throughput",
+                    c.shards,
+                    c.cross_100_over_local * 100.0
+                );
+            }
+            println!(
+                "targets: Atomix commit latency p50 <= 3 blocks {}; 100%-cross >= 40% of local {}",
+                if r.latency_target_met {
+                    "met"
+                } else {
+                    "NOT met"
+                },
+                if r.throughput_target_met {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

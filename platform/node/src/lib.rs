@@ -3,9 +3,11 @@
 //! At this stage the transport is in-process (tokio channels between replica
 //! tasks, [`devnet`]); the libp2p issue replaces the transport, not the
 //! engines. [`bench`] measures the engines against the machine's signature
-//! verification limit.
+//! verification limit; [`bench_atomix`] measures
+//! sharded networks with cross-shard load.
 
 pub mod bench;
+pub mod bench_atomix;
 pub mod devnet;
 
 use std::time::{SystemTime, UNIX_EPOCH};

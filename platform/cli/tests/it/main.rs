@@ -189,6 +189,48 @@ fn bench_chain_prints_its_ratio_as_json() {
     }
 }
 
+/// Each (S, share) runs in its own process; the report parses and every
+/// cross-shard transfer of the 100% run committed (its latency is measured).
+#[test]
+fn bench_atomix_reports_every_run_as_json() {
+    let o = ios(&[
+        "bench",
+        "atomix",
+        "--json",
+        "--validators",
+        "12",
+        "--transfers",
+        "400",
+        "--block-txs",
+        "200",
+        "--shards",
+        "1,2",
+        "--cross",
+        "0,100",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let runs = v["runs"].as_array().expect("runs");
+    // S = 1 has no 100% run: there is no other shard to cross to.
+    let pairs: Vec<(u64, u64)> = runs
+        .iter()
+        .map(|r| (r["shards"].as_u64().unwrap(), r["cross_percent"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(pairs, vec![(1, 0), (2, 0), (2, 100)]);
+    let cross = &runs[2];
+    assert_eq!(cross["cross_transfers"], 400);
+    assert!(cross["commit_latency_blocks_p50"].as_u64().expect("latency") >= 1);
+    assert!(cross["finalized_tps"].as_f64().expect("tps") > 0.0);
+    assert!(runs[0]["commit_latency_blocks_p50"].is_null());
+    assert!(v["cross_shares"][0]["cross_100_over_local"].as_f64().is_some());
+    assert!(v["limits"]["ed25519_batch_verify_per_sec"].as_f64().is_some());
+}
+
 #[test]
 fn committee_risk_json_shrinks_with_the_committee() {
     let o = ios(&[
