@@ -219,16 +219,30 @@ fn bench_atomix_reports_every_run_as_json() {
     // S = 1 has no 100% run: there is no other shard to cross to.
     let pairs: Vec<(u64, u64)> = runs
         .iter()
-        .map(|r| (r["shards"].as_u64().unwrap(), r["cross_percent"].as_u64().unwrap()))
+        .map(|r| {
+            (
+                r["shards"].as_u64().unwrap(),
+                r["cross_percent"].as_u64().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(pairs, vec![(1, 0), (2, 0), (2, 100)]);
     let cross = &runs[2];
     assert_eq!(cross["cross_transfers"], 400);
-    assert!(cross["commit_latency_blocks_p50"].as_u64().expect("latency") >= 1);
+    assert!(
+        cross["commit_latency_blocks_p50"]
+            .as_u64()
+            .expect("latency")
+            >= 1
+    );
     assert!(cross["finalized_tps"].as_f64().expect("tps") > 0.0);
     assert!(runs[0]["commit_latency_blocks_p50"].is_null());
-    assert!(v["cross_shares"][0]["cross_100_over_local"].as_f64().is_some());
-    assert!(v["limits"]["ed25519_batch_verify_per_sec"].as_f64().is_some());
+    assert!(v["cross_shares"][0]["cross_100_over_local"]
+        .as_f64()
+        .is_some());
+    assert!(v["limits"]["ed25519_batch_verify_per_sec"]
+        .as_f64()
+        .is_some());
 }
 
 #[test]
