@@ -70,6 +70,8 @@ pub enum ChainError {
     Relay(String),
     #[error("cross-shard transfer: {0}")]
     Atomix(String),
+    #[error("snapshot: {0}")]
+    Snapshot(String),
     #[error("epoch {epoch} is unknown to this shard (it knows up to {known}): its epoch change has not arrived yet")]
     UnknownEpoch { epoch: u64, known: u64 },
 }
@@ -107,6 +109,7 @@ impl ChainError {
             ChainError::Pvss(_) => "pvss",
             ChainError::Relay(_) => "relay",
             ChainError::Atomix(_) => "atomix",
+            ChainError::Snapshot(_) => "snapshot",
             ChainError::UnknownEpoch { .. } => "unknown_epoch",
         }
     }

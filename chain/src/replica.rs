@@ -73,6 +73,11 @@ pub struct ReplicaConfig {
     /// Post this member's randomness reveals. Always true on a real node; the
     /// simulator clears it to play a member that withholds its reveals.
     pub reveal_randomness: bool,
+    /// Epoch-boundary state snapshots kept for fast sync (0 keeps none).
+    pub snapshots_kept: usize,
+    /// Delete block bodies and receipts older than the oldest kept snapshot
+    /// (a peer that needs them fast-syncs instead). Off: an archive node.
+    pub prune_blocks: bool,
     pub mempool: MempoolConfig,
 }
 
@@ -88,6 +93,8 @@ impl Default for ReplicaConfig {
             durable: false,
             index_txs: true,
             reveal_randomness: true,
+            snapshots_kept: 2,
+            prune_blocks: false,
             mempool: MempoolConfig::default(),
         }
     }
@@ -1591,6 +1598,7 @@ impl Replica {
 
     fn commit(&mut self, block: Arc<Block>, cert: CommitCertificate) -> Result<()> {
         let hash = block.hash();
+        let epoch_before = self.committee.epoch;
         let executed = self
             .executed
             .remove(&hash)
@@ -1618,17 +1626,47 @@ impl Replica {
         self.outputs
             .push(Output::Committed(Arc::new(CommittedBlock {
                 state_root: self.store.state_root(),
-                block,
-                cert,
+                block: block.clone(),
+                cert: cert.clone(),
                 receipts: executed.receipts,
                 epoch_change,
             })));
         self.height += 1;
         self.enter_height()?;
         self.store.wal_clear()?;
+        if self.committee.epoch != epoch_before {
+            self.epoch_boundary(&block, &cert);
+        }
         self.refresh_relays(&included);
         self.run_beacon_duties();
         self.start_round(0)
+    }
+
+    /// The shard just entered a new epoch with `block`: keep its state as a
+    /// fast-sync snapshot and prune what is older than the kept snapshots.
+    /// The block is committed either way, so a failure here is logged, not
+    /// returned.
+    fn epoch_boundary(&mut self, block: &Block, cert: &CommitCertificate) {
+        if self.config.snapshots_kept == 0 {
+            return;
+        }
+        let kept = self
+            .store
+            .save_snapshot(&block.header, cert, self.config.snapshots_kept)
+            .and_then(|_| self.store.snapshot_heights());
+        match kept {
+            Ok(heights) if self.config.prune_blocks => {
+                if let Some(&oldest) = heights.first() {
+                    if let Err(e) = self.store.prune_blocks_below(oldest) {
+                        tracing::warn!(error = %e, "pruning old blocks failed");
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(height = block.header.height, error = %e, "epoch snapshot failed")
+            }
+        }
     }
 
     /// Resets per-height state and loads the committee for the new height.

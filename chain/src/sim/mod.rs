@@ -393,6 +393,8 @@ impl<'a> Sim<'a> {
             durable: false,
             index_txs: true,
             reveal_randomness: true,
+            snapshots_kept: 2,
+            prune_blocks: false,
             mempool: Default::default(),
         };
         let nodes = keys

@@ -13,14 +13,16 @@
 //! million accounts. Committed values are also kept in memory for reads.
 
 pub mod smt;
+pub mod snapshot;
 
-use crate::block::{Block, CommitCertificate, Receipt};
+use crate::block::{Block, BlockHeader, CommitCertificate, Committee, Receipt};
 use crate::codec;
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_tagged, tag, Hash};
 use crate::types::{Height, TimeMs};
 use borsh::{BorshDeserialize, BorshSerialize};
 use smt::{NodeBatch, SparseMerkleProof, SparseMerkleTree};
+use snapshot::{SnapshotChunk, SnapshotManifest};
 use std::collections::{BTreeMap, HashMap};
 
 const P_VALUE: &[u8] = b"v/";
@@ -29,6 +31,11 @@ const P_RECEIPTS: &[u8] = b"r/";
 const P_TX: &[u8] = b"t/";
 const P_DIFF: &[u8] = b"d/";
 const K_CHECKPOINT: &[u8] = b"m/checkpoint";
+/// Snapshots: `s/<height>/m` the manifest with its block's header and
+/// certificate, `s/<height>/c/<index>` the chunks.
+const P_SNAPSHOT: &[u8] = b"s/";
+/// Lowest height whose block body this store has (a restored or pruned store).
+const K_BASE: &[u8] = b"m/base";
 
 /// Blocks between checkpoints of the value store. In between, each block's
 /// writes are persisted as one record (`d/<height>`), a single sled insert
@@ -176,6 +183,13 @@ fn prefixed(prefix: &[u8], key: &[u8]) -> Vec<u8> {
     k.extend_from_slice(prefix);
     k.extend_from_slice(key);
     k
+}
+
+fn snapshot_prefix(height: Height) -> Vec<u8> {
+    let mut p = P_SNAPSHOT.to_vec();
+    p.extend_from_slice(&height.to_be_bytes());
+    p.push(b'/');
+    p
 }
 
 fn smt_key(key: &[u8]) -> Hash {
@@ -450,6 +464,198 @@ impl StateStore {
             .prove(self.state_root(), smt_key(key))
             .map_err(|e| ChainError::Storage(e.to_string()))?;
         Ok((value, proof))
+    }
+
+    /// Lowest height whose block this store holds: 1 for a store that
+    /// started at genesis, higher once restored from a snapshot or pruned.
+    pub fn base(&self) -> Result<Height> {
+        Ok(match self.tree.get(K_BASE)? {
+            Some(b) => codec::decode("base height", &b, 16)?,
+            None => 1,
+        })
+    }
+
+    /// Keeps the committed state as a snapshot of the block `header` (the
+    /// head) certified by `cert`, and drops all but the newest `keep`.
+    pub fn save_snapshot(
+        &self,
+        header: &BlockHeader,
+        cert: &CommitCertificate,
+        keep: usize,
+    ) -> Result<SnapshotManifest> {
+        let head = self
+            .head
+            .as_ref()
+            .ok_or_else(|| ChainError::Storage("no head to snapshot".into()))?;
+        if head.height != header.height || head.state_root != header.state_root {
+            return Err(ChainError::Snapshot(format!(
+                "the snapshot's block is at height {}, the head at {}",
+                header.height, head.height
+            )));
+        }
+        let (manifest, chunks) =
+            snapshot::build(&self.values, header.shard, head.height, head.state_root);
+        let mut batch = sled::Batch::default();
+        Self::write_snapshot(&mut batch, &manifest, header, cert, &chunks);
+        let kept = self.snapshot_heights()?;
+        let drop = (kept.len() + 1).saturating_sub(keep.max(1));
+        for h in kept.iter().take(drop) {
+            for item in self.tree.scan_prefix(snapshot_prefix(*h)) {
+                batch.remove(item?.0);
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        Ok(manifest)
+    }
+
+    fn write_snapshot(
+        batch: &mut sled::Batch,
+        manifest: &SnapshotManifest,
+        header: &BlockHeader,
+        cert: &CommitCertificate,
+        chunks: &[SnapshotChunk],
+    ) {
+        let p = snapshot_prefix(manifest.height);
+        batch.insert(prefixed(&p, b"m"), codec::encode(&(manifest, header, cert)));
+        for c in chunks {
+            let mut k = prefixed(&p, b"c/");
+            k.extend_from_slice(&c.index.to_be_bytes());
+            batch.insert(k, codec::encode(c));
+        }
+    }
+
+    /// Heights of the snapshots kept, oldest first.
+    pub fn snapshot_heights(&self) -> Result<Vec<Height>> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(P_SNAPSHOT) {
+            let (k, _) = item?;
+            if k.ends_with(b"/m") && k.len() == P_SNAPSHOT.len() + 8 + 2 {
+                let mut h = [0u8; 8];
+                h.copy_from_slice(&k[P_SNAPSHOT.len()..P_SNAPSHOT.len() + 8]);
+                out.push(Height::from_be_bytes(h));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A kept snapshot's manifest, with its block's header and certificate.
+    pub fn snapshot_manifest(
+        &self,
+        height: Height,
+    ) -> Result<Option<(SnapshotManifest, BlockHeader, CommitCertificate)>> {
+        match self.tree.get(prefixed(&snapshot_prefix(height), b"m"))? {
+            Some(b) => Ok(Some(codec::decode("snapshot manifest", &b, MAX_STORED)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Chunk `index` of the snapshot at `height`, if kept.
+    pub fn snapshot_chunk(&self, height: Height, index: u32) -> Result<Option<SnapshotChunk>> {
+        let mut k = prefixed(&snapshot_prefix(height), b"c/");
+        k.extend_from_slice(&index.to_be_bytes());
+        match self.tree.get(k)? {
+            Some(b) => Ok(Some(codec::decode("snapshot chunk", &b, MAX_STORED)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Deletes the block bodies and receipts below `height` (and their
+    /// transaction index entries). The state and the snapshots stay; a peer
+    /// that needs older blocks fast-syncs from a snapshot instead.
+    pub fn prune_blocks_below(&self, height: Height) -> Result<u64> {
+        let base = self.base()?;
+        let top = height.min(self.head.as_ref().map_or(0, |h| h.height));
+        if top <= base {
+            return Ok(0);
+        }
+        let mut batch = sled::Batch::default();
+        for h in base..top {
+            let hk = h.to_be_bytes();
+            if let Some(b) = self.tree.get(prefixed(P_RECEIPTS, &hk))? {
+                let receipts: Vec<Receipt> = codec::decode("stored receipts", &b, MAX_STORED)?;
+                for r in receipts {
+                    batch.remove(prefixed(P_TX, &r.tx.0));
+                }
+            }
+            batch.remove(prefixed(P_BLOCK, &hk));
+            batch.remove(prefixed(P_RECEIPTS, &hk));
+        }
+        batch.insert(K_BASE, codec::encode(&top));
+        self.tree.apply_batch(batch)?;
+        Ok(top - base)
+    }
+
+    /// Fills the empty store in `db` with the state of a snapshot, checked
+    /// before anything is written: `cert` must finalize `header` under
+    /// `committee` (the caller's light client says whose), the manifest must
+    /// be of that block and its chunk roots make the header's state root,
+    /// and every chunk, each exactly once, must hash to its root. The store
+    /// then starts at that block (its base; no earlier bodies) and keeps
+    /// the snapshot to serve it in turn.
+    pub fn restore(
+        db: &sled::Db,
+        genesis_hash: Hash,
+        committee: &Committee,
+        header: &BlockHeader,
+        cert: &CommitCertificate,
+        manifest: &SnapshotManifest,
+        chunks: &[SnapshotChunk],
+    ) -> Result<StateStore> {
+        let tree = db.open_tree("chain")?;
+        if tree.get(K_HEAD)?.is_some() {
+            return Err(ChainError::Snapshot(
+                "the data directory already holds a chain; restore into an empty one".into(),
+            ));
+        }
+        if cert.block != header.hash() || cert.height != header.height {
+            return Err(ChainError::InvalidCertificate(
+                "the certificate is not of the snapshot's block".into(),
+            ));
+        }
+        cert.verify(&header.chain_id, header.shard, committee)?;
+        if (manifest.shard, manifest.height, manifest.state_root)
+            != (header.shard, header.height, header.state_root)
+        {
+            return Err(ChainError::Snapshot(format!(
+                "the manifest is of shard {} height {} root {}, the block of shard {} height {} root {}",
+                manifest.shard,
+                manifest.height,
+                manifest.state_root,
+                header.shard,
+                header.height,
+                header.state_root
+            )));
+        }
+        manifest.verify()?;
+        let mut seen = vec![false; manifest.chunks.len()];
+        for c in chunks {
+            c.verify(manifest)?;
+            if std::mem::replace(&mut seen[c.index as usize], true) {
+                return Err(ChainError::Snapshot(format!("chunk {} twice", c.index)));
+            }
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(ChainError::Snapshot(format!("chunk {missing} is missing")));
+        }
+        let mut batch = sled::Batch::default();
+        for c in chunks {
+            for (k, v) in &c.entries {
+                batch.insert(prefixed(P_VALUE, k), v.clone());
+            }
+        }
+        let head = Head {
+            height: header.height,
+            block: header.hash(),
+            state_root: header.state_root,
+            time: header.time,
+        };
+        batch.insert(K_GENESIS, genesis_hash.0.to_vec());
+        batch.insert(K_HEAD, codec::encode(&head));
+        batch.insert(K_CHECKPOINT, codec::encode(&header.height));
+        batch.insert(K_BASE, codec::encode(&(header.height + 1)));
+        Self::write_snapshot(&mut batch, manifest, header, cert, chunks);
+        tree.apply_batch(batch)?;
+        StateStore::open(db)
     }
 
     /// All committed values whose key starts with `prefix`, in key order.

@@ -92,6 +92,71 @@ fn internal_hash(left: &Hash, right: &Hash) -> Hash {
     h.finalize()
 }
 
+/// A subtree's root as its parent sees it: compression lifts a lone leaf to
+/// the highest position where it is alone, so a parent must know whether a
+/// child is a single leaf. Snapshot chunks are described by these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub enum SubtreeRoot {
+    Empty,
+    Leaf(Hash),
+    Internal(Hash),
+}
+
+impl SubtreeRoot {
+    pub fn hash(&self) -> Hash {
+        match self {
+            SubtreeRoot::Empty => Hash::ZERO,
+            SubtreeRoot::Leaf(h) | SubtreeRoot::Internal(h) => *h,
+        }
+    }
+
+    /// The parent of two sibling subtrees, as the tree builds it.
+    pub fn combine(left: SubtreeRoot, right: SubtreeRoot) -> SubtreeRoot {
+        match (left, right) {
+            (SubtreeRoot::Empty, SubtreeRoot::Empty) => SubtreeRoot::Empty,
+            (SubtreeRoot::Empty, SubtreeRoot::Leaf(h))
+            | (SubtreeRoot::Leaf(h), SubtreeRoot::Empty) => SubtreeRoot::Leaf(h),
+            (l, r) => SubtreeRoot::Internal(internal_hash(&l.hash(), &r.hash())),
+        }
+    }
+
+    /// The root of the subtree at `depth` holding `pairs` (key hash, value
+    /// hash), which must be sorted by key, distinct, and share their first
+    /// `depth` bits: the definition of the tree, computed from the pairs alone.
+    pub fn of(pairs: &[(Hash, Hash)], depth: usize) -> SubtreeRoot {
+        match pairs {
+            [] => SubtreeRoot::Empty,
+            [(key, value)] => SubtreeRoot::Leaf(leaf_hash(key, value)),
+            _ if depth >= TREE_DEPTH => {
+                // Only equal keys get here, which the caller rules out; hash
+                // them as an internal node rather than recurse forever.
+                SubtreeRoot::Internal(internal_hash(&pairs[0].0, &pairs[1].0))
+            }
+            _ => {
+                let split = pairs.partition_point(|(key, _)| !bit(key, depth));
+                let (l, r) = pairs.split_at(split);
+                SubtreeRoot::combine(SubtreeRoot::of(l, depth + 1), SubtreeRoot::of(r, depth + 1))
+            }
+        }
+    }
+
+    /// The root of a whole tree from its subtrees at one depth, in path
+    /// order (a power of two of them), or `None` if their count is not one.
+    pub fn root_of_level(level: &[SubtreeRoot]) -> Option<Hash> {
+        if level.is_empty() || !level.len().is_power_of_two() {
+            return None;
+        }
+        let mut level = level.to_vec();
+        while level.len() > 1 {
+            level = level
+                .chunks(2)
+                .map(|pair| SubtreeRoot::combine(pair[0], pair[1]))
+                .collect();
+        }
+        Some(level[0].hash())
+    }
+}
+
 /// Bit `depth` of the key path, MSB-first; `true` means go right. Callers keep
 /// `depth < TREE_DEPTH`; out-of-range depths read as `false` instead of panicking.
 fn bit(key: &Hash, depth: usize) -> bool {
@@ -1048,6 +1113,40 @@ mod tests {
                 internal_hash(&reference_root(l, depth + 1), &reference_root(r, depth + 1))
             }
         }
+    }
+
+    #[test]
+    fn subtree_roots_rebuild_the_tree_root_at_every_depth() {
+        let smt = SparseMerkleTree::in_memory();
+        for n in [0u32, 1, 2, 3, 17, 300] {
+            let mut pairs: Vec<(Hash, Hash)> = (0..n).map(|i| (k(i), v(i))).collect();
+            pairs.sort_by_key(|p| p.0);
+            let ups: Vec<(Hash, Option<Hash>)> =
+                pairs.iter().map(|(a, b)| (*a, Some(*b))).collect();
+            let (root, _) = smt.update(Hash::ZERO, &ups).expect("update");
+            assert_eq!(SubtreeRoot::of(&pairs, 0).hash(), root, "n={n}");
+            for bits in [0usize, 1, 3, 8] {
+                let level: Vec<SubtreeRoot> = (0..1usize << bits)
+                    .map(|prefix| {
+                        let part: Vec<(Hash, Hash)> = pairs
+                            .iter()
+                            .copied()
+                            .filter(|(key, _)| {
+                                (0..bits)
+                                    .all(|d| bit(key, d) == ((prefix >> (bits - 1 - d)) & 1 == 1))
+                            })
+                            .collect();
+                        SubtreeRoot::of(&part, bits)
+                    })
+                    .collect();
+                assert_eq!(
+                    SubtreeRoot::root_of_level(&level),
+                    Some(root),
+                    "n={n} bits={bits}"
+                );
+            }
+        }
+        assert_eq!(SubtreeRoot::root_of_level(&[SubtreeRoot::Empty; 3]), None);
     }
 
     /// Fixed set -> fixed root. A change to hashing, tags, compression or key

@@ -7,6 +7,7 @@
 mod atomix;
 mod beacon;
 mod encoding;
+mod fast_sync;
 mod ledger;
 mod light_client;
 mod pvss;

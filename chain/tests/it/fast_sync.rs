@@ -1,0 +1,271 @@
+//! Fast sync on four replicas: at each epoch boundary every replica keeps a
+//! snapshot of the state; a node that was never in the network restores a
+//! fresh store from one (checked against the boundary block's certificate,
+//! manifest and every chunk), joins, syncs only the later blocks and reaches
+//! the same state as everyone. Forged snapshots are typed errors that write
+//! nothing; a pruning replica drops old block bodies and keeps its state.
+
+use crate::open_db;
+use ios_chain::block::Committee;
+use ios_chain::crypto::Keypair;
+use ios_chain::error::ChainError;
+use ios_chain::execute::Runtime;
+use ios_chain::light_client::read_epoch;
+use ios_chain::message::{Message, PeerId};
+use ios_chain::params::Genesis;
+use ios_chain::replica::{Output, Replica, ReplicaConfig};
+use ios_chain::sim::{sim_genesis, sim_params};
+use ios_chain::state::snapshot::SnapshotChunk;
+use ios_chain::state::StateStore;
+use ios_chain::types::TimeMs;
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+const VALIDATORS: usize = 4;
+
+fn validator_keys() -> Vec<Keypair> {
+    (0..VALIDATORS as u64)
+        .map(|i| Keypair::from_seed("fast-sync-validator", i))
+        .collect()
+}
+
+fn genesis() -> Genesis {
+    let users = [Keypair::from_seed("fast-sync-user", 0)];
+    sim_genesis(sim_params(VALIDATORS), &validator_keys(), &users)
+}
+
+/// Replicas on a FIFO network on virtual time; any may join later.
+struct Net {
+    replicas: Vec<Replica>,
+    dbs: Vec<sled::Db>,
+    queue: VecDeque<(usize, usize, Arc<Message>)>,
+    now: TimeMs,
+    dir: tempfile::TempDir,
+}
+
+impl Net {
+    fn new(config: ReplicaConfig) -> Net {
+        let genesis = genesis();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut net = Net {
+            replicas: Vec::new(),
+            dbs: Vec::new(),
+            queue: VecDeque::new(),
+            now: 0,
+            dir,
+        };
+        for (i, key) in validator_keys().into_iter().enumerate() {
+            let db = open_db(&net.dir.path().join(format!("node-{i}")));
+            let runtime = Runtime::new(genesis.params.clone());
+            let r = Replica::open(&db, key, runtime, &genesis, config.clone(), 0);
+            net.replicas.push(r.expect("open replica"));
+            net.dbs.push(db);
+        }
+        net
+    }
+
+    fn route(&mut self, from: usize, outputs: Vec<Output>) {
+        for out in outputs {
+            match out {
+                Output::Broadcast(msg) => {
+                    for to in (0..self.replicas.len()).filter(|&to| to != from) {
+                        self.queue.push_back((from, to, msg.clone()));
+                    }
+                }
+                Output::Send(PeerId(to), msg) => self.queue.push_back((from, to as usize, msg)),
+                Output::Committed(_) => {}
+            }
+        }
+    }
+
+    fn run_until(&mut self, done: impl Fn(&[Replica]) -> bool) {
+        let limit = self.now + 300_000;
+        while !done(&self.replicas) {
+            assert!(self.now <= limit, "not done in 300 virtual s");
+            if let Some((from, to, msg)) = self.queue.pop_front() {
+                let now = self.now;
+                let outputs = self.replicas[to]
+                    .handle(PeerId(from as u64), &msg, now)
+                    .unwrap_or_default();
+                self.route(to, outputs);
+                continue;
+            }
+            let next = self.replicas.iter().map(Replica::next_deadline).min();
+            self.now = self.now.max(next.expect("replicas"));
+            for i in 0..self.replicas.len() {
+                if self.replicas[i].next_deadline() <= self.now {
+                    let outputs = self.replicas[i].tick(self.now).expect("tick");
+                    self.route(i, outputs);
+                }
+            }
+        }
+    }
+}
+
+/// The committee that certified blocks of `epoch`, as a light client knows it.
+fn committee_of(store: &StateStore, epoch: u64) -> Committee {
+    read_epoch(store, epoch)
+        .expect("read")
+        .expect("epoch known")
+        .committee(0)
+        .expect("committee")
+        .clone()
+}
+
+#[test]
+fn a_new_node_restores_an_epoch_snapshot_and_catches_up() {
+    let mut net = Net::new(ReplicaConfig::default());
+    net.run_until(|rs| rs.iter().all(|r| r.committee().epoch >= 1));
+    let source = net.replicas[0].store();
+    let heights = source.snapshot_heights().expect("heights");
+    let &at = heights.last().expect("a snapshot at the epoch boundary");
+    let (manifest, header, cert) = source
+        .snapshot_manifest(at)
+        .expect("read")
+        .expect("manifest");
+    assert_eq!(
+        (manifest.height, manifest.state_root),
+        (at, header.state_root)
+    );
+    let chunks: Vec<SnapshotChunk> = (0..manifest.chunks.len() as u32)
+        .map(|i| source.snapshot_chunk(at, i).expect("read").expect("chunk"))
+        .collect();
+    let committee = committee_of(source, header.epoch);
+    let genesis_hash = genesis().hash();
+
+    // Forged pieces are refused before anything is written.
+    let dir = net.dir.path().to_path_buf();
+    let try_restore = |name: &str, committee: &Committee, chunks: &[SnapshotChunk]| {
+        let db = open_db(&dir.join(name));
+        let r = StateStore::restore(
+            &db,
+            genesis_hash,
+            committee,
+            &header,
+            &cert,
+            &manifest,
+            chunks,
+        );
+        (r.map(|_| ()), db)
+    };
+    let mut tampered = chunks.clone();
+    let entry = tampered
+        .iter_mut()
+        .find(|c| !c.entries.is_empty())
+        .expect("entries");
+    entry.entries[0].1.push(1);
+    let (r, db) = try_restore("tampered", &committee, &tampered);
+    assert!(matches!(r, Err(ChainError::Snapshot(_))), "{r:?}");
+    assert!(
+        db.open_tree("chain").expect("tree").is_empty(),
+        "nothing written"
+    );
+    let (r, _) = try_restore("short", &committee, &chunks[1..]);
+    assert!(matches!(r, Err(ChainError::Snapshot(_))), "{r:?}");
+    let strangers = Committee {
+        members: (10..14)
+            .map(|i| Keypair::from_seed("fast-sync-validator", i).address())
+            .collect(),
+        ..committee.clone()
+    };
+    let (r, _) = try_restore("strangers", &strangers, &chunks);
+    assert!(matches!(r, Err(ChainError::InvalidCertificate(_))), "{r:?}");
+
+    // The real restore, then the node joins and syncs the later blocks.
+    let db = open_db(&dir.join("joiner"));
+    let store = StateStore::restore(
+        &db,
+        genesis_hash,
+        &committee,
+        &header,
+        &cert,
+        &manifest,
+        &chunks,
+    )
+    .expect("restore");
+    assert_eq!(store.state_root(), header.state_root);
+    assert_eq!(store.base().expect("base"), at + 1);
+    assert!(store.block(1).expect("read").is_none(), "no old bodies");
+    // Restoring over it again is refused.
+    assert!(StateStore::restore(
+        &db,
+        genesis_hash,
+        &committee,
+        &header,
+        &cert,
+        &manifest,
+        &chunks
+    )
+    .is_err());
+    drop(store);
+    let genesis = genesis();
+    let joiner = Replica::open(
+        &db,
+        Keypair::from_seed("fast-sync-joiner", 0),
+        Runtime::new(genesis.params.clone()),
+        &genesis,
+        ReplicaConfig::default(),
+        net.now,
+    )
+    .expect("open the restored store");
+    assert_eq!(joiner.height(), at + 1);
+    net.replicas.push(joiner);
+    net.dbs.push(db);
+    let target = net.replicas[0].height() + 3;
+    net.run_until(|rs| rs.iter().all(|r| r.height() >= target));
+    let h = target - 1;
+    let root = |r: &Replica| {
+        r.store()
+            .block(h)
+            .expect("read")
+            .expect("block")
+            .0
+            .header
+            .state_root
+    };
+    assert_eq!(root(&net.replicas[4]), root(&net.replicas[0]));
+    // The joiner keeps the snapshot it came from, to serve it in turn.
+    assert!(net.replicas[4]
+        .store()
+        .snapshot_heights()
+        .expect("heights")
+        .contains(&at));
+}
+
+#[test]
+fn a_pruning_replica_drops_old_bodies_and_keeps_its_state() {
+    let config = ReplicaConfig {
+        snapshots_kept: 1,
+        prune_blocks: true,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::new(config);
+    net.run_until(|rs| rs.iter().all(|r| r.committee().epoch >= 2));
+    for r in &net.replicas {
+        let store = r.store();
+        let heights = store.snapshot_heights().expect("heights");
+        assert_eq!(heights.len(), 1, "one snapshot kept");
+        let base = store.base().expect("base");
+        assert_eq!(base, heights[0]);
+        assert!(store.block(base - 1).expect("read").is_none());
+        assert!(store.receipts(1).expect("read").is_none());
+        assert!(store.block(base).expect("read").is_some());
+    }
+    // The state is untouched: all replicas agree on it and keep going.
+    let target = net.replicas[0].height() + 2;
+    net.run_until(|rs| rs.iter().all(|r| r.height() >= target));
+    let roots: Vec<_> = net
+        .replicas
+        .iter()
+        .map(|r| {
+            r.store()
+                .block(target - 1)
+                .expect("read")
+                .expect("block")
+                .0
+                .header
+                .state_root
+        })
+        .collect();
+    assert!(roots.windows(2).all(|w| w[0] == w[1]));
+}
