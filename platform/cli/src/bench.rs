@@ -37,7 +37,7 @@ enum BenchWhat {
         #[arg(long, default_value_t = 30)]
         validators: usize,
         /// Transfers to finalize per run.
-        #[arg(long, default_value_t = 6_000)]
+        #[arg(long, default_value_t = 20_000)]
         transfers: usize,
         /// Transactions per block.
         #[arg(long, default_value_t = 1_000)]

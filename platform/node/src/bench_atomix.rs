@@ -50,7 +50,7 @@ impl Default for AtomixBenchConfig {
     fn default() -> Self {
         AtomixBenchConfig {
             total_validators: 30,
-            transfers: 6_000,
+            transfers: 20_000,
             users_per_shard: 300,
             block_txs: 1_000,
             shards: vec![1, 2, 4],
