@@ -23,6 +23,7 @@ pub mod committee;
 pub mod crypto;
 pub mod error;
 pub mod execute;
+pub mod fast_sync;
 pub mod hash;
 pub mod ledger;
 pub mod light_client;

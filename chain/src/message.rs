@@ -4,6 +4,8 @@
 use crate::block::{Block, CommitCertificate, SignedProposal, SignedVote};
 use crate::codec;
 use crate::error::Result;
+use crate::fast_sync::SnapshotOffer;
+use crate::state::snapshot::SnapshotChunk;
 use crate::tx::SignedTransaction;
 use crate::types::{Height, Round};
 use borsh::{BorshDeserialize, BorshSerialize};
@@ -52,6 +54,18 @@ pub enum Message {
     SyncResponse {
         blocks: Vec<(Block, CommitCertificate)>,
     },
+    /// Fast sync: "send me your newest epoch snapshot".
+    SnapshotRequest,
+    /// The newest snapshot the replica keeps, or none.
+    SnapshotOffer(Option<Box<SnapshotOffer>>),
+    ChunkRequest {
+        height: Height,
+        index: u32,
+    },
+    Chunk {
+        height: Height,
+        chunk: SnapshotChunk,
+    },
 }
 
 impl Message {
@@ -72,6 +86,10 @@ impl Message {
             Message::Status { .. } => "status",
             Message::SyncRequest { .. } => "sync-request",
             Message::SyncResponse { .. } => "sync-response",
+            Message::SnapshotRequest => "snapshot-request",
+            Message::SnapshotOffer(_) => "snapshot-offer",
+            Message::ChunkRequest { .. } => "chunk-request",
+            Message::Chunk { .. } => "chunk",
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::committee::{self, K_COMMITTEE, K_RANDOMNESS};
 use crate::crypto::{Address, Keypair};
 use crate::error::{ChainError, Result};
 use crate::execute::{is_relay, Executed, Mode, Runtime};
+use crate::fast_sync::SnapshotOffer;
 use crate::hash::Hash;
 use crate::ledger::{Evidence, LedgerCall, LedgerModule};
 use crate::light_client::{self, EpochChange};
@@ -541,6 +542,41 @@ impl Replica {
                 }
                 Ok(())
             }
+            Message::SnapshotRequest => {
+                if self.may_serve(from) {
+                    let offer = match self.store.snapshot_heights()?.last() {
+                        Some(&h) => {
+                            self.store
+                                .snapshot_manifest(h)?
+                                .map(|(manifest, header, cert)| {
+                                    Box::new(SnapshotOffer {
+                                        manifest,
+                                        header,
+                                        cert,
+                                    })
+                                })
+                        }
+                        None => None,
+                    };
+                    self.outputs
+                        .push(Output::Send(from, Arc::new(Message::SnapshotOffer(offer))));
+                }
+                Ok(())
+            }
+            Message::ChunkRequest { height, index } => {
+                if let Some(chunk) = self.store.snapshot_chunk(*height, *index)? {
+                    self.outputs.push(Output::Send(
+                        from,
+                        Arc::new(Message::Chunk {
+                            height: *height,
+                            chunk,
+                        }),
+                    ));
+                }
+                Ok(())
+            }
+            // For a fast-syncing node, not a running replica.
+            Message::SnapshotOffer(_) | Message::Chunk { .. } => Ok(()),
             Message::SyncResponse { blocks } => {
                 if blocks.len() > MAX_SYNC_BLOCKS as usize {
                     return Err(ChainError::TooLarge {

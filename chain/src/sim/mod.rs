@@ -27,6 +27,7 @@ use crate::block::{SignedProposal, SignedVote};
 use crate::crypto::Keypair;
 use crate::error::{ChainError, Result};
 use crate::execute::{total_supply, Runtime};
+use crate::fast_sync::{FastSync, Progress};
 use crate::hash::{hash_tagged, DomainHasher, Hash};
 use crate::ledger::{LedgerCall, LedgerModule, Token};
 use crate::light_client::{EpochChange, EpochInfo};
@@ -184,6 +185,15 @@ pub struct SimReport {
     pub cross_started: u64,
     pub cross_committed: u64,
     pub cross_refunded: u64,
+    /// Replicas that started from a peer's epoch snapshot instead of genesis.
+    pub fast_syncs: u64,
+    /// Fast syncs that found no snapshot (the shard's first epoch) and
+    /// started from genesis.
+    pub fast_sync_fallbacks: u64,
+    /// Tampered snapshot chunks Byzantine peers served (each must be refused).
+    pub forged_chunks: u64,
+    /// Offers and chunks syncing nodes refused.
+    pub refused_chunks: u64,
     pub violations: Vec<Violation>,
     /// Digest of every finalized block in order: equal digests mean equal runs.
     pub trace: Hash,
@@ -198,6 +208,8 @@ enum Ev {
         msg: Arc<Message>,
     },
     Tick(usize, ShardId),
+    /// A fast sync's next step.
+    SyncTick(usize, ShardId),
     Load,
     Fault,
     Relay,
@@ -212,6 +224,8 @@ struct Node {
     /// False while crashed.
     up: bool,
     replicas: BTreeMap<ShardId, Replica>,
+    /// Shards this node is fast-syncing (its store there is still empty).
+    syncing: BTreeMap<ShardId, FastSync>,
     next_tick: BTreeMap<ShardId, TimeMs>,
     /// Crash right after broadcasting the next own vote.
     crash_after_vote: bool,
@@ -405,6 +419,7 @@ impl<'a> Sim<'a> {
                 dir: dir.join(format!("node-{i}")),
                 up: true,
                 replicas: BTreeMap::new(),
+                syncing: BTreeMap::new(),
                 next_tick: BTreeMap::new(),
                 crash_after_vote: false,
             })
@@ -563,6 +578,7 @@ impl<'a> Sim<'a> {
                     self.nodes[i].next_tick.remove(&s);
                 }
             }
+            self.nodes[i].syncing.retain(|s, _| needed.contains(s));
             for s in needed {
                 if !self.nodes[i].replicas.contains_key(&s) {
                     self.open_replica(i, s)?;
@@ -572,10 +588,37 @@ impl<'a> Sim<'a> {
         Ok(())
     }
 
+    /// Opens node `i`'s replica of `shard`; a node with no store there yet,
+    /// joining a shard that has made progress, fast-syncs first.
     fn open_replica(&mut self, i: usize, shard: ShardId) -> Result<()> {
+        if self.nodes[i].syncing.contains_key(&shard) {
+            return Ok(());
+        }
         let db = open_db(&self.nodes[i].dir.join(format!("shard-{shard}")))?;
+        if !crate::state::has_chain(&db)? && self.max_height(shard) > 0 {
+            drop(db);
+            // What this node's beacon light client trusts for the shard.
+            let committees = self
+                .epochs
+                .iter()
+                .filter_map(|(e, info)| Some((*e, info.committee(shard).ok()?.clone())))
+                .collect();
+            let fs = FastSync::new(
+                shard,
+                self.genesis.params.chain_id.clone(),
+                self.genesis.hash(),
+                committees,
+            );
+            self.nodes[i].syncing.insert(shard, fs);
+            self.push(self.now, Ev::SyncTick(i, shard));
+            return Ok(());
+        }
+        self.start_replica(i, shard, &db)
+    }
+
+    fn start_replica(&mut self, i: usize, shard: ShardId, db: &sled::Db) -> Result<()> {
         let mut replica = Replica::open(
-            &db,
+            db,
             self.nodes[i].key.clone(),
             self.runtimes[shard as usize].clone(),
             &self.genesis,
@@ -616,6 +659,7 @@ impl<'a> Sim<'a> {
                     }
                     self.schedule_tick(i, shard);
                 }
+                Ev::SyncTick(i, shard) => self.sync_step(i, shard)?,
                 Ev::Deliver {
                     to,
                     from,
@@ -623,6 +667,14 @@ impl<'a> Sim<'a> {
                     msg,
                 } => {
                     self.report.messages += 1;
+                    if let Some(fs) = self.nodes[to].syncing.get_mut(&shard) {
+                        // A refused offer or chunk is the sender's fault; the sync asks elsewhere.
+                        let _ = fs.handle(PeerId(from as u64), &msg);
+                        if fs.progress() != Progress::Running {
+                            self.push(at, Ev::SyncTick(to, shard));
+                        }
+                        continue;
+                    }
                     let Some(r) = self.nodes[to].replicas.get_mut(&shard) else {
                         self.report.dropped += 1;
                         continue;
@@ -1224,6 +1276,24 @@ impl<'a> Sim<'a> {
     }
 
     fn send(&mut self, from: usize, to: usize, shard: ShardId, msg: Arc<Message>) {
+        // A Byzantine member serves tampered snapshot chunks half the time.
+        let msg = match msg.as_ref() {
+            Message::Chunk { height, chunk }
+                if !self.healed
+                    && !chunk.entries.is_empty()
+                    && self.is_byzantine(from, shard)
+                    && self.rng.chance(500_000) =>
+            {
+                let mut chunk = chunk.clone();
+                chunk.entries[0].1.push(0xff);
+                self.report.forged_chunks += 1;
+                Arc::new(Message::Chunk {
+                    height: *height,
+                    chunk,
+                })
+            }
+            _ => msg,
+        };
         let faults = if self.healed {
             Faults::default()
         } else {
@@ -1351,11 +1421,55 @@ impl<'a> Sim<'a> {
 
     /// Dropping a node's replicas and their sled handles is the crash; only
     /// what reached its data directories survives. It restarts `down` ms later.
+    /// One step of node `i`'s fast sync of `shard`: ask peers, or, once
+    /// every chunk is in, restore the store and start the replica on it; if
+    /// no peer has a snapshot, start from genesis.
+    fn sync_step(&mut self, i: usize, shard: ShardId) -> Result<()> {
+        if !self.nodes[i].up {
+            return Ok(());
+        }
+        let peers: Vec<PeerId> = self
+            .peers(shard, i)
+            .into_iter()
+            .map(|j| PeerId(j as u64))
+            .collect();
+        let now = self.now;
+        let Some(fs) = self.nodes[i].syncing.get_mut(&shard) else {
+            return Ok(());
+        };
+        match fs.progress() {
+            Progress::Running => {
+                let out = fs.tick(now, &peers);
+                for (p, m) in out {
+                    self.send(i, p.0 as usize, shard, m);
+                }
+                self.push(now + 200, Ev::SyncTick(i, shard));
+                Ok(())
+            }
+            Progress::Complete => {
+                let fs = self.nodes[i].syncing.remove(&shard).expect("syncing");
+                self.report.refused_chunks += fs.refused;
+                let db = open_db(&self.nodes[i].dir.join(format!("shard-{shard}")))?;
+                fs.restore(&db)?;
+                self.report.fast_syncs += 1;
+                self.start_replica(i, shard, &db)
+            }
+            Progress::NoSnapshot => {
+                let fs = self.nodes[i].syncing.remove(&shard).expect("syncing");
+                self.report.refused_chunks += fs.refused;
+                self.report.fast_sync_fallbacks += 1;
+                let db = open_db(&self.nodes[i].dir.join(format!("shard-{shard}")))?;
+                self.start_replica(i, shard, &db)
+            }
+        }
+    }
+
     fn crash(&mut self, i: usize, down: TimeMs) {
         let node = &mut self.nodes[i];
         node.crash_after_vote = false;
         node.up = false;
         node.replicas.clear();
+        node.syncing.clear();
         node.next_tick.clear();
         self.report.crashes += 1;
         self.push(self.now + down, Ev::Restart(i));

@@ -200,6 +200,12 @@ fn smt_value(value: &[u8]) -> Hash {
     hash_tagged(tag::STATE_VALUE, value)
 }
 
+/// Whether the sled database holds a chain yet (a head): a node whose store
+/// is empty may fast-sync into it instead of starting from genesis.
+pub fn has_chain(db: &sled::Db) -> Result<bool> {
+    Ok(db.open_tree("chain")?.get(K_HEAD)?.is_some())
+}
+
 impl StateStore {
     /// Opens the store in `db` (tree `chain`); an empty store has no head until genesis.
     pub fn open(db: &sled::Db) -> Result<StateStore> {

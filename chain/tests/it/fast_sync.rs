@@ -10,6 +10,7 @@ use ios_chain::block::Committee;
 use ios_chain::crypto::Keypair;
 use ios_chain::error::ChainError;
 use ios_chain::execute::Runtime;
+use ios_chain::fast_sync::{FastSync, Progress, SnapshotOffer, RETRY_MS};
 use ios_chain::light_client::read_epoch;
 use ios_chain::message::{Message, PeerId};
 use ios_chain::params::Genesis;
@@ -268,4 +269,115 @@ fn a_pruning_replica_drops_old_bodies_and_keeps_its_state() {
         })
         .collect();
     assert!(roots.windows(2).all(|w| w[0] == w[1]));
+}
+
+/// The whole protocol over messages: a joiner asks the replicas for their
+/// newest snapshot, gets chunks (one tampered by a peer: refused and asked
+/// again elsewhere), restores and joins. Before the first epoch boundary
+/// nobody has a snapshot and the joiner is told to start from genesis.
+#[test]
+fn fast_sync_over_messages_survives_a_bad_chunk_and_falls_back_without_snapshots() {
+    let mut net = Net::new(ReplicaConfig::default());
+    let genesis = genesis();
+    let trusted = |store: &StateStore| {
+        let latest = ios_chain::light_client::latest_epoch(store).expect("latest");
+        (0..=latest)
+            .map(|e| (e, committee_of(store, e)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let joiner = net.replicas.len() as u64;
+    let peers: Vec<PeerId> = (0..VALIDATORS as u64).map(PeerId).collect();
+
+    // Runs one round of requests through the replicas; `tamper` spoils every
+    // chunk served in it.
+    let exchange = |net: &mut Net, fs: &mut FastSync, tamper: bool| {
+        let now = net.now;
+        for (to, msg) in fs.tick(now, &peers) {
+            let outs = net.replicas[to.0 as usize]
+                .handle(PeerId(joiner), &msg, now)
+                .expect("serve");
+            for out in outs {
+                if let Output::Send(PeerId(p), reply) = out {
+                    assert_eq!(p, joiner);
+                    let mut reply = (*reply).clone();
+                    if let (true, Message::Chunk { chunk, .. }) = (tamper, &mut reply) {
+                        chunk.entries[0].1.push(1);
+                    }
+                    let _ = fs.handle(to, &reply);
+                }
+            }
+        }
+        net.now += RETRY_MS;
+    };
+
+    // At genesis: no snapshots anywhere.
+    let mut early = FastSync::new(
+        0,
+        genesis.params.chain_id.clone(),
+        genesis.hash(),
+        trusted(net.replicas[0].store()),
+    );
+    for _ in 0..3 {
+        exchange(&mut net, &mut early, false);
+    }
+    assert_eq!(early.progress(), Progress::NoSnapshot);
+
+    net.run_until(|rs| rs.iter().all(|r| r.committee().epoch >= 1));
+    let mut fs = FastSync::new(
+        0,
+        genesis.params.chain_id.clone(),
+        genesis.hash(),
+        trusted(net.replicas[0].store()),
+    );
+    let mut rounds = 0;
+    while fs.progress() == Progress::Running {
+        rounds += 1;
+        assert!(rounds < 20, "fast sync did not finish");
+        // Round 1 gets the offers, round 2 the chunks: spoil those once.
+        exchange(&mut net, &mut fs, rounds == 2);
+    }
+    assert_eq!(fs.progress(), Progress::Complete);
+    assert_eq!(fs.refused, 1, "the tampered chunk was refused");
+    assert_eq!(rounds, 3, "and fetched again from another peer");
+    let at = fs.height().expect("adopted");
+    let db = open_db(&net.dir.path().join("joiner"));
+    fs.restore(&db).expect("restore");
+    let replica = Replica::open(
+        &db,
+        Keypair::from_seed("fast-sync-joiner", 1),
+        Runtime::new(genesis.params.clone()),
+        &genesis,
+        ReplicaConfig::default(),
+        net.now,
+    )
+    .expect("open");
+    assert_eq!(replica.height(), at + 1);
+    net.replicas.push(replica);
+    net.dbs.push(db);
+    let target = net.replicas[0].height() + 2;
+    net.run_until(|rs| rs.iter().all(|r| r.height() >= target));
+
+    // An offer whose certificate is forged is refused with a typed error.
+    let source = net.replicas[0].store();
+    let (manifest, header, mut cert) = source
+        .snapshot_manifest(at)
+        .expect("read")
+        .expect("manifest");
+    cert.signatures[0].1 .0[0] ^= 1;
+    let mut other = FastSync::new(
+        0,
+        genesis.params.chain_id.clone(),
+        genesis.hash(),
+        trusted(source),
+    );
+    let offer = Message::SnapshotOffer(Some(Box::new(SnapshotOffer {
+        manifest,
+        header,
+        cert,
+    })));
+    assert!(matches!(
+        other.handle(PeerId(0), &offer),
+        Err(ChainError::InvalidCertificate(_))
+    ));
+    assert_eq!(other.height(), None);
 }

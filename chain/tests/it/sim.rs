@@ -141,4 +141,6 @@ fn a_sharded_run_with_every_fault_breaks_no_invariant() {
         r.cross_committed + r.cross_refunded > 0,
         "no cross-shard transfer ended"
     );
+    // New committee members joined by fast sync from an epoch snapshot.
+    assert!(r.fast_syncs > 0, "no replica fast-synced");
 }

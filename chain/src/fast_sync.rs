@@ -1,0 +1,224 @@
+//! Fast sync of one shard, as a sans-IO state machine: a node with an empty
+//! store asks the shard's replicas for their newest epoch snapshot, takes the
+//! first offer whose certificate verifies under a committee its light client
+//! trusts and whose manifest makes the certified state root, fetches the
+//! chunks from the peers (checking each on arrival; a bad one is asked again
+//! from another peer), and restores the store. If no peer has a snapshot
+//! (the shard is still in its first epoch) it gives up, and the caller starts
+//! from genesis and syncs blocks instead.
+
+use crate::block::{BlockHeader, CommitCertificate, Committee};
+use crate::error::{ChainError, Result};
+use crate::hash::Hash;
+use crate::message::{Message, PeerId};
+use crate::state::snapshot::{SnapshotChunk, SnapshotManifest};
+use crate::state::StateStore;
+use crate::types::{ChainId, Epoch, ShardId, TimeMs};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A request unanswered for this long is sent again, to another peer.
+pub const RETRY_MS: TimeMs = 1_000;
+/// Peers that said they have no snapshot before the sync gives up.
+pub const NO_SNAPSHOT_ANSWERS: usize = 2;
+
+/// A snapshot a peer offered: its manifest and the block it is of.
+#[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
+pub struct SnapshotOffer {
+    pub manifest: SnapshotManifest,
+    pub header: BlockHeader,
+    pub cert: CommitCertificate,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Progress {
+    /// Still asking or fetching.
+    Running,
+    /// Every chunk is in and checked: call [`FastSync::restore`].
+    Complete,
+    /// No peer has a snapshot: start from genesis and sync blocks.
+    NoSnapshot,
+}
+
+pub struct FastSync {
+    shard: ShardId,
+    chain_id: ChainId,
+    genesis_hash: Hash,
+    /// The committees of this shard the node's light client trusts, by epoch.
+    committees: BTreeMap<Epoch, Committee>,
+    offer: Option<(SnapshotOffer, Committee)>,
+    chunks: BTreeMap<u32, SnapshotChunk>,
+    /// Outstanding requests: chunk -> (peer, when asked).
+    asked: BTreeMap<u32, (PeerId, TimeMs)>,
+    next_offer_request: TimeMs,
+    no_snapshot: usize,
+    turn: usize,
+    /// Offers and chunks refused (bad certificate, manifest or chunk).
+    pub refused: u64,
+}
+
+impl FastSync {
+    pub fn new(
+        shard: ShardId,
+        chain_id: ChainId,
+        genesis_hash: Hash,
+        committees: BTreeMap<Epoch, Committee>,
+    ) -> FastSync {
+        FastSync {
+            shard,
+            chain_id,
+            genesis_hash,
+            committees,
+            offer: None,
+            chunks: BTreeMap::new(),
+            asked: BTreeMap::new(),
+            next_offer_request: 0,
+            no_snapshot: 0,
+            turn: 0,
+            refused: 0,
+        }
+    }
+
+    pub fn progress(&self) -> Progress {
+        match &self.offer {
+            Some((o, _)) if self.chunks.len() == o.manifest.chunks.len() => Progress::Complete,
+            None if self.no_snapshot >= NO_SNAPSHOT_ANSWERS => Progress::NoSnapshot,
+            _ => Progress::Running,
+        }
+    }
+
+    /// The height of the adopted snapshot, if any.
+    pub fn height(&self) -> Option<u64> {
+        self.offer.as_ref().map(|(o, _)| o.manifest.height)
+    }
+
+    /// Requests to send now to some of `peers` (the shard's replicas).
+    pub fn tick(&mut self, now: TimeMs, peers: &[PeerId]) -> Vec<(PeerId, Arc<Message>)> {
+        let mut out = Vec::new();
+        if peers.is_empty() || self.progress() != Progress::Running {
+            return out;
+        }
+        let Some((offer, _)) = &self.offer else {
+            if now >= self.next_offer_request {
+                self.next_offer_request = now + RETRY_MS;
+                let msg = Arc::new(Message::SnapshotRequest);
+                out.extend(peers.iter().map(|p| (*p, msg.clone())));
+            }
+            return out;
+        };
+        let height = offer.manifest.height;
+        for index in 0..offer.manifest.chunks.len() as u32 {
+            if self.chunks.contains_key(&index) {
+                continue;
+            }
+            if self
+                .asked
+                .get(&index)
+                .is_some_and(|(_, at)| now < at + RETRY_MS)
+            {
+                continue;
+            }
+            // Round-robin, so a retry goes to another peer.
+            let peer = peers[self.turn % peers.len()];
+            self.turn += 1;
+            self.asked.insert(index, (peer, now));
+            out.push((peer, Arc::new(Message::ChunkRequest { height, index })));
+        }
+        out
+    }
+
+    /// Takes a peer's answer. An `Err` means the peer sent something that
+    /// does not check out (the transport may penalize it); the sync goes on.
+    pub fn handle(&mut self, _from: PeerId, msg: &Message) -> Result<()> {
+        match msg {
+            Message::SnapshotOffer(None) => {
+                if self.offer.is_none() {
+                    self.no_snapshot += 1;
+                }
+                Ok(())
+            }
+            Message::SnapshotOffer(Some(offer)) => {
+                if self.offer.is_some() {
+                    return Ok(());
+                }
+                match self.check_offer(offer) {
+                    Ok(committee) => {
+                        self.offer = Some(((**offer).clone(), committee));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        self.refused += 1;
+                        Err(e)
+                    }
+                }
+            }
+            Message::Chunk { height, chunk } => {
+                let Some((offer, _)) = &self.offer else {
+                    return Ok(());
+                };
+                if *height != offer.manifest.height || self.chunks.contains_key(&chunk.index) {
+                    return Ok(());
+                }
+                if let Err(e) = chunk.verify(&offer.manifest) {
+                    self.refused += 1;
+                    // Ask someone else at the next tick.
+                    self.asked.remove(&chunk.index);
+                    return Err(e);
+                }
+                self.asked.remove(&chunk.index);
+                self.chunks.insert(chunk.index, chunk.clone());
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_offer(&self, offer: &SnapshotOffer) -> Result<Committee> {
+        let h = &offer.header;
+        if h.chain_id != self.chain_id || h.shard != self.shard {
+            return Err(ChainError::Snapshot(format!(
+                "an offer for shard {} of chain {}",
+                h.shard, h.chain_id.0
+            )));
+        }
+        let committee = self.committees.get(&h.epoch).ok_or_else(|| {
+            ChainError::Snapshot(format!(
+                "the snapshot's block is of epoch {}, whose committee this node does not know",
+                h.epoch
+            ))
+        })?;
+        if offer.cert.block != h.hash() || offer.cert.height != h.height {
+            return Err(ChainError::InvalidCertificate(
+                "the certificate is not of the snapshot's block".into(),
+            ));
+        }
+        offer.cert.verify(&self.chain_id, self.shard, committee)?;
+        let m = &offer.manifest;
+        if (m.shard, m.height, m.state_root) != (h.shard, h.height, h.state_root) {
+            return Err(ChainError::Snapshot(
+                "the manifest is not of the offered block".into(),
+            ));
+        }
+        m.verify()?;
+        Ok(committee.clone())
+    }
+
+    /// Writes the checked snapshot into the empty store in `db`.
+    pub fn restore(&self, db: &sled::Db) -> Result<StateStore> {
+        let (offer, committee) = self
+            .offer
+            .as_ref()
+            .filter(|_| self.progress() == Progress::Complete)
+            .ok_or_else(|| ChainError::Snapshot("the snapshot is not complete".into()))?;
+        let chunks: Vec<SnapshotChunk> = self.chunks.values().cloned().collect();
+        StateStore::restore(
+            db,
+            self.genesis_hash,
+            committee,
+            &offer.header,
+            &offer.cert,
+            &offer.manifest,
+            &chunks,
+        )
+    }
+}
