@@ -4,10 +4,11 @@
 //! reorders messages, partitions and heals, crashes nodes and restarts them
 //! from their own sled directories. Up to f members of every committee play
 //! Byzantine in each epoch (they equivocate, withhold randomness reveals and,
-//! as relayers, drop epoch-change proofs). Nodes open replicas of the shards
-//! whose committee they join (catching up from peers) and close them an
-//! epoch after they leave; relayers carry the beacon's epoch changes to the
-//! account shards.
+//! as relayers, drop epoch-change proofs, and serve tampered snapshot
+//! chunks). Nodes open replicas of the shards whose committee they join
+//! (fast-syncing from a peer's epoch snapshot when they have no store there,
+//! then catching up from peers) and close them an epoch after they leave;
+//! relayers carry the beacon's epoch changes and the Atomix steps.
 //!
 //! After every step it checks, per shard: no two different finalized blocks
 //! at one height, IOST supply conserved, equal state roots at equal heights,
