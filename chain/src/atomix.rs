@@ -222,18 +222,20 @@ impl<'a> Certified<'a> {
     }
 }
 
-/// A successful receipt in a certified block (its Merkle path checked);
+/// A successful receipt in a certified block (its Merkle path checked),
+/// with the Atomix outcomes it records decoded once (a batch's receipt
+/// records one per transfer it moved, and each unlock looks up its own);
 /// only [`ProvenReceipt::check`] makes one.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ProvenReceipt<'a> {
     block: Certified<'a>,
-    receipt: &'a Receipt,
+    outcomes: std::sync::Arc<Vec<Outcome>>,
 }
 
 impl<'a> ProvenReceipt<'a> {
     pub fn check(
         block: Certified<'a>,
-        receipt: &'a Receipt,
+        receipt: &Receipt,
         path: &MerklePath,
     ) -> Result<ProvenReceipt<'a>> {
         if !verify_merkle_path(&block.header().receipts_root, &receipt.hash(), path) {
@@ -246,7 +248,16 @@ impl<'a> ProvenReceipt<'a> {
                 "the proven receipt is of a failed call".into(),
             ));
         }
-        Ok(ProvenReceipt { block, receipt })
+        let outcomes = receipt
+            .events
+            .iter()
+            .filter(|e| e.module == ModuleId::CORE.0 && e.kind == EVENT)
+            .filter_map(|e| crate::codec::decode::<Outcome>("atomix outcome", &e.data, 4096).ok())
+            .collect();
+        Ok(ProvenReceipt {
+            block,
+            outcomes: std::sync::Arc::new(outcomes),
+        })
     }
 
     /// The shard whose block holds the receipt.
@@ -256,12 +267,10 @@ impl<'a> ProvenReceipt<'a> {
 
     /// The Atomix outcome about `x` the receipt records.
     pub fn outcome(&self, x: &Hash) -> Result<Outcome> {
-        self.receipt
-            .events
+        self.outcomes
             .iter()
-            .filter(|e| e.module == ModuleId::CORE.0 && e.kind == EVENT)
-            .filter_map(|e| crate::codec::decode::<Outcome>("atomix outcome", &e.data, 4096).ok())
             .find(|o| o.x() == *x)
+            .cloned()
             .ok_or_else(|| {
                 ChainError::Atomix(format!(
                     "the proven receipt says nothing about transfer {x}"

@@ -301,7 +301,7 @@ impl LedgerModule {
         let receipts = prove_batch(ctx.state(), &chain_id, batch, &self.certs)?;
         let total = batch.steps.len();
         let proven = |i: &u32| -> Result<ProvenReceipt<'_>> {
-            receipts.get(*i as usize).copied().ok_or_else(|| {
+            receipts.get(*i as usize).cloned().ok_or_else(|| {
                 ChainError::Relay(format!(
                     "a step refers to receipt {i} of a batch of {}",
                     receipts.len()
