@@ -184,6 +184,11 @@ impl Shard {
     fn read<T: borsh::BorshDeserialize>(&self, key: &[u8]) -> Option<T> {
         committee::read(&self.store, key).expect("read")
     }
+
+    /// The decision this (output) shard recorded for `x`.
+    fn decision(&self, x: &CrossTransfer) -> Option<Decision> {
+        self.read(&atomix::decided_key(&x.id()))
+    }
 }
 
 struct Net {
@@ -388,10 +393,7 @@ fn atomix_a_rejected_input_refunds_everywhere() {
     let reject = net.commit_tx(&x, vec![cb.proof_of(&lock_b)]);
     let cr = net.shards[1].commit(std::slice::from_ref(&reject));
     assert!(matches!(outcome(&cr, &reject), Outcome::Rejected { .. }));
-    assert_eq!(
-        net.shards[1].read::<Decision>(&atomix::decided_key(&x.id())),
-        Some(Decision::Rejected)
-    );
+    assert_eq!(net.shards[1].decision(&x), Some(Decision::Rejected));
     // Once rejected, never committed, even with every acceptance.
     let late = net.commit_tx(&x, vec![ca.proof_of(&lock_a)]);
     assert_eq!(net.shards[1].check(&late).unwrap_err(), "atomix");
@@ -517,16 +519,10 @@ fn atomix_bad_proofs_are_typed_errors_and_change_nothing() {
     let steal = net.lock_tx(&mallory, &x, 0);
     assert_eq!(net.shards[1].check(&steal).unwrap_err(), "atomix");
     // None of it changed the output shard: x is still undecided, then commits.
-    assert_eq!(
-        net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
-        None
-    );
+    assert_eq!(net.shards[2].decision(&x), None);
     let commit = net.commit_tx(&x, vec![good]);
     net.shards[2].commit(&[commit]);
-    assert_eq!(
-        net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
-        Some(Decision::Committed)
-    );
+    assert_eq!(net.shards[2].decision(&x), Some(Decision::Committed));
 }
 
 /// Three transfers locked in one block, committed by one batch that shares
@@ -712,16 +708,10 @@ fn atomix_bad_batches_are_typed_errors_and_change_nothing() {
         .check_relay_proofs(&shard2.store, &shard2.env(), &tx)
         .is_err());
     // Nothing changed: the good batch still commits.
-    assert_eq!(
-        net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
-        None
-    );
+    assert_eq!(net.shards[2].decision(&x), None);
     let tx = net.relay(LedgerCall::AtomixBatch(Box::new(good)));
     net.shards[2].commit(&[tx]);
-    assert_eq!(
-        net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
-        Some(Decision::Committed)
-    );
+    assert_eq!(net.shards[2].decision(&x), Some(Decision::Committed));
 }
 
 /// Packing cuts at the byte limit, exactly, and carries each block once per batch.
@@ -760,10 +750,7 @@ fn atomix_pack_keeps_batches_under_the_byte_limit() {
         .collect();
     net.shards[2].commit(&txs);
     for x in &xs {
-        assert_eq!(
-            net.shards[2].read::<Decision>(&atomix::decided_key(&x.id())),
-            Some(Decision::Committed)
-        );
+        assert_eq!(net.shards[2].decision(x), Some(Decision::Committed));
     }
 }
 

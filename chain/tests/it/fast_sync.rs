@@ -65,6 +65,28 @@ impl Net {
         net
     }
 
+    /// Starts a replica (not a committee member) on `db`, a store restored
+    /// from the snapshot at height `at`, and runs until everyone is `more`
+    /// heights past the current top; returns that height.
+    fn join(&mut self, db: sled::Db, seed: u64, at: u64, more: u64) -> u64 {
+        let genesis = genesis();
+        let joiner = Replica::open(
+            &db,
+            Keypair::from_seed("fast-sync-joiner", seed),
+            Runtime::new(genesis.params.clone()),
+            &genesis,
+            ReplicaConfig::default(),
+            self.now,
+        )
+        .expect("open the restored store");
+        assert_eq!(joiner.height(), at + 1, "starts right after the snapshot");
+        self.replicas.push(joiner);
+        self.dbs.push(db);
+        let target = self.replicas[0].height() + more;
+        self.run_until(|rs| rs.iter().all(|r| r.height() >= target));
+        target
+    }
+
     fn route(&mut self, from: usize, outputs: Vec<Output>) {
         for out in outputs {
             match out {
@@ -199,21 +221,7 @@ fn a_new_node_restores_an_epoch_snapshot_and_catches_up() {
     )
     .is_err());
     drop(store);
-    let genesis = genesis();
-    let joiner = Replica::open(
-        &db,
-        Keypair::from_seed("fast-sync-joiner", 0),
-        Runtime::new(genesis.params.clone()),
-        &genesis,
-        ReplicaConfig::default(),
-        net.now,
-    )
-    .expect("open the restored store");
-    assert_eq!(joiner.height(), at + 1);
-    net.replicas.push(joiner);
-    net.dbs.push(db);
-    let target = net.replicas[0].height() + 3;
-    net.run_until(|rs| rs.iter().all(|r| r.height() >= target));
+    let target = net.join(db, 0, at, 3);
     let h = target - 1;
     let root = |r: &Replica| {
         r.store()
@@ -342,20 +350,7 @@ fn fast_sync_over_messages_survives_a_bad_chunk_and_falls_back_without_snapshots
     let at = fs.height().expect("adopted");
     let db = open_db(&net.dir.path().join("joiner"));
     fs.restore(&db).expect("restore");
-    let replica = Replica::open(
-        &db,
-        Keypair::from_seed("fast-sync-joiner", 1),
-        Runtime::new(genesis.params.clone()),
-        &genesis,
-        ReplicaConfig::default(),
-        net.now,
-    )
-    .expect("open");
-    assert_eq!(replica.height(), at + 1);
-    net.replicas.push(replica);
-    net.dbs.push(db);
-    let target = net.replicas[0].height() + 2;
-    net.run_until(|rs| rs.iter().all(|r| r.height() >= target));
+    net.join(db, 1, at, 2);
 
     // An offer whose certificate is forged is refused with a typed error.
     let source = net.replicas[0].store();

@@ -59,6 +59,35 @@ fn a_run_is_a_function_of_its_seed() {
     assert_ne!(a.trace, c.trace, "seeds 7 and 8 ran the same chain");
 }
 
+/// A whole sharded network (relayers, Atomix batches, fast sync) replays too.
+#[test]
+fn a_sharded_run_is_a_function_of_its_seed() {
+    let cfg = SimConfig {
+        shards: 2,
+        ..config(Faults::all())
+    };
+    let (a, b) = (run(11, &cfg), run(11, &cfg));
+    assert_eq!(a.trace, b.trace);
+    assert_eq!(
+        (
+            a.finalized,
+            a.messages,
+            a.cross_started,
+            a.cross_committed,
+            a.fast_syncs,
+            a.forged_chunks
+        ),
+        (
+            b.finalized,
+            b.messages,
+            b.cross_started,
+            b.cross_committed,
+            b.fast_syncs,
+            b.forged_chunks
+        )
+    );
+}
+
 #[test]
 fn a_fault_free_run_finalizes_steadily() {
     let r = run(1, &config(Faults::default()));
