@@ -187,19 +187,7 @@ impl FastSync {
                 h.epoch
             ))
         })?;
-        if offer.cert.block != h.hash() || offer.cert.height != h.height {
-            return Err(ChainError::InvalidCertificate(
-                "the certificate is not of the snapshot's block".into(),
-            ));
-        }
-        offer.cert.verify(&self.chain_id, self.shard, committee)?;
-        let m = &offer.manifest;
-        if (m.shard, m.height, m.state_root) != (h.shard, h.height, h.state_root) {
-            return Err(ChainError::Snapshot(
-                "the manifest is not of the offered block".into(),
-            ));
-        }
-        m.verify()?;
+        offer.manifest.verify_certified(h, &offer.cert, committee)?;
         Ok(committee.clone())
     }
 

@@ -1435,12 +1435,13 @@ impl<'a> Sim<'a> {
             .map(|j| PeerId(j as u64))
             .collect();
         let now = self.now;
-        let Some(fs) = self.nodes[i].syncing.get_mut(&shard) else {
+        let Some(mut fs) = self.nodes[i].syncing.remove(&shard) else {
             return Ok(());
         };
         match fs.progress() {
             Progress::Running => {
                 let out = fs.tick(now, &peers);
+                self.nodes[i].syncing.insert(shard, fs);
                 for (p, m) in out {
                     self.send(i, p.0 as usize, shard, m);
                 }
@@ -1448,7 +1449,6 @@ impl<'a> Sim<'a> {
                 Ok(())
             }
             Progress::Complete => {
-                let fs = self.nodes[i].syncing.remove(&shard).expect("syncing");
                 self.report.refused_chunks += fs.refused;
                 let db = open_db(&self.nodes[i].dir.join(format!("shard-{shard}")))?;
                 fs.restore(&db)?;
@@ -1456,7 +1456,6 @@ impl<'a> Sim<'a> {
                 self.start_replica(i, shard, &db)
             }
             Progress::NoSnapshot => {
-                let fs = self.nodes[i].syncing.remove(&shard).expect("syncing");
                 self.report.refused_chunks += fs.refused;
                 self.report.fast_sync_fallbacks += 1;
                 let db = open_db(&self.nodes[i].dir.join(format!("shard-{shard}")))?;

@@ -613,26 +613,7 @@ impl StateStore {
                 "the data directory already holds a chain; restore into an empty one".into(),
             ));
         }
-        if cert.block != header.hash() || cert.height != header.height {
-            return Err(ChainError::InvalidCertificate(
-                "the certificate is not of the snapshot's block".into(),
-            ));
-        }
-        cert.verify(&header.chain_id, header.shard, committee)?;
-        if (manifest.shard, manifest.height, manifest.state_root)
-            != (header.shard, header.height, header.state_root)
-        {
-            return Err(ChainError::Snapshot(format!(
-                "the manifest is of shard {} height {} root {}, the block of shard {} height {} root {}",
-                manifest.shard,
-                manifest.height,
-                manifest.state_root,
-                header.shard,
-                header.height,
-                header.state_root
-            )));
-        }
-        manifest.verify()?;
+        manifest.verify_certified(header, cert, committee)?;
         let mut seen = vec![false; manifest.chunks.len()];
         for c in chunks {
             c.verify(manifest)?;

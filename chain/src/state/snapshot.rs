@@ -9,6 +9,7 @@
 
 use super::smt::SubtreeRoot;
 use super::{smt_key, smt_value};
+use crate::block::{BlockHeader, CommitCertificate, Committee};
 use crate::error::{ChainError, Result};
 use crate::hash::Hash;
 use crate::types::{Height, ShardId};
@@ -102,6 +103,32 @@ fn bad(m: String) -> ChainError {
 }
 
 impl SnapshotManifest {
+    /// This manifest is of block `header`, which `cert` finalizes under
+    /// `committee` (whom the caller's light client trusts for the header's
+    /// shard and epoch), and its chunk roots make the header's state root.
+    pub fn verify_certified(
+        &self,
+        header: &BlockHeader,
+        cert: &CommitCertificate,
+        committee: &Committee,
+    ) -> Result<()> {
+        if cert.block != header.hash() || cert.height != header.height {
+            return Err(ChainError::InvalidCertificate(
+                "the certificate is not of the snapshot's block".into(),
+            ));
+        }
+        cert.verify(&header.chain_id, header.shard, committee)?;
+        if (self.shard, self.height, self.state_root)
+            != (header.shard, header.height, header.state_root)
+        {
+            return Err(bad(format!(
+                "the manifest is of shard {} height {} root {}, the block of shard {} height {} root {}",
+                self.shard, self.height, self.state_root, header.shard, header.height, header.state_root
+            )));
+        }
+        self.verify()
+    }
+
     /// The chunk roots combine to the manifest's state root (which the caller
     /// checks against a certified header).
     pub fn verify(&self) -> Result<()> {

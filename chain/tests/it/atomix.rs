@@ -296,6 +296,21 @@ fn transfer(
     }
 }
 
+/// A commit step for each single-input transfer, proven by its lock in `c`.
+fn commit_steps(
+    c: &Certified,
+    xs: &[CrossTransfer],
+    locks: &[SignedTransaction],
+) -> Vec<atomix::Step> {
+    xs.iter()
+        .zip(locks)
+        .map(|(x, l)| atomix::Step::Commit {
+            x: x.clone(),
+            proofs: vec![c.proof_of(l)],
+        })
+        .collect()
+}
+
 fn outcome(c: &Certified, tx: &SignedTransaction) -> Outcome {
     let r = c
         .receipts
@@ -555,14 +570,7 @@ fn atomix_batches_share_proofs_and_skip_what_already_applied() {
     let alone = net.commit_tx(&xs[0], vec![cl.proof_of(&locks[0])]);
     let c_alone = net.shards[2].commit(std::slice::from_ref(&alone));
 
-    let steps: Vec<atomix::Step> = xs
-        .iter()
-        .zip(&locks)
-        .map(|(x, l)| atomix::Step::Commit {
-            x: x.clone(),
-            proofs: vec![cl.proof_of(l)],
-        })
-        .collect();
+    let steps = commit_steps(&cl, &xs, &locks);
     let batches = RelayBatch::pack(steps, 60_000);
     assert_eq!(batches.len(), 1);
     assert_eq!((batches[0].blocks.len(), batches[0].receipts.len()), (1, 3));
@@ -727,14 +735,7 @@ fn atomix_pack_keeps_batches_under_the_byte_limit() {
         .collect();
     let locks: Vec<SignedTransaction> = xs.iter().map(|x| net.lock_tx(&a, x, 0)).collect();
     let cl = net.shards[1].commit(&locks);
-    let steps: Vec<atomix::Step> = xs
-        .iter()
-        .zip(&locks)
-        .map(|(x, l)| atomix::Step::Commit {
-            x: x.clone(),
-            proofs: vec![cl.proof_of(l)],
-        })
-        .collect();
+    let steps = commit_steps(&cl, &xs, &locks);
     let max = 8_000;
     let batches = RelayBatch::pack(steps, max);
     assert!(batches.len() > 1);

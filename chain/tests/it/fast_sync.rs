@@ -196,30 +196,23 @@ fn a_new_node_restores_an_epoch_snapshot_and_catches_up() {
 
     // The real restore, then the node joins and syncs the later blocks.
     let db = open_db(&dir.join("joiner"));
-    let store = StateStore::restore(
-        &db,
-        genesis_hash,
-        &committee,
-        &header,
-        &cert,
-        &manifest,
-        &chunks,
-    )
-    .expect("restore");
+    let restore = |db: &sled::Db| {
+        StateStore::restore(
+            db,
+            genesis_hash,
+            &committee,
+            &header,
+            &cert,
+            &manifest,
+            &chunks,
+        )
+    };
+    let store = restore(&db).expect("restore");
     assert_eq!(store.state_root(), header.state_root);
     assert_eq!(store.base().expect("base"), at + 1);
     assert!(store.block(1).expect("read").is_none(), "no old bodies");
     // Restoring over it again is refused.
-    assert!(StateStore::restore(
-        &db,
-        genesis_hash,
-        &committee,
-        &header,
-        &cert,
-        &manifest,
-        &chunks
-    )
-    .is_err());
+    assert!(restore(&db).is_err());
     drop(store);
     let target = net.join(db, 0, at, 3);
     let h = target - 1;
