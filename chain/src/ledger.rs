@@ -13,10 +13,11 @@ use crate::hash::{hash_value, tag, Hash};
 use crate::light_client::{CertCache, EpochChange};
 use crate::module::{CallContext, Module};
 use crate::pvss::{Dealing, DecryptedShare, DleqProof, PvssPublicKey};
+use crate::shard::BEACON;
 use crate::state::StateRead;
 use crate::tx::ModuleId;
-use crate::types::ChainId;
 use crate::types::{Amount, Epoch, PPM};
+use crate::types::{ChainId, ShardId};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 /// Upper bound on an encoded ledger call (a randomness dealing is the largest).
@@ -275,6 +276,20 @@ fn set_validator(ctx: &mut CallContext<'_, '_>, a: &Address, bonded: bool) -> Re
     ctx.put(K_VALIDATORS, &set)
 }
 
+/// Whether `who` is on `shard`'s committee in the beacon's latest epoch or
+/// the one before (evidence from an account shard arrives within that).
+fn recent_member(ctx: &CallContext<'_, '_>, shard: ShardId, who: &Address) -> Result<bool> {
+    let latest = crate::light_client::latest_epoch(ctx.state())?;
+    for e in [latest, latest.saturating_sub(1)] {
+        if let Some(info) = crate::light_client::read_epoch(ctx.state(), e)? {
+            if info.committee(shard)?.is_member(who) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
 fn validators_of(ctx: &CallContext<'_, '_>) -> Result<Vec<Address>> {
     Ok(ctx.get(K_VALIDATORS)?.unwrap_or_default())
 }
@@ -400,18 +415,34 @@ impl LedgerModule {
                         (&a.proposal.chain_id, a.proposal.shard, a.proposal.height)
                     }
                 };
-                if shard != ctx.env.shard {
+                // Stakes live on the beacon, so evidence is judged there,
+                // for an offence on any shard.
+                if ctx.env.shard != BEACON {
+                    return Err(ChainError::WrongShard {
+                        expected: BEACON,
+                        got: ctx.env.shard,
+                    });
+                }
+                if shard > ctx.params.shards {
                     return Err(ChainError::WrongShard {
                         expected: ctx.env.shard,
                         got: shard,
                     });
                 }
-                // Evidence counts while the offender's stake is surely still
-                // slashable: within one unbonding period of the offence.
-                if height.saturating_add(ctx.params.unbonding_blocks) < ctx.env.height {
+                if shard == BEACON {
+                    // Evidence counts while the offender's stake is surely
+                    // still slashable: within one unbonding period.
+                    if height.saturating_add(ctx.params.unbonding_blocks) < ctx.env.height {
+                        return Err(ChainError::InvalidEvidence(format!(
+                            "the offence at height {height} is older than the unbonding period ({} blocks)",
+                            ctx.params.unbonding_blocks
+                        )));
+                    }
+                } else if !recent_member(ctx, shard, &offender)? {
+                    // Another shard's heights mean nothing here; what the
+                    // beacon knows is who sat on that shard's committee.
                     return Err(ChainError::InvalidEvidence(format!(
-                        "the offence at height {height} is older than the unbonding period ({} blocks)",
-                        ctx.params.unbonding_blocks
+                        "{offender} is not on shard {shard}'s committee in this or the last epoch"
                     )));
                 }
                 if chain_id != &ctx.env.chain_id {

@@ -135,6 +135,11 @@ pub enum Output {
     Broadcast(Arc<Message>),
     Send(PeerId, Arc<Message>),
     Committed(Arc<CommittedBlock>),
+    /// Equivocation seen on an account shard. Stakes live on the beacon, so
+    /// the driver carries it there: any beacon replica takes it with
+    /// [`Replica::report_evidence`] (evidence proves itself; who submits it
+    /// does not matter).
+    Evidence(Arc<Evidence>),
 }
 
 /// Everything a replica must remember across a crash to stay safe: what it
@@ -957,6 +962,20 @@ impl Replica {
         Ok(())
     }
 
+    /// On the beacon: submits evidence another shard's replica observed
+    /// (see [`Output::Evidence`]) as this validator's evidence transaction.
+    pub fn report_evidence(&mut self, ev: &Evidence, now: TimeMs) -> Result<Vec<Output>> {
+        self.now = self.now.max(now);
+        if self.runtime.shard() != crate::shard::BEACON {
+            return Err(ChainError::WrongShard {
+                expected: crate::shard::BEACON,
+                got: self.runtime.shard(),
+            });
+        }
+        self.report(ev.clone())?;
+        Ok(self.drain())
+    }
+
     /// Turns observed equivocation into an evidence transaction from this validator.
     fn report(&mut self, ev: Evidence) -> Result<()> {
         let (offender, key) = ev.verify()?;
@@ -964,9 +983,8 @@ impl Replica {
             return Ok(());
         }
         if self.runtime.shard() != crate::shard::BEACON {
-            // Stakes live on the beacon; evidence seen on an account shard is
-            // not yet carried there (a known gap, docs/protocol.md).
-            tracing::debug!(%offender, shard = self.runtime.shard(), "equivocation observed on an account shard; evidence not relayed");
+            tracing::info!(%offender, shard = self.runtime.shard(), "equivocation observed; evidence goes to the beacon");
+            self.outputs.push(Output::Evidence(Arc::new(ev)));
             return Ok(());
         }
         tracing::info!(%offender, "equivocation observed; submitting evidence");

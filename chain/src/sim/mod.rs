@@ -186,6 +186,8 @@ pub struct SimReport {
     pub cross_started: u64,
     pub cross_committed: u64,
     pub cross_refunded: u64,
+    /// Equivocation seen on account shards and carried to the beacon.
+    pub evidence_relayed: u64,
     /// Replicas that started from a peer's epoch snapshot instead of genesis.
     pub fast_syncs: u64,
     /// Fast syncs that found no snapshot (the shard's first epoch) and
@@ -847,6 +849,11 @@ impl<'a> Sim<'a> {
                         self.send(from, to, shard, msg);
                     }
                 }
+                Output::Evidence(ev) => {
+                    if !self.is_byzantine(from, shard) {
+                        self.carry_evidence(from, &ev)?;
+                    }
+                }
                 Output::Committed(cb) => {
                     if shard == BEACON {
                         // A new epoch may have made this member (not) Byzantine.
@@ -865,6 +872,27 @@ impl<'a> Sim<'a> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Node `from` saw equivocation on an account shard: its own beacon
+    /// replica, or the first live node's that runs one, submits the evidence
+    /// on the beacon, where stakes live.
+    fn carry_evidence(&mut self, from: usize, ev: &crate::ledger::Evidence) -> Result<()> {
+        let to = std::iter::once(from)
+            .chain(0..self.nodes.len())
+            .find(|&j| self.nodes[j].up && self.nodes[j].replicas.contains_key(&BEACON));
+        let Some(to) = to else {
+            return Ok(());
+        };
+        let now = self.now;
+        let Some(r) = self.nodes[to].replicas.get_mut(&BEACON) else {
+            return Ok(());
+        };
+        let out = r.report_evidence(ev, now)?;
+        self.report.evidence_relayed += 1;
+        self.route(to, BEACON, out)?;
+        self.schedule_tick(to, BEACON);
         Ok(())
     }
 

@@ -15,6 +15,7 @@ use ios_chain::block::{
 use ios_chain::committee;
 use ios_chain::crypto::{Address, Keypair};
 use ios_chain::execute::{total_supply, Mode, Runtime};
+use ios_chain::ledger::Evidence;
 use ios_chain::ledger::{LedgerCall, LedgerModule};
 use ios_chain::module::BlockEnv;
 use ios_chain::params::Genesis;
@@ -777,4 +778,53 @@ fn cert_cache_remembers_only_what_verified() {
     assert!(cache.verify(chain_id, 1, &committee, &bad).is_err());
     assert!(cache.verify(chain_id, 2, &committee, &cl.cert).is_err());
     assert_eq!(cache.len(), 1);
+}
+
+/// Equivocation on an account shard is judged on the beacon, where stakes
+/// live: the offender, on that shard's committee, is slashed and jailed
+/// there; the account shard refuses evidence; a signer who is not on the
+/// shard's committee is not slashed for that shard's votes.
+#[test]
+fn account_shard_equivocation_is_slashed_on_the_beacon() {
+    let mut net = Net::new();
+    let chain_id = net.genesis.params.chain_id.clone();
+    let offender = net.shards[1].committee_keys[0].clone();
+    let outsider = net.shards[2].committee_keys[0].clone();
+    let evidence = |k: &Keypair| {
+        let vote = |b: u8| {
+            let v = Vote {
+                chain_id: chain_id.clone(),
+                shard: 1,
+                height: 5,
+                round: 0,
+                kind: VoteKind::Precommit,
+                block: Some(ios_chain::hash::Hash([b; 32])),
+            };
+            SignedVote::new(v, k)
+        };
+        LedgerModule::call(&LedgerCall::Evidence(Box::new(Evidence::DuplicateVote {
+            a: vote(1),
+            b: vote(2),
+        })))
+    };
+    // A validator (funded on the beacon) reports; a user reports on shard 1.
+    let reporter = net.shards[0].committee_keys[0].clone();
+    let user = net.user(1, 0);
+    let on_shard = sign_call(&user, &chain_id, 0, FEE, 1_000, evidence(&offender));
+    assert_eq!(net.shards[1].check(&on_shard).unwrap_err(), "wrong_shard");
+    let outsider_tx = sign_call(&reporter, &chain_id, 0, FEE, 1_000, evidence(&outsider));
+    assert_eq!(
+        net.shards[0].check(&outsider_tx).unwrap_err(),
+        "invalid_evidence"
+    );
+    let before =
+        committee::read_account(&net.shards[0].store, &offender.address()).expect("account");
+    assert!(before.stake > 0 && !before.jailed);
+    let tx = sign_call(&reporter, &chain_id, 0, FEE, 1_000, evidence(&offender));
+    assert_eq!(net.shards[0].check(&tx), Ok(()));
+    net.shards[0].commit(&[tx]);
+    let after =
+        committee::read_account(&net.shards[0].store, &offender.address()).expect("account");
+    assert!(after.stake < before.stake, "slashed");
+    assert!(after.jailed && after.reputation == 0);
 }

@@ -72,7 +72,7 @@ fn route(queue: &mut VecDeque<(usize, usize, Arc<Message>)>, from: usize, output
                 .filter(|&to| to != from)
                 .for_each(|to| queue.push_back((from, to, msg.clone()))),
             Output::Send(PeerId(to), msg) => queue.push_back((from, to as usize, msg)),
-            Output::Committed(_) => {}
+            Output::Committed(_) | Output::Evidence(_) => {}
         }
     }
 }

@@ -96,7 +96,7 @@ impl Net {
                     }
                 }
                 Output::Send(PeerId(to), msg) => self.queue.push_back((from, to as usize, msg)),
-                Output::Committed(_) => {}
+                Output::Committed(_) | Output::Evidence(_) => {}
             }
         }
     }

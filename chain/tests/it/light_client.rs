@@ -78,6 +78,7 @@ fn beacon_epoch_change(genesis: &Genesis) -> EpochChange {
                     .for_each(|to| queue.push_back((from, to, msg.clone()))),
                 Output::Send(PeerId(to), msg) => queue.push_back((from, to as usize, msg)),
                 Output::Committed(cb) => change = change.or(cb.epoch_change.clone()),
+                Output::Evidence(_) => {}
             }
         }
         change

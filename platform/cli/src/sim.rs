@@ -114,7 +114,7 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
     let mut epochs = 0;
     let (mut shard_epoch_changes, mut relays_dropped) = (0, 0);
     let (mut cross_started, mut cross_committed, mut cross_refunded, mut forged) = (0, 0, 0, 0);
-    let (mut fast_syncs, mut forged_chunks) = (0, 0);
+    let (mut fast_syncs, mut forged_chunks, mut evidence_relayed) = (0, 0, 0);
     let replay = |seed: u64| {
         format!(
             "ios sim --seed {seed} --shards {} --validators {} --faults {} --run-ms {} --heal-ms {} --load-tps {} --min-progress {}",
@@ -139,6 +139,7 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
                 cross_refunded += rep.cross_refunded;
                 forged += rep.forged_proofs;
                 fast_syncs += rep.fast_syncs;
+                evidence_relayed += rep.evidence_relayed;
                 forged_chunks += rep.forged_chunks;
                 txs += rep.txs;
                 crashes += rep.crashes as u64;
@@ -157,8 +158,8 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
                 }
                 if seeds.len() == 1 {
                     println!(
-                        "sim: seed={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} forged_proofs={} cross_started={} cross_committed={} cross_refunded={} fast_syncs={} fast_sync_fallbacks={} forged_chunks={} refused_chunks={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
-                        rep.seed, rep.finalized, rep.epochs, rep.shard_epoch_changes, rep.relays_dropped, rep.forged_proofs, rep.cross_started, rep.cross_committed, rep.cross_refunded, rep.fast_syncs, rep.fast_sync_fallbacks, rep.forged_chunks, rep.refused_chunks, rep.txs, rep.failed_receipts, rep.rejected_submissions,
+                        "sim: seed={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} forged_proofs={} cross_started={} cross_committed={} cross_refunded={} fast_syncs={} fast_sync_fallbacks={} forged_chunks={} refused_chunks={} evidence_relayed={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
+                        rep.seed, rep.finalized, rep.epochs, rep.shard_epoch_changes, rep.relays_dropped, rep.forged_proofs, rep.cross_started, rep.cross_committed, rep.cross_refunded, rep.fast_syncs, rep.fast_sync_fallbacks, rep.forged_chunks, rep.refused_chunks, rep.evidence_relayed, rep.txs, rep.failed_receipts, rep.rejected_submissions,
                         rep.messages, rep.dropped, rep.crashes, rep.partitions, rep.byzantine, rep.slashed, rep.trace
                     );
                 }
@@ -170,7 +171,7 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
         }
     }
     println!(
-        "sim: seeds={} violations={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} cross_started={} cross_committed={} cross_refunded={} forged_proofs={} fast_syncs={} forged_chunks={} txs={} crashes={} partitions={} byzantine_runs={} slashed={} errors={} elapsed={:.1}s",
+        "sim: seeds={} violations={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} cross_started={} cross_committed={} cross_refunded={} forged_proofs={} fast_syncs={} forged_chunks={} evidence_relayed={} txs={} crashes={} partitions={} byzantine_runs={} slashed={} errors={} elapsed={:.1}s",
         results.len(),
         violations,
         finalized,
@@ -183,6 +184,7 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
         forged,
         fast_syncs,
         forged_chunks,
+        evidence_relayed,
         txs,
         crashes,
         partitions,

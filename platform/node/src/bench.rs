@@ -271,6 +271,8 @@ pub fn run_chain(
                     c.block.header.height,
                     c.receipts.iter().map(|r| r.tx).collect(),
                 )),
+                // One shard (the beacon) and no equivocation here.
+                Output::Evidence(_) => {}
             }
         }
     };

@@ -221,6 +221,8 @@ impl Net {
                 }
                 Output::Send(PeerId(to), m) => self.queue.push_back((to as usize, from, m)),
                 Output::Committed(c) => self.commits.push((shard, c)),
+                // Nobody equivocates in the benchmark.
+                Output::Evidence(_) => {}
             }
         }
     }

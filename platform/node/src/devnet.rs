@@ -340,6 +340,9 @@ impl NodeTask {
                         at: Instant::now(),
                     });
                 }
+                // The devnet is one chain (the beacon): its replicas submit
+                // evidence themselves and never hand it out.
+                Output::Evidence(_) => {}
             }
         }
     }
