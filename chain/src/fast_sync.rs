@@ -55,6 +55,8 @@ pub struct FastSync {
     turn: usize,
     /// Offers and chunks refused (bad certificate, manifest or chunk).
     pub refused: u64,
+    /// Adopted snapshots given up for a newer one mid-download.
+    pub superseded: u64,
 }
 
 impl FastSync {
@@ -76,7 +78,15 @@ impl FastSync {
             no_snapshot: 0,
             turn: 0,
             refused: 0,
+            superseded: 0,
         }
+    }
+
+    /// Trusts `committee` for `epoch` of this shard too (the node's light
+    /// client learned it after the sync began), so a snapshot of that epoch
+    /// can be taken.
+    pub fn trust(&mut self, epoch: Epoch, committee: Committee) {
+        self.committees.insert(epoch, committee);
     }
 
     pub fn progress(&self) -> Progress {
@@ -138,12 +148,23 @@ impl FastSync {
                 Ok(())
             }
             Message::SnapshotOffer(Some(offer)) => {
-                if self.offer.is_some() {
+                // Keep the adopted snapshot unless a newer one is offered:
+                // its holders drop it once a newer epoch's replaces it.
+                if self
+                    .offer
+                    .as_ref()
+                    .is_some_and(|(o, _)| o.manifest.height >= offer.manifest.height)
+                {
                     return Ok(());
                 }
                 match self.check_offer(offer) {
                     Ok(committee) => {
+                        if self.offer.is_some() {
+                            self.superseded += 1;
+                        }
                         self.offer = Some(((**offer).clone(), committee));
+                        self.chunks.clear();
+                        self.asked.clear();
                         Ok(())
                     }
                     Err(e) => {

@@ -549,34 +549,26 @@ impl Replica {
             }
             Message::SnapshotRequest => {
                 if self.may_serve(from) {
-                    let offer = match self.store.snapshot_heights()?.last() {
-                        Some(&h) => {
-                            self.store
-                                .snapshot_manifest(h)?
-                                .map(|(manifest, header, cert)| {
-                                    Box::new(SnapshotOffer {
-                                        manifest,
-                                        header,
-                                        cert,
-                                    })
-                                })
-                        }
-                        None => None,
-                    };
-                    self.outputs
-                        .push(Output::Send(from, Arc::new(Message::SnapshotOffer(offer))));
+                    self.offer_snapshot(from)?;
                 }
                 Ok(())
             }
             Message::ChunkRequest { height, index } => {
-                if let Some(chunk) = self.store.snapshot_chunk(*height, *index)? {
-                    self.outputs.push(Output::Send(
+                match self.store.snapshot_chunk(*height, *index)? {
+                    Some(chunk) => self.outputs.push(Output::Send(
                         from,
                         Arc::new(Message::Chunk {
                             height: *height,
                             chunk,
                         }),
-                    ));
+                    )),
+                    // That snapshot is gone (a newer epoch's replaced it):
+                    // say which one we have, so the syncing node moves on.
+                    None => {
+                        if self.may_serve(from) {
+                            self.offer_snapshot(from)?;
+                        }
+                    }
                 }
                 Ok(())
             }
@@ -606,6 +598,26 @@ impl Replica {
 
     /// At most one sync response or vote catch-up per peer and gossip
     /// interval: asking is cheap, answering is not.
+    /// Sends `to` an offer of our newest snapshot (or says we have none).
+    fn offer_snapshot(&mut self, to: PeerId) -> Result<()> {
+        let offer = match self.store.snapshot_heights()?.last() {
+            Some(&h) => self
+                .store
+                .snapshot_manifest(h)?
+                .map(|(manifest, header, cert)| {
+                    Box::new(SnapshotOffer {
+                        manifest,
+                        header,
+                        cert,
+                    })
+                }),
+            None => None,
+        };
+        self.outputs
+            .push(Output::Send(to, Arc::new(Message::SnapshotOffer(offer))));
+        Ok(())
+    }
+
     fn may_serve(&mut self, peer: PeerId) -> bool {
         if self
             .served

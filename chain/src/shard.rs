@@ -79,7 +79,9 @@ pub fn permutation<T: Clone>(items: &[T], seed: &Hash) -> Vec<T> {
 /// Members who are no longer eligible leave. Then, by the permutation seeded
 /// with `randomness`, up to `swaps` members minus those forced out rotate
 /// out of each committee and vacancies are filled from the permuted pool of
-/// validators in no committee plus those rotating out elsewhere. So a
+/// validators in no committee plus those rotating out elsewhere, one seat at
+/// a time into the smallest committee with room (so too few validators
+/// shrink every committee alike). So a
 /// committee gains at most `max(swaps, forced out)` new members per epoch,
 /// except at genesis (all `current` empty) when the committees are dealt
 /// from the permutation. A committee never takes back a member it just
@@ -130,26 +132,34 @@ pub fn assign_committees(
         .filter(|a| !taken.contains(*a))
         .copied()
         .collect();
+    // Vacancies are filled one seat at a time, always in the smallest
+    // committee that has room (ties: lowest shard), so when fewer validators
+    // are eligible than there are seats every committee shrinks alike rather
+    // than the last ones emptying. A committee prefers anyone but the members
+    // it is rotating out; those stay only if nobody else is free.
     let mut next = staying.clone();
-    for (shard, members) in next.iter_mut().enumerate() {
-        let mut room = size.saturating_sub(members.len()).min(budget[shard]);
-        let mut i = 0;
-        while room > 0 && i < pool.len() {
-            if leaving[shard].contains(&pool[i]) {
-                i += 1;
-                continue;
-            }
-            members.push(pool.remove(i));
-            room -= 1;
-        }
-        // Nobody else is free: the ones rotating out stay rather than leave a seat empty.
-        let mut i = 0;
-        while room > 0 && i < pool.len() {
-            if leaving[shard].contains(&pool[i]) {
-                members.push(pool.remove(i));
-                room -= 1;
-            } else {
-                i += 1;
+    let mut room: Vec<usize> = next
+        .iter()
+        .zip(&budget)
+        .map(|(m, b)| size.saturating_sub(m.len()).min(*b))
+        .collect();
+    for rotated_out_too in [false, true] {
+        let mut stuck: BTreeSet<usize> = BTreeSet::new();
+        while let Some(shard) = (0..next.len())
+            .filter(|s| room[*s] > 0 && !stuck.contains(s))
+            .min_by_key(|s| (next[*s].len(), *s))
+        {
+            let pick = pool
+                .iter()
+                .position(|a| !leaving[shard].contains(a) || rotated_out_too);
+            match pick {
+                Some(i) => {
+                    next[shard].push(pool.remove(i));
+                    room[shard] -= 1;
+                }
+                None => {
+                    stuck.insert(shard);
+                }
             }
         }
     }
@@ -242,6 +252,30 @@ mod tests {
         let next = assign_committees(&c, &eligible, 10, 3, &seed(4));
         assert!(next[0].iter().all(|x| !jailed.contains(x)));
         assert_eq!(next[0].len(), 10, "5 forced out are all replaced");
+    }
+
+    #[test]
+    fn too_few_validators_shrink_every_committee_alike() {
+        // 3 committees of 4, then 5 of the 12 jailed: 7 left for 12 seats.
+        let a = addrs(12);
+        let c = assign_committees(&vec![Vec::new(); 3], &a, 4, 1, &seed(5));
+        assert!(c.iter().all(|m| m.len() == 4));
+        let eligible: Vec<Address> = a[5..].to_vec();
+        let next = assign_committees(&c, &eligible, 4, 1, &seed(6));
+        let sizes: Vec<usize> = next.iter().map(Vec::len).collect();
+        assert_eq!(sizes.iter().sum::<usize>(), 7, "{sizes:?}");
+        assert!(
+            sizes.iter().all(|&n| n >= 2),
+            "a committee emptied: {sizes:?}"
+        );
+        // A committee whose members are all jailed is refilled from the
+        // others' rotation until the committees are even.
+        let c = vec![a[..4].to_vec(), a[4..8].to_vec(), a[8..12].to_vec()];
+        let mut eligible = a[..8].to_vec();
+        eligible.extend(addrs(14)[12..].iter().copied());
+        let next = assign_committees(&c, &eligible, 4, 1, &seed(8));
+        let sizes: Vec<usize> = next.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [4, 3, 3], "10 validators for 12 seats, spread");
     }
 
     proptest! {

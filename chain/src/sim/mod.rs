@@ -193,6 +193,8 @@ pub struct SimReport {
     /// Fast syncs that found no snapshot (the shard's first epoch) and
     /// started from genesis.
     pub fast_sync_fallbacks: u64,
+    /// Snapshots a syncing node gave up mid-download for a newer one.
+    pub superseded_snapshots: u64,
     /// Tampered snapshot chunks Byzantine peers served (each must be refused).
     pub forged_chunks: u64,
     /// Offers and chunks syncing nodes refused.
@@ -905,9 +907,17 @@ impl<'a> Sim<'a> {
             return Ok(());
         }
         self.epochs.insert(e, change.info.clone());
-        self.changes.insert(e, change);
+        self.changes.insert(e, change.clone());
         for s in 0..=self.cfg.shards {
             self.place_byzantine(s, e);
+        }
+        // Syncing nodes' light clients learn the new committees too.
+        for node in &mut self.nodes {
+            for (s, fs) in node.syncing.iter_mut() {
+                if let Ok(c) = change.info.committee(*s) {
+                    fs.trust(e, c.clone());
+                }
+            }
         }
         self.relay(from, e);
         self.serve_committees()
@@ -1478,6 +1488,7 @@ impl<'a> Sim<'a> {
             }
             Progress::Complete => {
                 self.report.refused_chunks += fs.refused;
+                self.report.superseded_snapshots += fs.superseded;
                 let db = open_db(&self.nodes[i].dir.join(format!("shard-{shard}")))?;
                 fs.restore(&db)?;
                 self.report.fast_syncs += 1;

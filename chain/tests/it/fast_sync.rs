@@ -369,3 +369,87 @@ fn fast_sync_over_messages_survives_a_bad_chunk_and_falls_back_without_snapshots
     ));
     assert_eq!(other.height(), None);
 }
+
+#[test]
+fn a_sync_whose_snapshot_is_replaced_mid_download_moves_to_the_newer_one() {
+    let mut net = Net::new(ReplicaConfig::default());
+    let genesis = genesis();
+    let joiner = net.replicas.len() as u64;
+    let peers: Vec<PeerId> = (0..VALIDATORS as u64).map(PeerId).collect();
+    // One round: every request the sync makes, answered by the replicas.
+    let exchange = |net: &mut Net, fs: &mut FastSync| {
+        let now = net.now;
+        for (to, msg) in fs.tick(now, &peers) {
+            let outs = net.replicas[to.0 as usize]
+                .handle(PeerId(joiner), &msg, now)
+                .expect("serve");
+            for out in outs {
+                if let Output::Send(_, reply) = out {
+                    let _ = fs.handle(to, &reply);
+                }
+            }
+        }
+        net.now += RETRY_MS;
+    };
+
+    net.run_until(|rs| rs.iter().all(|r| r.committee().epoch >= 1));
+    let known = |store: &StateStore, upto: u64| {
+        (0..=upto)
+            .map(|e| (e, committee_of(store, e)))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let mut fs = FastSync::new(
+        0,
+        genesis.params.chain_id.clone(),
+        genesis.hash(),
+        known(net.replicas[0].store(), 1),
+    );
+    // The offers arrive; the chunks are not asked for yet.
+    let now = net.now;
+    for (to, msg) in fs.tick(now, &peers) {
+        let outs = net.replicas[to.0 as usize]
+            .handle(PeerId(joiner), &msg, now)
+            .expect("serve");
+        for out in outs {
+            if let Output::Send(_, reply) = out {
+                fs.handle(to, &reply).expect("a good offer");
+            }
+        }
+    }
+    net.now += RETRY_MS;
+    let first = fs.height().expect("adopted");
+
+    // Two more epoch boundaries: every replica drops that snapshot (it keeps two).
+    net.run_until(|rs| rs.iter().all(|r| r.committee().epoch >= 3));
+    assert!(!net.replicas[0]
+        .store()
+        .snapshot_heights()
+        .expect("heights")
+        .contains(&first));
+
+    // Asked for a chunk it no longer has, a replica offers its newest
+    // snapshot; that one is of an epoch this light client has not learned.
+    exchange(&mut net, &mut fs);
+    assert_eq!(
+        fs.height(),
+        Some(first),
+        "an unknown epoch's offer is refused"
+    );
+    assert!(fs.refused > 0);
+    let latest = ios_chain::light_client::latest_epoch(net.replicas[0].store()).expect("latest");
+    for (e, c) in known(net.replicas[0].store(), latest) {
+        fs.trust(e, c);
+    }
+    let mut rounds = 0;
+    while fs.progress() == Progress::Running {
+        rounds += 1;
+        assert!(rounds < 20, "fast sync did not finish");
+        exchange(&mut net, &mut fs);
+    }
+    assert_eq!(fs.superseded, 1);
+    let at = fs.height().expect("adopted");
+    assert!(at > first);
+    let db = open_db(&net.dir.path().join("joiner"));
+    fs.restore(&db).expect("restore");
+    net.join(db, 2, at, 2);
+}

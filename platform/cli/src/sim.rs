@@ -158,8 +158,8 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
                 }
                 if seeds.len() == 1 {
                     println!(
-                        "sim: seed={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} forged_proofs={} cross_started={} cross_committed={} cross_refunded={} fast_syncs={} fast_sync_fallbacks={} forged_chunks={} refused_chunks={} evidence_relayed={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
-                        rep.seed, rep.finalized, rep.epochs, rep.shard_epoch_changes, rep.relays_dropped, rep.forged_proofs, rep.cross_started, rep.cross_committed, rep.cross_refunded, rep.fast_syncs, rep.fast_sync_fallbacks, rep.forged_chunks, rep.refused_chunks, rep.evidence_relayed, rep.txs, rep.failed_receipts, rep.rejected_submissions,
+                        "sim: seed={} finalized={} epochs={} shard_epoch_changes={} relays_dropped={} forged_proofs={} cross_started={} cross_committed={} cross_refunded={} fast_syncs={} fast_sync_fallbacks={} superseded_snapshots={} forged_chunks={} refused_chunks={} evidence_relayed={} txs={} failed_receipts={} rejected={} messages={} dropped={} crashes={} partitions={} byzantine={} slashed={} trace={}",
+                        rep.seed, rep.finalized, rep.epochs, rep.shard_epoch_changes, rep.relays_dropped, rep.forged_proofs, rep.cross_started, rep.cross_committed, rep.cross_refunded, rep.fast_syncs, rep.fast_sync_fallbacks, rep.superseded_snapshots, rep.forged_chunks, rep.refused_chunks, rep.evidence_relayed, rep.txs, rep.failed_receipts, rep.rejected_submissions,
                         rep.messages, rep.dropped, rep.crashes, rep.partitions, rep.byzantine, rep.slashed, rep.trace
                     );
                 }
