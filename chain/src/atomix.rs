@@ -24,7 +24,7 @@
 use crate::block::{BlockHeader, CommitCertificate, Receipt, ReceiptStatus};
 use crate::crypto::Address;
 use crate::error::{ChainError, Result};
-use crate::hash::{hash_value, tag, verify_merkle_path, Hash, MerklePath};
+use crate::hash::{hash_value, tag, verify_merkle_path, Hash, MerkleMultiProof, MerklePath};
 use crate::light_client::CertCache;
 use crate::module::CallContext;
 use crate::state::StateRead;
@@ -243,6 +243,36 @@ impl<'a> ProvenReceipt<'a> {
                 "the receipt is not in the block's receipts".into(),
             ));
         }
+        Self::of_included(block, receipt)
+    }
+
+    /// Checks several receipts of one certified block, `(index, receipt)`
+    /// in any order, against one multi-proof; returns them in that order.
+    pub fn check_many(
+        block: Certified<'a>,
+        receipts: &[(u32, &Receipt)],
+        proof: &MerkleMultiProof,
+    ) -> Result<Vec<ProvenReceipt<'a>>> {
+        let mut leaves: Vec<(u32, Hash)> = receipts.iter().map(|(i, r)| (*i, r.hash())).collect();
+        leaves.sort_by_key(|(i, _)| *i);
+        if leaves.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(ChainError::Proof(
+                "a batch carries two receipts at one index of a block".into(),
+            ));
+        }
+        if proof.root(&leaves) != Some(block.header().receipts_root) {
+            return Err(ChainError::Proof(
+                "the receipts are not in the block's receipts".into(),
+            ));
+        }
+        receipts
+            .iter()
+            .map(|(_, r)| Self::of_included(block, r))
+            .collect()
+    }
+
+    /// A receipt known to be in `block`: it must be a success.
+    fn of_included(block: Certified<'a>, receipt: &Receipt) -> Result<ProvenReceipt<'a>> {
         if receipt.status != ReceiptStatus::Success {
             return Err(ChainError::Atomix(
                 "the proven receipt is of a failed call".into(),
@@ -290,12 +320,22 @@ pub const MAX_BATCH_BLOCKS: usize = 64;
 /// Most receipts one [`RelayBatch`] carries.
 pub const MAX_BATCH_RECEIPTS: usize = 512;
 
-/// A receipt of block `block` of a [`RelayBatch`], with its Merkle path.
+/// Receipt `index` of block `block` of a [`RelayBatch`] (proven by that
+/// block's multi-proof).
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct ReceiptRef {
     pub block: u32,
+    pub index: u32,
     pub receipt: Receipt,
-    pub path: MerklePath,
+}
+
+/// A certified block of a [`RelayBatch`], with one multi-proof of all the
+/// batch's receipts from it against its `receipts_root`.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct BatchBlock {
+    pub header: BlockHeader,
+    pub cert: CommitCertificate,
+    pub receipts: MerkleMultiProof,
 }
 
 /// One Atomix step of a batch; proofs are indexes into the batch's receipts.
@@ -323,7 +363,7 @@ pub enum BatchStep {
 /// `LedgerCall::AtomixBatch`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct RelayBatch {
-    pub blocks: Vec<(BlockHeader, CommitCertificate)>,
+    pub blocks: Vec<BatchBlock>,
     pub receipts: Vec<ReceiptRef>,
     pub steps: Vec<BatchStep>,
 }
@@ -347,9 +387,10 @@ pub enum Step {
 
 impl RelayBatch {
     /// Packs steps into batches of at most `max_bytes` encoded bytes (and
-    /// the step, block and receipt limits), each certified block and each
-    /// receipt carried once per batch.
-    pub fn pack(steps: Vec<Step>, max_bytes: usize) -> Vec<RelayBatch> {
+    /// the step, block and receipt limits), each certified block carried
+    /// once per batch with one multi-proof of its receipts, each receipt
+    /// once. Fails only if two proofs of one block disagree on its tree.
+    pub fn pack(steps: Vec<Step>, max_bytes: usize) -> Result<Vec<RelayBatch>> {
         let mut out: Vec<RelayBatch> = Vec::new();
         let mut b = Packer::new();
         for step in steps {
@@ -366,7 +407,7 @@ impl RelayBatch {
                     || b.batch.receipts.len() + new_receipts > MAX_BATCH_RECEIPTS
                     || b.bytes + added + step_bytes > max_bytes);
             if full {
-                out.push(std::mem::replace(&mut b, Packer::new()).batch);
+                out.push(std::mem::replace(&mut b, Packer::new()).finish()?);
             }
             let batch_step = match step {
                 Step::Commit { x, proofs } => BatchStep::Commit {
@@ -384,18 +425,76 @@ impl RelayBatch {
             b.batch.steps.push(batch_step);
         }
         if !b.batch.steps.is_empty() {
-            out.push(b.batch);
+            out.push(b.finish()?);
         }
-        out
+        Ok(out)
+    }
+
+    /// The steps again with self-contained proofs (each receipt's path
+    /// recovered from its block's multi-proof), so a relayer can re-split a
+    /// batch. Fails if a reference or a multi-proof does not fit.
+    pub fn into_steps(self) -> Result<Vec<Step>> {
+        let mut leaves: Vec<Vec<(u32, Hash)>> = vec![Vec::new(); self.blocks.len()];
+        for r in &self.receipts {
+            leaves
+                .get_mut(r.block as usize)
+                .ok_or_else(|| bad_ref("block", r.block, self.blocks.len()))?
+                .push((r.index, r.receipt.hash()));
+        }
+        let mut paths: BTreeMap<(u32, u32), MerklePath> = BTreeMap::new();
+        for (i, (block, mut l)) in self.blocks.iter().zip(leaves).enumerate() {
+            l.sort_by_key(|(index, _)| *index);
+            l.dedup_by_key(|(index, _)| *index);
+            let got = block.receipts.paths(&l).ok_or_else(|| {
+                ChainError::Proof(format!("block {i}'s multi-proof does not fit its receipts"))
+            })?;
+            paths.extend(got.into_iter().map(|p| ((i as u32, p.index), p)));
+        }
+        let full = |i: u32| -> Result<ReceiptProof> {
+            let r = self
+                .receipts
+                .get(i as usize)
+                .ok_or_else(|| bad_ref("receipt", i, self.receipts.len()))?;
+            let block = &self.blocks[r.block as usize];
+            Ok(ReceiptProof {
+                header: block.header.clone(),
+                cert: block.cert.clone(),
+                receipt: r.receipt.clone(),
+                path: paths[&(r.block, r.index)].clone(),
+            })
+        };
+        self.steps
+            .iter()
+            .map(|s| {
+                Ok(match s {
+                    BatchStep::Commit { x, proofs } => Step::Commit {
+                        x: x.clone(),
+                        proofs: proofs.iter().map(|i| full(*i)).collect::<Result<_>>()?,
+                    },
+                    BatchStep::Abort { x } => Step::Abort { x: x.clone() },
+                    BatchStep::Unlock { x, input, proof } => Step::Unlock {
+                        x: x.clone(),
+                        input: *input,
+                        proof: Box::new(full(*proof)?),
+                    },
+                })
+            })
+            .collect()
     }
 }
 
-/// A batch being filled, with where its blocks and receipts are and its
-/// exact encoded size so far.
+fn bad_ref(what: &str, i: u32, len: usize) -> ChainError {
+    ChainError::Relay(format!("a batch refers to {what} {i} of {len}"))
+}
+
+/// A batch being filled, with where its blocks and receipts are, the
+/// single paths of each block's receipts (joined into one multi-proof when
+/// the batch is done) and an upper bound of its encoded size so far.
 struct Packer {
     batch: RelayBatch,
     blocks: BTreeMap<Hash, u32>,
     receipts: BTreeMap<(Hash, Hash), u32>,
+    paths: Vec<Vec<MerklePath>>,
     bytes: usize,
 }
 
@@ -405,23 +504,26 @@ impl Packer {
             batch: RelayBatch::default(),
             blocks: BTreeMap::new(),
             receipts: BTreeMap::new(),
+            paths: Vec::new(),
             // The three vectors' length prefixes.
             bytes: 12,
         }
     }
 
-    /// New blocks, new receipts and the bytes they add for these proofs.
+    /// New blocks, new receipts and (at most) the bytes they add for these
+    /// proofs: a receipt's multi-proof share is at most its path.
     fn cost(&self, proofs: &[&ReceiptProof]) -> (usize, usize, usize) {
         let mut blocks = BTreeMap::new();
         let mut receipts = BTreeMap::new();
         for p in proofs {
             let h = p.header.hash();
             if !self.blocks.contains_key(&h) {
-                blocks.insert(h, crate::codec::encode(&(&p.header, &p.cert)).len());
+                // Header, certificate, the multi-proof's count and length prefix.
+                blocks.insert(h, crate::codec::encode(&(&p.header, &p.cert)).len() + 8);
             }
             if !self.receipts.contains_key(&(h, p.receipt.tx)) {
-                // A `ReceiptRef`: the block index, the receipt, the path.
-                let r = 4 + crate::codec::encode(&(&p.receipt, &p.path)).len();
+                // A `ReceiptRef` (block, index, receipt) and the path's siblings.
+                let r = 8 + crate::codec::encode(&p.receipt).len() + 32 * p.path.siblings.len();
                 receipts.insert((h, p.receipt.tx), r);
             }
         }
@@ -432,22 +534,42 @@ impl Packer {
     /// The index of `p`'s receipt in the batch, adding it (and its block).
     fn receipt(&mut self, p: &ReceiptProof) -> u32 {
         let h = p.header.hash();
-        let (batch, bytes) = (&mut self.batch, &mut self.bytes);
+        let (batch, bytes, paths) = (&mut self.batch, &mut self.bytes, &mut self.paths);
         let block = *self.blocks.entry(h).or_insert_with(|| {
-            batch.blocks.push((p.header.clone(), p.cert.clone()));
-            *bytes += crate::codec::encode(&(&p.header, &p.cert)).len();
+            batch.blocks.push(BatchBlock {
+                header: p.header.clone(),
+                cert: p.cert.clone(),
+                receipts: MerkleMultiProof::default(),
+            });
+            paths.push(Vec::new());
+            *bytes += crate::codec::encode(&(&p.header, &p.cert)).len() + 8;
             (batch.blocks.len() - 1) as u32
         });
         *self.receipts.entry((h, p.receipt.tx)).or_insert_with(|| {
             let r = ReceiptRef {
                 block,
+                index: p.path.index,
                 receipt: p.receipt.clone(),
-                path: p.path.clone(),
             };
-            *bytes += crate::codec::encode(&r).len();
+            *bytes += crate::codec::encode(&r).len() + 32 * p.path.siblings.len();
+            paths[block as usize].push(p.path.clone());
             batch.receipts.push(r);
             (batch.receipts.len() - 1) as u32
         })
+    }
+
+    /// The batch with each block's multi-proof joined from its paths.
+    fn finish(mut self) -> Result<RelayBatch> {
+        for (block, paths) in self.batch.blocks.iter_mut().zip(&self.paths) {
+            let refs: Vec<&MerklePath> = paths.iter().collect();
+            block.receipts = MerkleMultiProof::from_paths(&refs).ok_or_else(|| {
+                ChainError::Proof(format!(
+                    "the receipt proofs of block {} disagree on its receipts tree",
+                    block.header.hash()
+                ))
+            })?;
+        }
+        Ok(self.batch)
     }
 
     /// The step as it will sit in the batch, for its encoded size.

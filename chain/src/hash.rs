@@ -3,6 +3,7 @@
 //! as a hash of another.
 
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// A 32-byte blake3 digest.
@@ -256,6 +257,196 @@ pub fn verify_merkle_path(root: &Hash, leaf: &Hash, path: &MerklePath) -> bool {
     sibs.next().is_none() && acc == *root
 }
 
+/// Several leaves of one tree proven at once: the siblings their paths need
+/// that none of the leaves' own paths computes, level by level, left to
+/// right. For k leaves of n it carries and hashes about k * log2(n / k)
+/// nodes instead of k * log2(n).
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct MerkleMultiProof {
+    pub leaf_count: u32,
+    pub siblings: Vec<Hash>,
+}
+
+/// The positions `(level, index)` of the siblings a multi-proof of leaves
+/// `indexes` (strictly ascending, each below `leaf_count`) carries, in order.
+fn multi_positions(leaf_count: usize, indexes: &[usize]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut level: Vec<usize> = indexes.to_vec();
+    let (mut width, mut depth) = (leaf_count, 0);
+    while width > 1 {
+        let mut next = Vec::with_capacity(level.len());
+        let mut k = 0;
+        while k < level.len() {
+            let i = level[k];
+            if i % 2 == 0 && level.get(k + 1) == Some(&(i + 1)) {
+                k += 1;
+            } else if i ^ 1 < width {
+                out.push((depth, i ^ 1));
+            }
+            next.push(i / 2);
+            k += 1;
+        }
+        level = next;
+        width = width.div_ceil(2);
+        depth += 1;
+    }
+    out
+}
+
+impl MerkleTree {
+    /// The multi-proof of leaves `indexes` (any order, repeats allowed);
+    /// `None` if one is out of range or there are none.
+    pub fn multi_proof(&self, indexes: &[usize]) -> Option<MerkleMultiProof> {
+        let leaf_count = self.levels.first().map_or(0, Vec::len);
+        let mut ix = indexes.to_vec();
+        ix.sort_unstable();
+        ix.dedup();
+        if ix.is_empty() || ix.last().is_some_and(|&i| i >= leaf_count) {
+            return None;
+        }
+        let siblings = multi_positions(leaf_count, &ix)
+            .into_iter()
+            .map(|(l, i)| self.levels[l][i])
+            .collect();
+        Some(MerkleMultiProof {
+            leaf_count: leaf_count as u32,
+            siblings,
+        })
+    }
+}
+
+impl MerkleMultiProof {
+    /// Joins single paths of one tree (same `leaf_count`, as a relayer holds
+    /// them) into one multi-proof; `None` if they are not of one tree's shape.
+    pub fn from_paths(paths: &[&MerklePath]) -> Option<MerkleMultiProof> {
+        let leaf_count = paths.first()?.leaf_count;
+        let mut known: BTreeMap<(usize, usize), Hash> = BTreeMap::new();
+        let mut ix = Vec::with_capacity(paths.len());
+        for p in paths {
+            if p.leaf_count != leaf_count || p.index >= leaf_count {
+                return None;
+            }
+            ix.push(p.index as usize);
+            let (mut i, mut width, mut depth) = (p.index as usize, leaf_count as usize, 0);
+            let mut sibs = p.siblings.iter();
+            while width > 1 {
+                if i ^ 1 < width {
+                    known.insert((depth, i ^ 1), *sibs.next()?);
+                }
+                i /= 2;
+                width = width.div_ceil(2);
+                depth += 1;
+            }
+        }
+        ix.sort_unstable();
+        ix.dedup();
+        let siblings = multi_positions(leaf_count as usize, &ix)
+            .into_iter()
+            .map(|pos| known.get(&pos).copied())
+            .collect::<Option<Vec<Hash>>>()?;
+        Some(MerkleMultiProof {
+            leaf_count,
+            siblings,
+        })
+    }
+
+    /// The root `leaves` (`(index, leaf)`, strictly ascending by index) make
+    /// with this proof; `None` if the proof does not fit them (wrong count
+    /// of siblings, an index out of range or repeated, no leaves).
+    pub fn root(&self, leaves: &[(u32, Hash)]) -> Option<Hash> {
+        self.walk(leaves, None)
+    }
+
+    /// Each leaf's single path, recovered from the proof (a relayer
+    /// re-splitting a batch); `None` if the proof does not fit the leaves.
+    pub fn paths(&self, leaves: &[(u32, Hash)]) -> Option<Vec<MerklePath>> {
+        let mut nodes = BTreeMap::new();
+        self.walk(leaves, Some(&mut nodes))?;
+        let leaf_count = self.leaf_count as usize;
+        leaves
+            .iter()
+            .map(|(index, _)| {
+                let (mut i, mut width, mut depth) = (*index as usize, leaf_count, 0);
+                let mut siblings = Vec::new();
+                while width > 1 {
+                    if i ^ 1 < width {
+                        siblings.push(*nodes.get(&(depth, i ^ 1))?);
+                    }
+                    i /= 2;
+                    width = width.div_ceil(2);
+                    depth += 1;
+                }
+                Some(MerklePath {
+                    index: *index,
+                    leaf_count: self.leaf_count,
+                    siblings,
+                })
+            })
+            .collect()
+    }
+
+    /// Hashes up from the leaves; records every node seen when asked.
+    fn walk(
+        &self,
+        leaves: &[(u32, Hash)],
+        mut record: Option<&mut BTreeMap<(usize, usize), Hash>>,
+    ) -> Option<Hash> {
+        let width0 = self.leaf_count as usize;
+        if leaves.is_empty()
+            || leaves.windows(2).any(|w| w[0].0 >= w[1].0)
+            || leaves.last().is_some_and(|(i, _)| *i as usize >= width0)
+        {
+            return None;
+        }
+        let mut level: Vec<(usize, Hash)> = leaves
+            .iter()
+            .map(|(i, l)| (*i as usize, hash_tagged(tag::MERKLE_LEAF, &l.0)))
+            .collect();
+        let mut sibs = self.siblings.iter();
+        let (mut width, mut depth) = (width0, 0);
+        while width > 1 {
+            let mut next = Vec::with_capacity(level.len());
+            let mut k = 0;
+            while k < level.len() {
+                let (i, h) = level[k];
+                if let Some(r) = record.as_deref_mut() {
+                    r.insert((depth, i), h);
+                }
+                let parent = match level.get(k + 1) {
+                    Some(&(j, right)) if i % 2 == 0 && j == i + 1 => {
+                        k += 1;
+                        if let Some(r) = record.as_deref_mut() {
+                            r.insert((depth, j), right);
+                        }
+                        merkle_node(&h, &right)
+                    }
+                    _ if i ^ 1 >= width => h,
+                    _ => {
+                        let s = sibs.next()?;
+                        if let Some(r) = record.as_deref_mut() {
+                            r.insert((depth, i ^ 1), *s);
+                        }
+                        if i % 2 == 0 {
+                            merkle_node(&h, s)
+                        } else {
+                            merkle_node(s, &h)
+                        }
+                    }
+                };
+                next.push((i / 2, parent));
+                k += 1;
+            }
+            level = next;
+            width = width.div_ceil(2);
+            depth += 1;
+        }
+        if sibs.next().is_some() {
+            return None;
+        }
+        level.first().map(|(_, h)| *h)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +463,66 @@ mod tests {
             }
             assert!(tree.path(n).is_none());
         }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn multi_proofs_agree_with_single_paths(
+            n in 1usize..300,
+            picks in proptest::collection::vec(0usize..300, 1..40),
+            flip in 0usize..64,
+        ) {
+            let l = leaves(n);
+            let tree = MerkleTree::new(&l);
+            let mut ix: Vec<usize> = picks.iter().map(|p| p % n).collect();
+            let proof = tree.multi_proof(&ix).expect("in range");
+            ix.sort_unstable();
+            ix.dedup();
+            let at: Vec<(u32, Hash)> = ix.iter().map(|&i| (i as u32, l[i])).collect();
+            proptest::prop_assert_eq!(proof.root(&at), Some(tree.root()));
+            // The same proof from the single paths, and the paths back from it.
+            let paths: Vec<MerklePath> = ix.iter().map(|&i| tree.path(i).expect("path")).collect();
+            let refs: Vec<&MerklePath> = paths.iter().collect();
+            let joined = MerkleMultiProof::from_paths(&refs);
+            proptest::prop_assert_eq!(joined.as_ref(), Some(&proof));
+            // Never more siblings than the single paths carry together.
+            let single: usize = refs.iter().map(|p| p.siblings.len()).sum();
+            proptest::prop_assert_eq!(proof.paths(&at), Some(paths.clone()));
+            proptest::prop_assert!(proof.siblings.len() <= single);
+            // A changed leaf or sibling, a sibling too many or too few, fails.
+            let mut bad = at.clone();
+            let k = flip % bad.len();
+            bad[k].1 = hash_tagged("other", &[1]);
+            proptest::prop_assert_ne!(proof.root(&bad), Some(tree.root()));
+            if !proof.siblings.is_empty() {
+                let mut p = proof.clone();
+                let k = flip % p.siblings.len();
+                p.siblings[k].0[0] ^= 1;
+                proptest::prop_assert_ne!(p.root(&at), Some(tree.root()));
+                let mut p = proof.clone();
+                p.siblings.pop();
+                proptest::prop_assert_eq!(p.root(&at), None);
+            }
+            let mut p = proof.clone();
+            p.siblings.push(Hash::ZERO);
+            proptest::prop_assert_eq!(p.root(&at), None);
+            let mut p = proof.clone();
+            p.leaf_count = at.last().map_or(0, |(i, _)| *i);
+            proptest::prop_assert_eq!(p.root(&at), None, "a leaf beyond the count");
+        }
+    }
+
+    #[test]
+    fn multi_proofs_refuse_malformed_leaf_lists() {
+        let l = leaves(10);
+        let tree = MerkleTree::new(&l);
+        let proof = tree.multi_proof(&[2, 5]).expect("in range");
+        assert_eq!(proof.root(&[]), None, "no leaves");
+        assert_eq!(proof.root(&[(5, l[5]), (2, l[2])]), None, "not ascending");
+        assert_eq!(proof.root(&[(2, l[2]), (2, l[2])]), None, "repeated");
+        assert_eq!(proof.root(&[(2, l[2]), (10, l[5])]), None, "out of range");
+        assert!(tree.multi_proof(&[]).is_none());
+        assert!(tree.multi_proof(&[10]).is_none());
     }
 
     fn leaves(n: usize) -> Vec<Hash> {

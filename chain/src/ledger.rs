@@ -237,22 +237,36 @@ fn prove_batch<'a>(
     let blocks = batch
         .blocks
         .iter()
-        .map(|(h, c)| Certified::check(state, chain_id, h, c, certs))
+        .map(|b| Certified::check(state, chain_id, &b.header, &b.cert, certs))
         .collect::<Result<Vec<Certified<'a>>>>()?;
-    batch
-        .receipts
-        .iter()
-        .map(|r| {
-            let block = *blocks.get(r.block as usize).ok_or_else(|| {
-                ChainError::Relay(format!(
-                    "a receipt refers to block {} of a batch of {}",
-                    r.block,
-                    blocks.len()
-                ))
-            })?;
-            ProvenReceipt::check(block, &r.receipt, &r.path)
-        })
-        .collect()
+    // Each block's receipts, checked at once against its multi-proof.
+    let mut of_block: Vec<Vec<(u32, &crate::block::Receipt)>> = vec![Vec::new(); blocks.len()];
+    let mut position: Vec<Vec<usize>> = vec![Vec::new(); blocks.len()];
+    for (k, r) in batch.receipts.iter().enumerate() {
+        let b = r.block as usize;
+        if b >= blocks.len() {
+            return Err(ChainError::Relay(format!(
+                "a receipt refers to block {} of a batch of {}",
+                r.block,
+                blocks.len()
+            )));
+        }
+        of_block[b].push((r.index, &r.receipt));
+        position[b].push(k);
+    }
+    let mut proven: Vec<Option<ProvenReceipt<'a>>> = vec![None; batch.receipts.len()];
+    for (b, receipts) in of_block.iter().enumerate() {
+        if receipts.is_empty() {
+            return Err(ChainError::Relay(format!(
+                "block {b} of the batch proves no receipt"
+            )));
+        }
+        let checked = ProvenReceipt::check_many(blocks[b], receipts, &batch.blocks[b].receipts)?;
+        for (k, p) in position[b].iter().zip(checked) {
+            proven[*k] = Some(p);
+        }
+    }
+    Ok(proven.into_iter().flatten().collect())
 }
 
 impl LedgerModule {

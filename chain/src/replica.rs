@@ -44,6 +44,8 @@ const RELAY_RECHECK: Height = 4;
 
 /// Most relays re-gossiped per gossip round.
 const RELAY_REGOSSIP: usize = 16;
+/// Signatures remembered to drop gossiped duplicates early (see `seen_txs`).
+const SEEN_TXS: usize = 1 << 16;
 
 /// Heights a relay waits for its proof's epoch before it is dropped.
 const FUTURE_RELAY_HEIGHTS: Height = 100;
@@ -279,6 +281,14 @@ pub struct Replica {
     future_rounds: BTreeMap<Address, Round>,
     /// Last time each peer was served sync data or old votes (rate limit).
     served: BTreeMap<PeerId, TimeMs>,
+    /// Ids of transactions this replica pooled lately, by signature, so a
+    /// gossiped copy of one still pooled is dropped before it is encoded and
+    /// hashed again (relay batches are tens of KB, and every replica
+    /// re-gossips stale ones). Bounded: cleared at `SEEN_TXS`.
+    seen_txs: std::collections::HashMap<[u8; 64], Hash>,
+    /// Peers whose status said they were one height behind: (that height,
+    /// when first seen). See `on_status`.
+    one_behind: BTreeMap<PeerId, (Height, TimeMs)>,
     proposer_cache: BTreeMap<Round, Address>,
     sent_votes: BTreeMap<(Round, VoteKind), SignedVote>,
     sent_proposals: BTreeMap<Round, SignedProposal>,
@@ -343,6 +353,8 @@ impl Replica {
             round_senders: BTreeMap::new(),
             future_rounds: BTreeMap::new(),
             served: BTreeMap::new(),
+            seen_txs: std::collections::HashMap::new(),
+            one_behind: BTreeMap::new(),
             proposer_cache: BTreeMap::new(),
             sent_votes: BTreeMap::new(),
             sent_proposals: BTreeMap::new(),
@@ -523,7 +535,7 @@ impl Replica {
             } => self.on_polka(*round, block, votes),
             Message::Status { height, round } => {
                 if *height < self.height {
-                    if self.may_serve(from) {
+                    if self.lagging(from, *height) && self.may_serve(from) {
                         self.serve_sync(from, *height)?;
                     }
                 } else if *height == self.height && *round < self.round {
@@ -598,6 +610,31 @@ impl Replica {
 
     /// At most one sync response or vote catch-up per peer and gossip
     /// interval: asking is cheap, answering is not.
+    /// Whether a peer whose status says it is at `height` (below ours)
+    /// needs blocks. Two or more behind, at once. One behind, usually it is
+    /// only collecting the last precommits and commits by itself a moment
+    /// later (and a status is often stale when it arrives), so only once it
+    /// stayed there a gossip interval: sending it the block at once doubles
+    /// the traffic of a big block for nothing.
+    fn lagging(&mut self, peer: PeerId, height: Height) -> bool {
+        if height + 1 < self.height {
+            self.one_behind.remove(&peer);
+            return true;
+        }
+        if self.one_behind.len() >= 4_096 {
+            self.one_behind.clear();
+        }
+        let now = self.now;
+        let since = match self.one_behind.get(&peer) {
+            Some(&(h, t)) if h == height => t,
+            _ => {
+                self.one_behind.insert(peer, (height, now));
+                now
+            }
+        };
+        now >= since + self.config.gossip_interval_ms
+    }
+
     /// Sends `to` an offer of our newest snapshot (or says we have none).
     fn offer_snapshot(&mut self, to: PeerId) -> Result<()> {
         let offer = match self.store.snapshot_heights()?.last() {
@@ -693,6 +730,20 @@ impl Replica {
         let mut results: Vec<Result<Hash>> = Vec::with_capacity(txs.len());
         let mut candidates = Vec::new();
         for tx in txs {
+            // A copy of a transaction still pooled: a valid signature is
+            // over the transaction's id, so the same signature is the same
+            // transaction (a tampered body with a copied signature would
+            // fail its check anyway). One that left the pool unincluded (a
+            // relay found stale, say) may come again and takes the full
+            // path, as do clients' submissions.
+            if let Some(id) = self
+                .seen_txs
+                .get(&tx.signature.0)
+                .filter(|id| !submitted && self.pooled(id))
+            {
+                results.push(Ok(*id));
+                continue;
+            }
             let p = PooledTx::new(tx);
             if p.tx.tx.chain_id != chain_id {
                 results.push(Err(ChainError::WrongChainId {
@@ -738,7 +789,19 @@ impl Replica {
                 Err(e) => results[i] = Err(mempool_error(e)),
             }
         }
+        if self.seen_txs.len() + accepted.len() > SEEN_TXS {
+            self.seen_txs.clear();
+        }
+        self.seen_txs
+            .extend(accepted.iter().map(|p| (p.tx.signature.0, p.id)));
         (results, accepted)
+    }
+
+    /// Whether transaction `id` is in one of the pools.
+    fn pooled(&self, id: &Hash) -> bool {
+        self.mempool.contains(id)
+            || self.relays.contains_key(id)
+            || self.future_relays.contains_key(id)
     }
 
     /// Pools a relay transaction: a submitted one if it would apply to
@@ -1036,8 +1099,8 @@ impl Replica {
 
     /// Drops relay transactions that no longer apply: the ones the block
     /// just committed included at once, any other made stale (another
-    /// relayer was first) every [`RELAY_RECHECK`] heights, or at once when
-    /// the pool is half full. Until then a stale one costs a proposer one
+    /// relayer was first) once it has been pooled a multiple of
+    /// [`RELAY_RECHECK`] heights, or at once when the pool is half full. Until then a stale one costs a proposer one
     /// failed check (it is left out of the block).
     fn refresh_relays(&mut self, included: &[Hash]) {
         if self.relays.is_empty() && self.future_relays.is_empty() {
@@ -1047,12 +1110,15 @@ impl Replica {
             self.relays.remove(id);
         }
         let env = self.env_for(0, self.me, self.now);
-        let (runtime, store) = (&self.runtime, &self.store);
-        if self.height % RELAY_RECHECK == 0 || self.relays.len() >= MAX_RELAYS / 2 {
-            self.relays
-                .retain(|_, (p, _)| runtime.check_relay(store, &env, p).is_ok());
-        }
-        let height = self.height;
+        let (runtime, store, height) = (&self.runtime, &self.store, self.height);
+        // Each relay is re-executed once every RELAY_RECHECK heights of its
+        // age (most are included before the first); all when half full.
+        let all = self.relays.len() >= MAX_RELAYS / 2;
+        self.relays.retain(|_, (p, since)| {
+            let age = height.saturating_sub(*since);
+            let due = all || (age > 0 && age % RELAY_RECHECK == 0);
+            !due || runtime.check_relay(store, &env, p).is_ok()
+        });
         let mut ready = Vec::new();
         self.future_relays
             .retain(|id, (p, since)| match runtime.check_relay(store, &env, p) {
@@ -1796,17 +1862,21 @@ impl Replica {
         // duties): it may never propose itself, so a lost broadcast would
         // otherwise hold its account's nonce, and everything after it, forever.
         let next = committee::read_account(&self.store, &self.me).map_or(0, |a| a.nonce);
-        // Relay transactions too, once two blocks went by without them (their
-        // first broadcast was lost): any one replica that holds a proof should
-        // get it to a proposer. A few per round, so a full pool does not flood.
-        let stale = self.height.saturating_sub(RELAY_REGOSSIP_AFTER);
+        // Relay transactions too, every two blocks that went by without them
+        // (their first broadcast may have been lost): any one replica that
+        // holds a proof should get it to a proposer. A few per round, and
+        // each one only every other height, so a backlog does not flood.
+        let height = self.height;
         let own: Vec<SignedTransaction> = self
             .mempool
             .sender_range(&self.me, next..next + OWN_TX_REGOSSIP)
             .chain(
                 self.relays
                     .values()
-                    .filter(|(_, since)| *since <= stale)
+                    .filter(|(_, since)| {
+                        let age = height.saturating_sub(*since);
+                        age > 0 && age % RELAY_REGOSSIP_AFTER == 0
+                    })
                     .map(|(p, _)| p)
                     .take(RELAY_REGOSSIP),
             )

@@ -1208,11 +1208,15 @@ impl<'a> Sim<'a> {
         let mut batches: BTreeMap<ShardId, Vec<SignedTransaction>> = BTreeMap::new();
         for (shard, calls) in calls {
             let calls = if self.rng.chance(500_000) {
-                let steps: Vec<Step> = calls.into_iter().filter_map(step_of).collect();
-                RelayBatch::pack(steps, crate::atomix::RELAY_BATCH_BYTES)
-                    .into_iter()
-                    .map(|b| LedgerCall::AtomixBatch(Box::new(b)))
-                    .collect()
+                let steps: Vec<Step> = calls.iter().cloned().filter_map(step_of).collect();
+                // A forged proof may not fit its block's tree: send those singly.
+                match RelayBatch::pack(steps, crate::atomix::RELAY_BATCH_BYTES) {
+                    Ok(packed) => packed
+                        .into_iter()
+                        .map(|b| LedgerCall::AtomixBatch(Box::new(b)))
+                        .collect(),
+                    Err(_) => calls,
+                }
             } else {
                 calls
             };

@@ -572,7 +572,7 @@ fn atomix_batches_share_proofs_and_skip_what_already_applied() {
     let c_alone = net.shards[2].commit(std::slice::from_ref(&alone));
 
     let steps = commit_steps(&cl, &xs, &locks);
-    let batches = RelayBatch::pack(steps, 60_000);
+    let batches = RelayBatch::pack(steps, 60_000).expect("pack");
     assert_eq!(batches.len(), 1);
     assert_eq!((batches[0].blocks.len(), batches[0].receipts.len()), (1, 3));
     let batch = net.relay(LedgerCall::AtomixBatch(Box::new(batches[0].clone())));
@@ -635,7 +635,7 @@ fn atomix_batches_share_proofs_and_skip_what_already_applied() {
             proof: Box::new(cb.proof_of(&batch)),
         },
     ];
-    let packed = RelayBatch::pack(unlocks, 60_000);
+    let packed = RelayBatch::pack(unlocks, 60_000).expect("pack");
     assert_eq!((packed[0].blocks.len(), packed[0].receipts.len()), (2, 2));
     let unlock = net.relay(LedgerCall::AtomixBatch(Box::new(packed[0].clone())));
     net.shards[1].commit(&[unlock]);
@@ -663,18 +663,45 @@ fn atomix_bad_batches_are_typed_errors_and_change_nothing() {
         }],
         60_000,
     )
+    .expect("pack")
     .remove(0);
     type Forge = fn(&mut RelayBatch);
     let cases: Vec<(&str, Forge, &str)> = vec![
         (
             "a forged certificate",
-            |b| b.blocks[0].1.signatures[0].1 .0[0] ^= 1,
+            |b| b.blocks[0].cert.signatures[0].1 .0[0] ^= 1,
             "invalid_certificate",
         ),
         (
             "a tampered receipt",
             |b| b.receipts[0].receipt.fee += 1,
             "proof",
+        ),
+        (
+            "a receipt at another index",
+            |b| b.receipts[0].index += 1,
+            "proof",
+        ),
+        (
+            "a multi-proof with a sibling too many",
+            |b| b.blocks[0].receipts.siblings.push(Default::default()),
+            "proof",
+        ),
+        (
+            "the same receipt twice",
+            |b| {
+                let r = b.receipts[0].clone();
+                b.receipts.push(r);
+            },
+            "proof",
+        ),
+        (
+            "a block no receipt is of",
+            |b| {
+                let block = b.blocks[0].clone();
+                b.blocks.push(block);
+            },
+            "relay",
         ),
         (
             "a receipt of a missing block",
@@ -709,7 +736,7 @@ fn atomix_bad_batches_are_typed_errors_and_change_nothing() {
     }
     // A batch whose proofs are forged fails the gossip check too.
     let mut forged = good.clone();
-    forged.blocks[0].1.signatures[0].1 .0[0] ^= 1;
+    forged.blocks[0].cert.signatures[0].1 .0[0] ^= 1;
     let tx = PooledTx::new(net.relay(LedgerCall::AtomixBatch(Box::new(forged))));
     let shard2 = &net.shards[2];
     assert!(shard2
@@ -723,7 +750,8 @@ fn atomix_bad_batches_are_typed_errors_and_change_nothing() {
     assert_eq!(net.shards[2].decision(&x), Some(Decision::Committed));
 }
 
-/// Packing cuts at the byte limit, exactly, and carries each block once per batch.
+/// Packing keeps under the byte limit, carries each block once per batch,
+/// and unpacking gives the steps back.
 #[test]
 fn atomix_pack_keeps_batches_under_the_byte_limit() {
     let mut net = Net::new();
@@ -738,8 +766,18 @@ fn atomix_pack_keeps_batches_under_the_byte_limit() {
     let cl = net.shards[1].commit(&locks);
     let steps = commit_steps(&cl, &xs, &locks);
     let max = 8_000;
-    let batches = RelayBatch::pack(steps, max);
+    let batches = RelayBatch::pack(steps, max).expect("pack");
     assert!(batches.len() > 1);
+    // Unpacked, each batch gives back its steps with their single proofs.
+    let mut again = Vec::new();
+    for b in &batches {
+        again.extend(b.clone().into_steps().expect("unpack"));
+    }
+    assert_eq!(
+        RelayBatch::pack(again, max).expect("pack again"),
+        batches,
+        "the same batches from the unpacked steps"
+    );
     assert_eq!(batches.iter().map(|b| b.steps.len()).sum::<usize>(), 40);
     for b in &batches {
         assert!(ios_chain::codec::encode(b).len() <= max);

@@ -453,3 +453,37 @@ fn a_sync_whose_snapshot_is_replaced_mid_download_moves_to_the_newer_one() {
     fs.restore(&db).expect("restore");
     net.join(db, 2, at, 2);
 }
+
+/// Block sync on status: a peer two heights behind gets blocks at once; one
+/// height behind (usually just collecting the last precommits, or a stale
+/// status) only once it stays there a gossip interval.
+#[test]
+fn a_peer_one_height_behind_gets_blocks_only_if_it_stays_there() {
+    let mut net = Net::new(ReplicaConfig::default());
+    net.run_until(|rs| rs.iter().all(|r| r.height() >= 4));
+    let interval = ReplicaConfig::default().gossip_interval_ms;
+    let h = net.replicas[0].height();
+    let sends_blocks = |outs: Vec<Output>| {
+        outs.iter().any(|o| {
+            matches!(o, Output::Send(_, m) if matches!(m.as_ref(), Message::SyncResponse { .. }))
+        })
+    };
+    let status = |height| Message::Status { height, round: 0 };
+    let now = net.now + 1;
+    let r = &mut net.replicas[0];
+    let outs = r.handle(PeerId(7), &status(h - 2), now).expect("status");
+    assert!(sends_blocks(outs), "two behind: blocks at once");
+    let outs = r.handle(PeerId(8), &status(h - 1), now).expect("status");
+    assert!(!sends_blocks(outs), "one behind: not yet");
+    let outs = r
+        .handle(PeerId(8), &status(h - 1), now + interval / 2)
+        .expect("status");
+    assert!(!sends_blocks(outs), "one behind for less than an interval");
+    let outs = r
+        .handle(PeerId(8), &status(h - 1), now + interval)
+        .expect("status");
+    assert!(
+        sends_blocks(outs),
+        "still one behind after an interval: blocks"
+    );
+}

@@ -10,8 +10,7 @@
 use crate::bench::{hardware_limits, HardwareLimits};
 use anyhow::{bail, Context, Result};
 use ios_chain::atomix::{
-    BatchStep, CrossInput, CrossTransfer, Outcome, ReceiptProof, RelayBatch, Step, EVENT,
-    RELAY_BATCH_BYTES,
+    CrossInput, CrossTransfer, Outcome, ReceiptProof, RelayBatch, Step, EVENT, RELAY_BATCH_BYTES,
 };
 use ios_chain::block::ReceiptStatus;
 use ios_chain::codec::decode;
@@ -449,7 +448,7 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
         }
         // Relay what the last commits proved, in batches (a full relay pool is retried).
         for (s, steps) in std::mem::take(&mut relays) {
-            let batches = RelayBatch::pack(steps, RELAY_BATCH_BYTES);
+            let batches = RelayBatch::pack(steps, RELAY_BATCH_BYTES)?;
             let txs: Vec<SignedTransaction> = batches
                 .iter()
                 .map(|b| relay_tx(&LedgerCall::AtomixBatch(Box::new(b.clone()))))
@@ -463,7 +462,7 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
                 match r {
                     Ok(_) => relay_count += 1,
                     Err(ios_chain::error::ChainError::Mempool(_)) => {
-                        relays.entry(s).or_default().extend(unpack(batch))
+                        relays.entry(s).or_default().extend(batch.into_steps()?)
                     }
                     Err(e) => bail!("relay batch refused: {e}"),
                 }
@@ -589,34 +588,4 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
         beacon_blocks: blocks[BEACON as usize],
         relay_txs: relay_count,
     })
-}
-
-/// The steps of a batch the pool refused, with self-contained proofs again.
-fn unpack(batch: RelayBatch) -> Vec<Step> {
-    let full = |i: u32| {
-        let r = &batch.receipts[i as usize];
-        let (header, cert) = batch.blocks[r.block as usize].clone();
-        ReceiptProof {
-            header,
-            cert,
-            receipt: r.receipt.clone(),
-            path: r.path.clone(),
-        }
-    };
-    batch
-        .steps
-        .iter()
-        .map(|s| match s {
-            BatchStep::Commit { x, proofs } => Step::Commit {
-                x: x.clone(),
-                proofs: proofs.iter().map(|i| full(*i)).collect(),
-            },
-            BatchStep::Abort { x } => Step::Abort { x: x.clone() },
-            BatchStep::Unlock { x, input, proof } => Step::Unlock {
-                x: x.clone(),
-                input: *input,
-                proof: Box::new(full(*proof)),
-            },
-        })
-        .collect()
 }
