@@ -21,6 +21,10 @@ use std::sync::Arc;
 pub const RETRY_MS: TimeMs = 1_000;
 /// Peers that said they have no snapshot before the sync gives up.
 pub const NO_SNAPSHOT_ANSWERS: usize = 2;
+/// Chunk requests outstanding per peer (a big state has up to 65 536 chunks;
+/// asking for all at once would flood the peers, which serve at most
+/// `replica::CHUNKS_PER_INTERVAL` per peer per gossip interval).
+pub const IN_FLIGHT_PER_PEER: usize = 4;
 
 /// A snapshot a peer offered: its manifest and the block it is of.
 #[derive(Clone, Debug, PartialEq, Eq, borsh::BorshSerialize, borsh::BorshDeserialize)]
@@ -117,7 +121,16 @@ impl FastSync {
             return out;
         };
         let height = offer.manifest.height;
+        let mut room = (IN_FLIGHT_PER_PEER * peers.len()).saturating_sub(
+            self.asked
+                .values()
+                .filter(|(_, at)| now < at + RETRY_MS)
+                .count(),
+        );
         for index in 0..offer.manifest.chunks.len() as u32 {
+            if room == 0 {
+                break;
+            }
             if self.chunks.contains_key(&index) {
                 continue;
             }
@@ -133,6 +146,7 @@ impl FastSync {
             self.turn += 1;
             self.asked.insert(index, (peer, now));
             out.push((peer, Arc::new(Message::ChunkRequest { height, index })));
+            room -= 1;
         }
         out
     }

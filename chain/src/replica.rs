@@ -44,6 +44,9 @@ const RELAY_RECHECK: Height = 4;
 
 /// Most relays re-gossiped per gossip round.
 const RELAY_REGOSSIP: usize = 16;
+/// Snapshot chunks served to one peer per gossip interval; a fast sync keeps
+/// `fast_sync::IN_FLIGHT_PER_PEER` requests out per peer, well under this.
+pub const CHUNKS_PER_INTERVAL: usize = 16;
 /// Signatures remembered to drop gossiped duplicates early (see `seen_txs`).
 const SEEN_TXS: usize = 1 << 16;
 
@@ -286,6 +289,8 @@ pub struct Replica {
     /// hashed again (relay batches are tens of KB, and every replica
     /// re-gossips stale ones). Bounded: cleared at `SEEN_TXS`.
     seen_txs: std::collections::HashMap<[u8; 64], Hash>,
+    /// Chunk answers per peer in the current gossip interval: (its start, count).
+    chunks_served: BTreeMap<PeerId, (TimeMs, usize)>,
     /// Peers whose status said they were one height behind: (that height,
     /// when first seen). See `on_status`.
     one_behind: BTreeMap<PeerId, (Height, TimeMs)>,
@@ -355,6 +360,7 @@ impl Replica {
             served: BTreeMap::new(),
             seen_txs: std::collections::HashMap::new(),
             one_behind: BTreeMap::new(),
+            chunks_served: BTreeMap::new(),
             proposer_cache: BTreeMap::new(),
             sent_votes: BTreeMap::new(),
             sent_proposals: BTreeMap::new(),
@@ -566,6 +572,12 @@ impl Replica {
                 Ok(())
             }
             Message::ChunkRequest { height, index } => {
+                // A syncing node keeps a few requests out per peer; more
+                // than a few per gossip interval is a flood: ignored (an
+                // honest one asks again elsewhere after `RETRY_MS`).
+                if !self.chunk_budget(from) {
+                    return Ok(());
+                }
                 match self.store.snapshot_chunk(*height, *index)? {
                     Some(chunk) => self.outputs.push(Output::Send(
                         from,
@@ -610,6 +622,25 @@ impl Replica {
 
     /// At most one sync response or vote catch-up per peer and gossip
     /// interval: asking is cheap, answering is not.
+    /// Takes one of `peer`'s [`CHUNKS_PER_INTERVAL`] chunk answers of the
+    /// current gossip interval, if any is left.
+    fn chunk_budget(&mut self, peer: PeerId) -> bool {
+        let interval = self.config.gossip_interval_ms.max(1);
+        let now = self.now;
+        if self.chunks_served.len() >= 4_096 {
+            self.chunks_served.clear();
+        }
+        let (since, used) = self.chunks_served.entry(peer).or_insert((now, 0));
+        if now >= *since + interval {
+            (*since, *used) = (now, 0);
+        }
+        if *used >= CHUNKS_PER_INTERVAL {
+            return false;
+        }
+        *used += 1;
+        true
+    }
+
     /// Whether a peer whose status says it is at `height` (below ours)
     /// needs blocks. Two or more behind, at once. One behind, usually it is
     /// only collecting the last precommits and commits by itself a moment

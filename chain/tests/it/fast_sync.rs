@@ -487,3 +487,52 @@ fn a_peer_one_height_behind_gets_blocks_only_if_it_stays_there() {
         "still one behind after an interval: blocks"
     );
 }
+
+/// A peer flooding chunk requests gets at most `CHUNKS_PER_INTERVAL`
+/// answers per gossip interval; the replica keeps working.
+#[test]
+fn chunk_requests_beyond_a_peers_budget_are_ignored() {
+    use ios_chain::replica::CHUNKS_PER_INTERVAL;
+    let mut net = Net::new(ReplicaConfig::default());
+    net.run_until(|rs| rs.iter().all(|r| r.committee().epoch >= 1));
+    let interval = ReplicaConfig::default().gossip_interval_ms;
+    let at = *net.replicas[0]
+        .store()
+        .snapshot_heights()
+        .expect("heights")
+        .last()
+        .expect("a snapshot");
+    let now = net.now + 1;
+    let r = &mut net.replicas[0];
+    let answered = |r: &mut Replica, now: TimeMs, n: usize| {
+        let mut chunks = 0;
+        for _ in 0..n {
+            let outs = r
+                .handle(
+                    PeerId(9),
+                    &Message::ChunkRequest {
+                        height: at,
+                        index: 0,
+                    },
+                    now,
+                )
+                .expect("a flood is not an error");
+            chunks += outs
+                .iter()
+                .filter(|o| matches!(o, Output::Send(_, m) if matches!(m.as_ref(), Message::Chunk { .. })))
+                .count();
+        }
+        chunks
+    };
+    assert_eq!(
+        answered(r, now, 3 * CHUNKS_PER_INTERVAL),
+        CHUNKS_PER_INTERVAL
+    );
+    assert_eq!(
+        answered(r, now + interval, 1),
+        1,
+        "a new interval, a new budget"
+    );
+    let target = net.replicas[0].height() + 2;
+    net.run_until(|rs| rs.iter().all(|r| r.height() >= target));
+}
