@@ -443,8 +443,13 @@ impl RelayBatch {
         }
         let mut paths: BTreeMap<(u32, u32), MerklePath> = BTreeMap::new();
         for (i, (block, mut l)) in self.blocks.iter().zip(leaves).enumerate() {
-            l.sort_by_key(|(index, _)| *index);
-            l.dedup_by_key(|(index, _)| *index);
+            l.sort();
+            l.dedup();
+            if l.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(ChainError::Proof(format!(
+                    "block {i} of the batch has two receipts at one index"
+                )));
+            }
             let got = block.receipts.paths(&l).ok_or_else(|| {
                 ChainError::Proof(format!("block {i}'s multi-proof does not fit its receipts"))
             })?;

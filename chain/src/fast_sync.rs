@@ -1,7 +1,8 @@
 //! Fast sync of one shard, as a sans-IO state machine: a node with an empty
-//! store asks the shard's replicas for their newest epoch snapshot, takes the
-//! first offer whose certificate verifies under a committee its light client
-//! trusts and whose manifest makes the certified state root, fetches the
+//! store asks the shard's replicas for their newest epoch snapshot, takes an
+//! offer that two peers agree on, whose certificate verifies under a
+//! committee its light client trusts and whose manifest makes the certified
+//! state root, fetches the
 //! chunks from the peers (checking each on arrival; a bad one is asked again
 //! from another peer), and restores the store. If no peer has a snapshot
 //! (the shard is still in its first epoch) it gives up, and the caller starts
@@ -14,13 +15,19 @@ use crate::message::{Message, PeerId};
 use crate::state::snapshot::{SnapshotChunk, SnapshotManifest};
 use crate::state::StateStore;
 use crate::types::{ChainId, Epoch, ShardId, TimeMs};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 /// A request unanswered for this long is sent again, to another peer.
 pub const RETRY_MS: TimeMs = 1_000;
 /// Peers that said they have no snapshot before the sync gives up.
 pub const NO_SNAPSHOT_ANSWERS: usize = 2;
+/// Distinct peers that must offer the same snapshot before it is adopted
+/// (or report the adopted one gone before it is given up); fewer when the
+/// sync has fewer peers.
+pub const AGREE: usize = 2;
+/// Offers remembered while waiting for agreement.
+const MAX_CANDIDATES: usize = 16;
 /// Chunk requests outstanding per peer (a big state has up to 65 536 chunks;
 /// asking for all at once would flood the peers, which serve at most
 /// `replica::CHUNKS_PER_INTERVAL` per peer per gossip interval).
@@ -51,6 +58,13 @@ pub struct FastSync {
     /// The committees of this shard the node's light client trusts, by epoch.
     committees: BTreeMap<Epoch, Committee>,
     offer: Option<(SnapshotOffer, Committee)>,
+    /// Checked offers newer than the adopted one, by block hash, with the
+    /// peers that offered each.
+    candidates: BTreeMap<Hash, (SnapshotOffer, Committee, BTreeSet<PeerId>)>,
+    /// Peers asked for a chunk of the adopted snapshot that no longer keep it.
+    gone: BTreeSet<PeerId>,
+    /// `AGREE`, or the number of peers if fewer (set at each tick).
+    quorum: usize,
     chunks: BTreeMap<u32, SnapshotChunk>,
     /// Outstanding requests: chunk -> (peer, when asked).
     asked: BTreeMap<u32, (PeerId, TimeMs)>,
@@ -59,8 +73,10 @@ pub struct FastSync {
     turn: usize,
     /// Offers and chunks refused (bad certificate, manifest or chunk).
     pub refused: u64,
-    /// Adopted snapshots given up for a newer one mid-download.
+    /// Adopted snapshots replaced by a newer one mid-download.
     pub superseded: u64,
+    /// Adopted snapshots given up because their holders replaced them.
+    pub abandoned: u64,
 }
 
 impl FastSync {
@@ -76,6 +92,9 @@ impl FastSync {
             genesis_hash,
             committees,
             offer: None,
+            candidates: BTreeMap::new(),
+            gone: BTreeSet::new(),
+            quorum: 1,
             chunks: BTreeMap::new(),
             asked: BTreeMap::new(),
             next_offer_request: 0,
@@ -83,6 +102,7 @@ impl FastSync {
             turn: 0,
             refused: 0,
             superseded: 0,
+            abandoned: 0,
         }
     }
 
@@ -112,6 +132,7 @@ impl FastSync {
         if peers.is_empty() || self.progress() != Progress::Running {
             return out;
         }
+        self.quorum = AGREE.min(peers.len());
         let Some((offer, _)) = &self.offer else {
             if now >= self.next_offer_request {
                 self.next_offer_request = now + RETRY_MS;
@@ -153,39 +174,75 @@ impl FastSync {
 
     /// Takes a peer's answer. An `Err` means the peer sent something that
     /// does not check out (the transport may penalize it); the sync goes on.
-    pub fn handle(&mut self, _from: PeerId, msg: &Message) -> Result<()> {
+    ///
+    /// A snapshot is adopted once [`AGREE`] distinct peers offered it (one,
+    /// with a single peer), so one Byzantine peer can neither make a node
+    /// fetch a snapshot nobody else serves nor, by offering ever newer
+    /// blocks, restart a download. A newer snapshot offered by that many
+    /// replaces the one being fetched; and when that many peers asked for a
+    /// chunk answer with another snapshot (theirs was replaced), the adopted
+    /// one is given up.
+    pub fn handle(&mut self, from: PeerId, msg: &Message) -> Result<()> {
         match msg {
             Message::SnapshotOffer(None) => {
                 if self.offer.is_none() {
                     self.no_snapshot += 1;
                 }
+                self.note_gone(from);
                 Ok(())
             }
             Message::SnapshotOffer(Some(offer)) => {
-                // Keep the adopted snapshot unless a newer one is offered:
-                // its holders drop it once a newer epoch's replaces it.
+                let adopted = self.offer.as_ref().map(|(o, _)| o.manifest.height);
+                if adopted == Some(offer.manifest.height) {
+                    return Ok(());
+                }
+                self.note_gone(from);
                 if self
                     .offer
                     .as_ref()
-                    .is_some_and(|(o, _)| o.manifest.height >= offer.manifest.height)
+                    .is_some_and(|(o, _)| o.manifest.height > offer.manifest.height)
                 {
                     return Ok(());
                 }
-                match self.check_offer(offer) {
-                    Ok(committee) => {
+                let committee = match self.check_offer(offer) {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.refused += 1;
+                        return Err(e);
+                    }
+                };
+                let key = offer.header.hash();
+                if !self.candidates.contains_key(&key) && self.candidates.len() >= MAX_CANDIDATES {
+                    // Keep the newest ones.
+                    let lowest = self
+                        .candidates
+                        .iter()
+                        .min_by_key(|(_, (o, _, _))| o.manifest.height)
+                        .map(|(k, _)| *k);
+                    if let Some(k) = lowest {
+                        self.candidates.remove(&k);
+                    }
+                }
+                let (_, _, peers) = self
+                    .candidates
+                    .entry(key)
+                    .or_insert_with(|| ((**offer).clone(), committee, BTreeSet::new()));
+                peers.insert(from);
+                if peers.len() >= self.quorum {
+                    if let Some((offer, committee, _)) = self.candidates.remove(&key) {
                         if self.offer.is_some() {
                             self.superseded += 1;
                         }
-                        self.offer = Some(((**offer).clone(), committee));
+                        let height = offer.manifest.height;
+                        self.candidates
+                            .retain(|_, (o, _, _)| o.manifest.height > height);
+                        self.offer = Some((offer, committee));
                         self.chunks.clear();
                         self.asked.clear();
-                        Ok(())
-                    }
-                    Err(e) => {
-                        self.refused += 1;
-                        Err(e)
+                        self.gone.clear();
                     }
                 }
+                Ok(())
             }
             Message::Chunk { height, chunk } => {
                 let Some((offer, _)) = &self.offer else {
@@ -205,6 +262,25 @@ impl FastSync {
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// `from`, asked for a chunk of the adopted snapshot, answered with
+    /// another snapshot or none: it no longer keeps ours. Once [`AGREE`]
+    /// peers say so, the adopted snapshot is given up and offers asked again.
+    fn note_gone(&mut self, from: PeerId) {
+        if self.offer.is_none() || !self.asked.values().any(|(p, _)| *p == from) {
+            return;
+        }
+        self.gone.insert(from);
+        if self.gone.len() >= self.quorum {
+            self.offer = None;
+            self.chunks.clear();
+            self.asked.clear();
+            self.gone.clear();
+            self.no_snapshot = 0;
+            self.next_offer_request = 0;
+            self.abandoned += 1;
         }
     }
 

@@ -331,7 +331,14 @@ impl MerkleMultiProof {
             let mut sibs = p.siblings.iter();
             while width > 1 {
                 if i ^ 1 < width {
-                    known.insert((depth, i ^ 1), *sibs.next()?);
+                    let sib = *sibs.next()?;
+                    // Two paths that disagree on a node are not of one tree.
+                    if known
+                        .insert((depth, i ^ 1), sib)
+                        .is_some_and(|old| old != sib)
+                    {
+                        return None;
+                    }
                 }
                 i /= 2;
                 width = width.div_ceil(2);

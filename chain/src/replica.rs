@@ -47,6 +47,25 @@ const RELAY_REGOSSIP: usize = 16;
 /// Snapshot chunks served to one peer per gossip interval; a fast sync keeps
 /// `fast_sync::IN_FLIGHT_PER_PEER` requests out per peer, well under this.
 pub const CHUNKS_PER_INTERVAL: usize = 16;
+/// A pooled relay transaction: when it entered the pool (its re-check age)
+/// and when this replica last sent it (re-gossip pacing).
+#[derive(Clone, Debug)]
+struct PooledRelay {
+    tx: PooledTx,
+    since: Height,
+    gossiped: Height,
+}
+
+impl PooledRelay {
+    fn new(tx: PooledTx, height: Height) -> PooledRelay {
+        PooledRelay {
+            tx,
+            since: height,
+            gossiped: height,
+        }
+    }
+}
+
 /// Signatures remembered to drop gossiped duplicates early (see `seen_txs`).
 const SEEN_TXS: usize = 1 << 16;
 
@@ -256,7 +275,7 @@ pub struct Replica {
     mempool: Mempool<PooledTx>,
     /// Relay transactions by id: checked against committed state on entry
     /// and after every commit, proposed ahead of the mempool.
-    relays: BTreeMap<Hash, (PooledTx, Height)>,
+    relays: BTreeMap<Hash, PooledRelay>,
     /// Relays waiting for an epoch this shard does not know yet, with the
     /// height they arrived at (dropped after `FUTURE_RELAY_HEIGHTS`).
     future_relays: BTreeMap<Hash, (PooledTx, Height)>,
@@ -620,8 +639,6 @@ impl Replica {
         }
     }
 
-    /// At most one sync response or vote catch-up per peer and gossip
-    /// interval: asking is cheap, answering is not.
     /// Takes one of `peer`'s [`CHUNKS_PER_INTERVAL`] chunk answers of the
     /// current gossip interval, if any is left.
     fn chunk_budget(&mut self, peer: PeerId) -> bool {
@@ -686,6 +703,8 @@ impl Replica {
         Ok(())
     }
 
+    /// At most one sync response or vote catch-up per peer and gossip
+    /// interval: asking is cheap, answering is not.
     fn may_serve(&mut self, peer: PeerId) -> bool {
         if self
             .served
@@ -853,7 +872,8 @@ impl Replica {
         };
         match checked {
             Ok(()) => {
-                self.relays.insert(p.id, (p.clone(), self.height));
+                self.relays
+                    .insert(p.id, PooledRelay::new(p.clone(), self.height));
             }
             // A proof from an epoch this shard's light client has not reached
             // yet: hold it until the epoch change commits (its relayer sends
@@ -1145,7 +1165,7 @@ impl Replica {
         // Each relay is re-executed once every RELAY_RECHECK heights of its
         // age (most are included before the first); all when half full.
         let all = self.relays.len() >= MAX_RELAYS / 2;
-        self.relays.retain(|_, (p, since)| {
+        self.relays.retain(|_, PooledRelay { tx: p, since, .. }| {
             let age = height.saturating_sub(*since);
             let due = all || (age > 0 && age % RELAY_RECHECK == 0);
             !due || runtime.check_relay(store, &env, p).is_ok()
@@ -1154,7 +1174,7 @@ impl Replica {
         self.future_relays
             .retain(|id, (p, since)| match runtime.check_relay(store, &env, p) {
                 Ok(()) => {
-                    ready.push((*id, (p.clone(), height)));
+                    ready.push((*id, PooledRelay::new(p.clone(), height)));
                     false
                 }
                 Err(ChainError::UnknownEpoch { .. }) => height < *since + FUTURE_RELAY_HEIGHTS,
@@ -1397,7 +1417,7 @@ impl Replica {
             .ok_or_else(|| ChainError::Storage("no committed head; genesis missing".into()))?;
         let time = self.now.max(head.time + 1);
         let store = &self.store;
-        let mut candidates: Vec<PooledTx> = self.relays.values().map(|(p, _)| p.clone()).collect();
+        let mut candidates: Vec<PooledTx> = self.relays.values().map(|r| r.tx.clone()).collect();
         candidates.extend(self.mempool.select(
             params.max_block_txs as usize,
             params.max_block_bytes(),
@@ -1893,26 +1913,29 @@ impl Replica {
         // duties): it may never propose itself, so a lost broadcast would
         // otherwise hold its account's nonce, and everything after it, forever.
         let next = committee::read_account(&self.store, &self.me).map_or(0, |a| a.nonce);
-        // Relay transactions too, every two blocks that went by without them
-        // (their first broadcast may have been lost): any one replica that
-        // holds a proof should get it to a proposer. A few per round, and
-        // each one only every other height, so a backlog does not flood.
+        // Relay transactions too, each once two heights went by since it was
+        // pooled or last re-sent (its first broadcast may have been lost):
+        // any one replica that holds a proof should get it to a proposer. A
+        // few per round, so a backlog does not flood.
         let height = self.height;
-        let own: Vec<SignedTransaction> = self
+        let due: Vec<Hash> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| height >= r.gossiped + RELAY_REGOSSIP_AFTER)
+            .map(|(id, _)| *id)
+            .take(RELAY_REGOSSIP)
+            .collect();
+        let mut own: Vec<SignedTransaction> = self
             .mempool
             .sender_range(&self.me, next..next + OWN_TX_REGOSSIP)
-            .chain(
-                self.relays
-                    .values()
-                    .filter(|(_, since)| {
-                        let age = height.saturating_sub(*since);
-                        age > 0 && age % RELAY_REGOSSIP_AFTER == 0
-                    })
-                    .map(|(p, _)| p)
-                    .take(RELAY_REGOSSIP),
-            )
             .map(|t| (*t.tx).clone())
             .collect();
+        for id in due {
+            if let Some(r) = self.relays.get_mut(&id) {
+                r.gossiped = height;
+                own.push((*r.tx.tx).clone());
+            }
+        }
         if !own.is_empty() {
             self.outputs
                 .push(Output::Broadcast(Arc::new(Message::Txs(own))));

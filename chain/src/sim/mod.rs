@@ -193,7 +193,8 @@ pub struct SimReport {
     /// Fast syncs that found no snapshot (the shard's first epoch) and
     /// started from genesis.
     pub fast_sync_fallbacks: u64,
-    /// Snapshots a syncing node gave up mid-download for a newer one.
+    /// Snapshots a syncing node gave up mid-download (replaced by a newer
+    /// one, or gone at its holders).
     pub superseded_snapshots: u64,
     /// Tampered snapshot chunks Byzantine peers served (each must be refused).
     pub forged_chunks: u64,
@@ -1492,7 +1493,7 @@ impl<'a> Sim<'a> {
             }
             Progress::Complete => {
                 self.report.refused_chunks += fs.refused;
-                self.report.superseded_snapshots += fs.superseded;
+                self.report.superseded_snapshots += fs.superseded + fs.abandoned;
                 let db = open_db(&self.nodes[i].dir.join(format!("shard-{shard}")))?;
                 fs.restore(&db)?;
                 self.report.fast_syncs += 1;

@@ -446,7 +446,9 @@ fn a_sync_whose_snapshot_is_replaced_mid_download_moves_to_the_newer_one() {
         assert!(rounds < 20, "fast sync did not finish");
         exchange(&mut net, &mut fs);
     }
-    assert_eq!(fs.superseded, 1);
+    // Two peers asked for its chunks said it is gone: given up, and the
+    // newest snapshot adopted from fresh offers.
+    assert_eq!((fs.superseded, fs.abandoned), (0, 1));
     let at = fs.height().expect("adopted");
     assert!(at > first);
     let db = open_db(&net.dir.path().join("joiner"));
@@ -535,4 +537,45 @@ fn chunk_requests_beyond_a_peers_budget_are_ignored() {
     );
     let target = net.replicas[0].height() + 2;
     net.run_until(|rs| rs.iter().all(|r| r.height() >= target));
+}
+
+/// One peer alone cannot steer a fast sync: a snapshot is adopted, or
+/// replaced by a newer one, only once two peers offered it.
+#[test]
+fn a_snapshot_is_adopted_or_replaced_only_when_two_peers_offer_it() {
+    let mut net = Net::new(ReplicaConfig::default());
+    net.run_until(|rs| rs.iter().all(|r| r.committee().epoch >= 2));
+    let genesis = genesis();
+    let store = net.replicas[0].store();
+    let heights = store.snapshot_heights().expect("heights");
+    assert_eq!(heights.len(), 2, "two kept");
+    let offer = |h: u64| {
+        let (manifest, header, cert) = store.snapshot_manifest(h).expect("read").expect("kept");
+        Message::SnapshotOffer(Some(Box::new(SnapshotOffer {
+            manifest,
+            header,
+            cert,
+        })))
+    };
+    let latest = ios_chain::light_client::latest_epoch(store).expect("latest");
+    let trusted = (0..=latest)
+        .map(|e| (e, committee_of(store, e)))
+        .collect::<std::collections::BTreeMap<_, _>>();
+    let mut fs = FastSync::new(0, genesis.params.chain_id.clone(), genesis.hash(), trusted);
+    let peers: Vec<PeerId> = (0..4).map(PeerId).collect();
+    let _ = fs.tick(net.now, &peers);
+    let (old, new) = (offer(heights[0]), offer(heights[1]));
+    fs.handle(PeerId(3), &old).expect("good offer");
+    assert_eq!(fs.height(), None, "one peer's offer is not enough");
+    fs.handle(PeerId(1), &old).expect("good offer");
+    assert_eq!(fs.height(), Some(heights[0]));
+    fs.handle(PeerId(3), &new).expect("good offer");
+    assert_eq!(
+        fs.height(),
+        Some(heights[0]),
+        "one peer cannot restart the download"
+    );
+    fs.handle(PeerId(2), &new).expect("good offer");
+    assert_eq!(fs.height(), Some(heights[1]));
+    assert_eq!(fs.superseded, 1);
 }
