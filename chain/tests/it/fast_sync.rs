@@ -87,6 +87,31 @@ impl Net {
         target
     }
 
+    /// One round of a fast sync run by a node not yet in the network: every
+    /// request it makes, answered by the validators; `tamper` spoils every
+    /// chunk they serve in it.
+    fn exchange(&mut self, fs: &mut FastSync, tamper: bool) {
+        let joiner = PeerId(self.replicas.len() as u64);
+        let peers: Vec<PeerId> = (0..VALIDATORS as u64).map(PeerId).collect();
+        let now = self.now;
+        for (to, msg) in fs.tick(now, &peers) {
+            let outs = self.replicas[to.0 as usize]
+                .handle(joiner, &msg, now)
+                .expect("serve");
+            for out in outs {
+                if let Output::Send(p, reply) = out {
+                    assert_eq!(p, joiner);
+                    let mut reply = (*reply).clone();
+                    if let (true, Message::Chunk { chunk, .. }) = (tamper, &mut reply) {
+                        chunk.entries[0].1.push(1);
+                    }
+                    let _ = fs.handle(to, &reply);
+                }
+            }
+        }
+        self.now += RETRY_MS;
+    }
+
     fn route(&mut self, from: usize, outputs: Vec<Output>) {
         for out in outputs {
             match out {
@@ -123,6 +148,14 @@ impl Net {
             }
         }
     }
+}
+
+/// The committees a light client following `store` trusts, by epoch, up
+/// to `upto` (default: the latest it knows).
+fn trusted(store: &StateStore, upto: Option<u64>) -> std::collections::BTreeMap<u64, Committee> {
+    let upto =
+        upto.unwrap_or_else(|| ios_chain::light_client::latest_epoch(store).expect("latest"));
+    (0..=upto).map(|e| (e, committee_of(store, e))).collect()
 }
 
 /// The committee that certified blocks of `epoch`, as a light client knows it.
@@ -280,46 +313,15 @@ fn a_pruning_replica_drops_old_bodies_and_keeps_its_state() {
 fn fast_sync_over_messages_survives_a_bad_chunk_and_falls_back_without_snapshots() {
     let mut net = Net::new(ReplicaConfig::default());
     let genesis = genesis();
-    let trusted = |store: &StateStore| {
-        let latest = ios_chain::light_client::latest_epoch(store).expect("latest");
-        (0..=latest)
-            .map(|e| (e, committee_of(store, e)))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
-    let joiner = net.replicas.len() as u64;
-    let peers: Vec<PeerId> = (0..VALIDATORS as u64).map(PeerId).collect();
-
-    // Runs one round of requests through the replicas; `tamper` spoils every
-    // chunk served in it.
-    let exchange = |net: &mut Net, fs: &mut FastSync, tamper: bool| {
-        let now = net.now;
-        for (to, msg) in fs.tick(now, &peers) {
-            let outs = net.replicas[to.0 as usize]
-                .handle(PeerId(joiner), &msg, now)
-                .expect("serve");
-            for out in outs {
-                if let Output::Send(PeerId(p), reply) = out {
-                    assert_eq!(p, joiner);
-                    let mut reply = (*reply).clone();
-                    if let (true, Message::Chunk { chunk, .. }) = (tamper, &mut reply) {
-                        chunk.entries[0].1.push(1);
-                    }
-                    let _ = fs.handle(to, &reply);
-                }
-            }
-        }
-        net.now += RETRY_MS;
-    };
-
     // At genesis: no snapshots anywhere.
     let mut early = FastSync::new(
         0,
         genesis.params.chain_id.clone(),
         genesis.hash(),
-        trusted(net.replicas[0].store()),
+        trusted(net.replicas[0].store(), None),
     );
     for _ in 0..3 {
-        exchange(&mut net, &mut early, false);
+        net.exchange(&mut early, false);
     }
     assert_eq!(early.progress(), Progress::NoSnapshot);
 
@@ -328,14 +330,14 @@ fn fast_sync_over_messages_survives_a_bad_chunk_and_falls_back_without_snapshots
         0,
         genesis.params.chain_id.clone(),
         genesis.hash(),
-        trusted(net.replicas[0].store()),
+        trusted(net.replicas[0].store(), None),
     );
     let mut rounds = 0;
     while fs.progress() == Progress::Running {
         rounds += 1;
         assert!(rounds < 20, "fast sync did not finish");
         // Round 1 gets the offers, round 2 the chunks: spoil those once.
-        exchange(&mut net, &mut fs, rounds == 2);
+        net.exchange(&mut fs, rounds == 2);
     }
     assert_eq!(fs.progress(), Progress::Complete);
     assert_eq!(fs.refused, 1, "the tampered chunk was refused");
@@ -356,7 +358,7 @@ fn fast_sync_over_messages_survives_a_bad_chunk_and_falls_back_without_snapshots
         0,
         genesis.params.chain_id.clone(),
         genesis.hash(),
-        trusted(source),
+        trusted(source, None),
     );
     let offer = Message::SnapshotOffer(Some(Box::new(SnapshotOffer {
         manifest,
@@ -374,49 +376,16 @@ fn fast_sync_over_messages_survives_a_bad_chunk_and_falls_back_without_snapshots
 fn a_sync_whose_snapshot_is_replaced_mid_download_moves_to_the_newer_one() {
     let mut net = Net::new(ReplicaConfig::default());
     let genesis = genesis();
-    let joiner = net.replicas.len() as u64;
-    let peers: Vec<PeerId> = (0..VALIDATORS as u64).map(PeerId).collect();
-    // One round: every request the sync makes, answered by the replicas.
-    let exchange = |net: &mut Net, fs: &mut FastSync| {
-        let now = net.now;
-        for (to, msg) in fs.tick(now, &peers) {
-            let outs = net.replicas[to.0 as usize]
-                .handle(PeerId(joiner), &msg, now)
-                .expect("serve");
-            for out in outs {
-                if let Output::Send(_, reply) = out {
-                    let _ = fs.handle(to, &reply);
-                }
-            }
-        }
-        net.now += RETRY_MS;
-    };
-
     net.run_until(|rs| rs.iter().all(|r| r.committee().epoch >= 1));
-    let known = |store: &StateStore, upto: u64| {
-        (0..=upto)
-            .map(|e| (e, committee_of(store, e)))
-            .collect::<std::collections::BTreeMap<_, _>>()
-    };
     let mut fs = FastSync::new(
         0,
         genesis.params.chain_id.clone(),
         genesis.hash(),
-        known(net.replicas[0].store(), 1),
+        trusted(net.replicas[0].store(), Some(1)),
     );
     // The offers arrive; the chunks are not asked for yet.
-    let now = net.now;
-    for (to, msg) in fs.tick(now, &peers) {
-        let outs = net.replicas[to.0 as usize]
-            .handle(PeerId(joiner), &msg, now)
-            .expect("serve");
-        for out in outs {
-            if let Output::Send(_, reply) = out {
-                fs.handle(to, &reply).expect("a good offer");
-            }
-        }
-    }
-    net.now += RETRY_MS;
+    net.exchange(&mut fs, false);
+    assert_eq!(fs.refused, 0, "good offers");
     let first = fs.height().expect("adopted");
 
     // Two more epoch boundaries: every replica drops that snapshot (it keeps two).
@@ -429,22 +398,21 @@ fn a_sync_whose_snapshot_is_replaced_mid_download_moves_to_the_newer_one() {
 
     // Asked for a chunk it no longer has, a replica offers its newest
     // snapshot; that one is of an epoch this light client has not learned.
-    exchange(&mut net, &mut fs);
+    net.exchange(&mut fs, false);
     assert_eq!(
         fs.height(),
         Some(first),
         "an unknown epoch's offer is refused"
     );
     assert!(fs.refused > 0);
-    let latest = ios_chain::light_client::latest_epoch(net.replicas[0].store()).expect("latest");
-    for (e, c) in known(net.replicas[0].store(), latest) {
+    for (e, c) in trusted(net.replicas[0].store(), None) {
         fs.trust(e, c);
     }
     let mut rounds = 0;
     while fs.progress() == Progress::Running {
         rounds += 1;
         assert!(rounds < 20, "fast sync did not finish");
-        exchange(&mut net, &mut fs);
+        net.exchange(&mut fs, false);
     }
     // Two peers asked for its chunks said it is gone: given up, and the
     // newest snapshot adopted from fresh offers.
@@ -557,11 +525,12 @@ fn a_snapshot_is_adopted_or_replaced_only_when_two_peers_offer_it() {
             cert,
         })))
     };
-    let latest = ios_chain::light_client::latest_epoch(store).expect("latest");
-    let trusted = (0..=latest)
-        .map(|e| (e, committee_of(store, e)))
-        .collect::<std::collections::BTreeMap<_, _>>();
-    let mut fs = FastSync::new(0, genesis.params.chain_id.clone(), genesis.hash(), trusted);
+    let mut fs = FastSync::new(
+        0,
+        genesis.params.chain_id.clone(),
+        genesis.hash(),
+        trusted(store, None),
+    );
     let peers: Vec<PeerId> = (0..4).map(PeerId).collect();
     let _ = fs.tick(net.now, &peers);
     let (old, new) = (offer(heights[0]), offer(heights[1]));
