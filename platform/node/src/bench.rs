@@ -3,21 +3,21 @@
 //! machine's limits measured in the same run (ed25519 batch verification,
 //! blake3, memcpy) on the same single core the benchmark uses.
 
+use crate::fifo::FifoNet;
 use anyhow::{Context, Result};
 use ios_chain::crypto::{verify_batch, Address, Keypair, Signature};
 use ios_chain::execute::Runtime;
 use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
-use ios_chain::message::{Message, PeerId};
 use ios_chain::params::{ChainParams, Genesis};
-use ios_chain::replica::{Output, Replica, ReplicaConfig};
+use ios_chain::replica::{Replica, ReplicaConfig};
+use ios_chain::shard::BEACON;
 use ios_chain::state::smt::SparseMerkleTree;
 use ios_chain::tx::{SignedTransaction, Transaction};
 use ios_chain::types::Height;
 use serde::Serialize;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -229,22 +229,22 @@ pub fn run_chain(
     };
     let start = Instant::now();
     let now_ms = |start: Instant| start.elapsed().as_millis() as u64 + 1;
-    let mut replicas = Vec::new();
+    let mut net = FifoNet::default();
     let mut dbs = Vec::new();
     for (i, k) in vkeys.iter().enumerate() {
         let db = ios_chain::state::open_db(&dir.join(format!("v{i}")), None)
             .context("opening bench store")?;
-        replicas.push(Replica::open(
+        let replica = Replica::open(
             &db,
             k.clone(),
             runtime.clone(),
             &genesis,
             rc.clone(),
             now_ms(start),
-        )?);
+        )?;
+        net.add(BEACON, replica);
         dbs.push(db);
     }
-    let mut queue: VecDeque<(usize, usize, Arc<Message>)> = VecDeque::new();
     let mut submitted_at: BTreeMap<Hash, Instant> = BTreeMap::new();
     let mut latencies: Vec<f64> = Vec::with_capacity(cfg.txs);
     let mut committed_txs = 0usize;
@@ -252,31 +252,7 @@ pub fn run_chain(
     let chunk = (cfg.block_txs as usize).max(1);
     let mut in_flight = 0usize;
     let mut next_target = 0usize;
-    let n = replicas.len();
-    let route = |from: usize,
-                 outs: Vec<Output>,
-                 queue: &mut VecDeque<(usize, usize, Arc<Message>)>,
-                 commits: &mut Vec<(Height, Vec<Hash>)>| {
-        for o in outs {
-            match o {
-                Output::Broadcast(m) => {
-                    for to in 0..n {
-                        if to != from {
-                            queue.push_back((to, from, m.clone()));
-                        }
-                    }
-                }
-                Output::Send(PeerId(to), m) => queue.push_back((to as usize, from, m)),
-                Output::Committed(c) => commits.push((
-                    c.block.header.height,
-                    c.receipts.iter().map(|r| r.tx).collect(),
-                )),
-                // One shard (the beacon) and no equivocation here.
-                Output::Evidence(_) => {}
-            }
-        }
-    };
-    let mut commits = Vec::new();
+    let n = net.replicas.len();
     while committed_txs < cfg.txs {
         if start.elapsed() > Duration::from_secs(600) {
             anyhow::bail!(
@@ -294,37 +270,24 @@ pub fn run_chain(
             in_flight += take;
             let target = next_target % n;
             next_target += 1;
-            let (results, outs) = replicas[target].submit(batch, now_ms(start));
+            let (results, outs) = net.replicas[target].submit(batch, now_ms(start));
             if let Some(Err(e)) = results.into_iter().find(|r| r.is_err()) {
                 anyhow::bail!("bench transaction refused: {e}");
             }
-            route(target, outs, &mut queue, &mut commits);
+            net.route(target, outs);
         }
-        if let Some((to, from, msg)) = queue.pop_front() {
-            let outs = replicas[to]
-                .handle(PeerId(from as u64), &msg, now_ms(start))
-                .unwrap_or_default();
-            route(to, outs, &mut queue, &mut commits);
-        } else {
-            let next = replicas
-                .iter()
-                .map(|r| r.next_deadline())
-                .min()
-                .unwrap_or(0);
-            let now = now_ms(start);
-            if next > now {
-                std::thread::sleep(Duration::from_millis((next - now).min(50)));
-            }
-            for (i, r) in replicas.iter_mut().enumerate() {
-                let outs = r.tick(now_ms(start))?;
-                route(i, outs, &mut queue, &mut commits);
+        if !net.deliver_one(now_ms(start)) {
+            net.sleep_until_due(now_ms(start), Duration::from_millis(50));
+            for i in 0..n {
+                let outs = net.replicas[i].tick(now_ms(start))?;
+                net.route(i, outs);
             }
         }
-        for (h, ids) in commits.drain(..) {
-            if blocks.insert(h, ()).is_none() {
+        for (_, c) in std::mem::take(&mut net.commits) {
+            if blocks.insert(c.block.header.height, ()).is_none() {
                 let t = Instant::now();
-                for id in ids {
-                    if let Some(s) = submitted_at.remove(&id) {
+                for r in &c.receipts {
+                    if let Some(s) = submitted_at.remove(&r.tx) {
                         latencies.push(t.duration_since(s).as_secs_f64() * 1e3);
                         committed_txs += 1;
                         in_flight -= 1;
@@ -334,7 +297,7 @@ pub fn run_chain(
         }
     }
     let seconds = start.elapsed().as_secs_f64();
-    drop(replicas);
+    drop(net);
     drop(dbs);
     progress("measuring sparse-Merkle updates");
     let smt = smt_rate(cfg.smt_keys)?;

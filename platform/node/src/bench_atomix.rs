@@ -8,6 +8,7 @@
 //! measured in the same run.
 
 use crate::bench::{hardware_limits, HardwareLimits};
+use crate::fifo::FifoNet;
 use anyhow::{bail, Context, Result};
 use ios_chain::atomix::{
     CrossInput, CrossTransfer, Outcome, ReceiptProof, RelayBatch, Step, EVENT, RELAY_BATCH_BYTES,
@@ -18,16 +19,14 @@ use ios_chain::crypto::{Address, Keypair};
 use ios_chain::execute::Runtime;
 use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
-use ios_chain::message::{Message, PeerId};
 use ios_chain::params::{ChainParams, Genesis};
-use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
+use ios_chain::replica::{Replica, ReplicaConfig};
 use ios_chain::shard::{home_shard, BEACON};
 use ios_chain::tx::{SignedTransaction, Transaction};
 use ios_chain::types::{Height, ShardId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug)]
@@ -198,35 +197,6 @@ struct Pending {
     cross: Option<CrossTransfer>,
 }
 
-struct Net {
-    replicas: Vec<Replica>,
-    shard_of: Vec<ShardId>,
-    by_shard: BTreeMap<ShardId, Vec<usize>>,
-    queue: VecDeque<(usize, usize, Arc<Message>)>,
-    commits: Vec<(ShardId, Arc<CommittedBlock>)>,
-}
-
-impl Net {
-    fn route(&mut self, from: usize, outs: Vec<Output>) {
-        let shard = self.shard_of[from];
-        for o in outs {
-            match o {
-                Output::Broadcast(m) => {
-                    for &to in &self.by_shard[&shard] {
-                        if to != from {
-                            self.queue.push_back((to, from, m.clone()));
-                        }
-                    }
-                }
-                Output::Send(PeerId(to), m) => self.queue.push_back((to as usize, from, m)),
-                Output::Committed(c) => self.commits.push((shard, c)),
-                // Nobody equivocates in the benchmark.
-                Output::Evidence(_) => {}
-            }
-        }
-    }
-}
-
 /// One run: S = `shards`, `pct`% cross-shard, stores under `dir`.
 pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Result<AtomixRun> {
     let n = committee_size(cfg, shards)?;
@@ -369,13 +339,7 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
     };
     // The beacon carries no load here; it keeps the usual pace.
     let beacon_rc = timeouts;
-    let mut net = Net {
-        replicas: Vec::new(),
-        shard_of: Vec::new(),
-        by_shard: BTreeMap::new(),
-        queue: VecDeque::new(),
-        commits: Vec::new(),
-    };
+    let mut net = FifoNet::default();
     let mut dbs = Vec::new();
     for s in 0..=shards {
         let committee = epoch0.committee(s)?;
@@ -388,20 +352,16 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
                 .context("opening bench store")?;
             let rc = if s == BEACON { &beacon_rc } else { &account_rc };
             // A runtime each: a validator's memo of verified certificates is its own.
-            net.replicas.push(Replica::open(
+            let replica = Replica::open(
                 &db,
                 key.clone(),
                 Runtime::for_shard(params.clone(), s),
                 &genesis,
                 rc.clone(),
                 now_ms(start),
-            )?);
+            )?;
+            net.add(s, replica);
             dbs.push(db);
-            net.by_shard
-                .entry(s)
-                .or_default()
-                .push(net.replicas.len() - 1);
-            net.shard_of.push(s);
         }
     }
 
@@ -469,22 +429,8 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
             }
             net.route(target, outs);
         }
-        if let Some((to, from, msg)) = net.queue.pop_front() {
-            let outs = net.replicas[to]
-                .handle(PeerId(from as u64), &msg, now_ms(start))
-                .unwrap_or_default();
-            net.route(to, outs);
-        } else {
-            let next = net
-                .replicas
-                .iter()
-                .map(|r| r.next_deadline())
-                .min()
-                .unwrap_or(0);
-            let now = now_ms(start);
-            if next > now {
-                std::thread::sleep(Duration::from_millis((next - now).min(20)));
-            }
+        if !net.deliver_one(now_ms(start)) {
+            net.sleep_until_due(now_ms(start), Duration::from_millis(20));
         }
         // Timers fire on time even while messages keep the queue busy (the
         // beacon and any timeout depend on them).

@@ -4,11 +4,12 @@
 //! tasks, [`devnet`]); the libp2p issue replaces the transport, not the
 //! engines. [`bench`] measures the engines against the machine's signature
 //! verification limit; [`bench_atomix`] measures
-//! sharded networks with cross-shard load.
+//! sharded networks with cross-shard load; both run on [`fifo`]'s one-thread network.
 
 pub mod bench;
 pub mod bench_atomix;
 pub mod devnet;
+pub mod fifo;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
