@@ -77,6 +77,23 @@ pub enum ChainError {
 }
 
 impl ChainError {
+    /// Whether the error proves that the peer who sent the input misbehaved
+    /// (malformed, oversized, forged or misaddressed), as opposed to input
+    /// that is only stale, early or unaffordable, which honest peers send
+    /// during ordinary churn. Transports penalize the first kind only.
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(
+            self,
+            ChainError::Malformed { .. }
+                | ChainError::TooLarge { .. }
+                | ChainError::BadSignature(_)
+                | ChainError::WrongChainId { .. }
+                | ChainError::WrongShard { .. }
+                | ChainError::InvalidCertificate(_)
+                | ChainError::Pvss(_)
+        )
+    }
+
     /// Short machine-readable code, stored in failed receipts and shown by APIs.
     pub fn code(&self) -> &'static str {
         match self {

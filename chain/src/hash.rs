@@ -245,7 +245,7 @@ pub fn verify_merkle_path(root: &Hash, leaf: &Hash, path: &MerklePath) -> bool {
         let sib = i ^ 1;
         if sib < width {
             let Some(s) = sibs.next() else { return false };
-            acc = if i % 2 == 0 {
+            acc = if i.is_multiple_of(2) {
                 merkle_node(&acc, s)
             } else {
                 merkle_node(s, &acc)
@@ -278,7 +278,7 @@ fn multi_positions(leaf_count: usize, indexes: &[usize]) -> Vec<(usize, usize)> 
         let mut k = 0;
         while k < level.len() {
             let i = level[k];
-            if i % 2 == 0 && level.get(k + 1) == Some(&(i + 1)) {
+            if i.is_multiple_of(2) && level.get(k + 1) == Some(&(i + 1)) {
                 k += 1;
             } else if i ^ 1 < width {
                 out.push((depth, i ^ 1));

@@ -69,6 +69,70 @@ pub fn latest_epoch(state: &dyn StateRead) -> Result<Epoch> {
     Ok(crate::committee::read(state, K_LATEST_EPOCH)?.unwrap_or(0))
 }
 
+/// A node's own beacon light client, outside any shard's state: the chain
+/// of [`EpochInfo`]s from genesis, each epoch change checked exactly as a
+/// shard checks it ([`verify_epoch_change`]). A node uses it to know which
+/// committees it serves on and which certificates to trust while it runs no
+/// replica of the beacon.
+#[derive(Clone, Debug)]
+pub struct EpochChain {
+    chain_id: ChainId,
+    shards: u16,
+    infos: std::collections::BTreeMap<Epoch, EpochInfo>,
+    certs: CertCache,
+}
+
+impl EpochChain {
+    /// Starts from the epoch-0 committees every node computes from genesis.
+    pub fn new(genesis: &crate::params::Genesis) -> EpochChain {
+        let zero = genesis.epoch_zero();
+        EpochChain {
+            chain_id: genesis.params.chain_id.clone(),
+            shards: genesis.params.shards,
+            infos: std::collections::BTreeMap::from([(0, zero)]),
+            certs: CertCache::default(),
+        }
+    }
+
+    /// The newest epoch known.
+    pub fn latest(&self) -> Epoch {
+        self.infos.keys().next_back().copied().unwrap_or(0)
+    }
+
+    pub fn info(&self, epoch: Epoch) -> Option<&EpochInfo> {
+        self.infos.get(&epoch)
+    }
+
+    /// Every known epoch, oldest first.
+    pub fn infos(&self) -> impl Iterator<Item = &EpochInfo> {
+        self.infos.values()
+    }
+
+    /// Checks `change` and, if it is the next epoch, records it. Returns
+    /// false for an epoch already known (a duplicate is not an error).
+    pub fn apply(&mut self, change: &EpochChange) -> Result<bool> {
+        if self.infos.contains_key(&change.info.epoch) {
+            return Ok(false);
+        }
+        verify_epoch_change(self, &self.chain_id, self.shards, change, &self.certs)?;
+        self.infos.insert(change.info.epoch, change.info.clone());
+        Ok(true)
+    }
+}
+
+impl StateRead for EpochChain {
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if key == K_LATEST_EPOCH {
+            return Ok(Some(codec::encode(&self.latest())));
+        }
+        Ok(key
+            .strip_prefix(EPOCHS_PREFIX)
+            .and_then(|e| <[u8; 8]>::try_from(e).ok())
+            .and_then(|e| self.infos.get(&Epoch::from_be_bytes(e)))
+            .map(codec::encode))
+    }
+}
+
 /// Certificates most recently verified that a [`CertCache`] remembers.
 pub const CERT_CACHE_ENTRIES: usize = 4_096;
 

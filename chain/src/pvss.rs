@@ -736,7 +736,7 @@ fn dual_coefficients(n: usize, m: &[Scalar]) -> Vec<Scalar> {
         inv_fact.push(acc);
     }
     // All factorials below the group order (~2^252) are nonzero mod it.
-    Scalar::batch_invert(&mut inv_fact);
+    Scalar::invert_batch_alloc(&mut inv_fact);
     inv_fact
         .iter()
         .zip(inv_fact.iter().rev())
@@ -772,7 +772,7 @@ fn lagrange_at_zero(xs: &[Scalar]) -> Vec<Scalar> {
         denominators.push(den);
     }
     // Distinct indices below the group order make every difference nonzero.
-    Scalar::batch_invert(&mut denominators);
+    Scalar::invert_batch_alloc(&mut denominators);
     numerators
         .iter()
         .zip(&denominators)

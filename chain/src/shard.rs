@@ -295,7 +295,7 @@ mod tests {
                 let eligible: Vec<Address> = all
                     .iter()
                     .enumerate()
-                    .filter(|(i, _)| jail_every == 0 || (i + e as usize) % (jail_every + 3) != 0)
+                    .filter(|(i, _)| jail_every == 0 || !(i + e as usize).is_multiple_of(jail_every + 3))
                     .map(|(_, a)| *a)
                     .collect();
                 let next = assign_committees(&c, &eligible, size, swaps, &seed(s ^ (e + 1)));

@@ -9,14 +9,21 @@ use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct DevnetArgs {
-    /// Validators in the shard committee.
+    /// Account shards (the beacon comes on top).
+    #[arg(long, default_value_t = 2)]
+    shards: u16,
+    /// Validators per committee: the devnet runs committee x (shards + 1)
+    /// validator nodes, plus a gateway.
     #[arg(long, default_value_t = 4)]
-    validators: usize,
+    committee: usize,
+    /// Blocks per epoch (committees rotate at each boundary).
+    #[arg(long, default_value_t = 50)]
+    epoch_length: u64,
     /// Keep state in DIR (reused on the next start); default: a fresh directory.
     #[arg(long)]
     data: Option<PathBuf>,
     /// Signed transfers per second of the built-in load (0 turns it off).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 200)]
     tps: u32,
     /// Funded accounts the load sends from.
     #[arg(long, default_value_t = 256)]
@@ -37,13 +44,16 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
     eprintln!(
-        "devnet: {} validators, data in {} (logs: stderr; IOS_LOG=info for more)",
-        a.validators,
+        "devnet: beacon + {} shards x {} validators over libp2p on 127.0.0.1, plus a gateway; data in {} (one directory per node; logs: stderr, IOS_LOG=info for more)",
+        a.shards,
+        a.committee,
         data_dir.display()
     );
     eprintln!("devnet: built-in load {} transfers/s; Ctrl-C stops", a.tps);
     let cfg = DevnetConfig {
-        validators: a.validators,
+        shards: a.shards,
+        committee: a.committee,
+        epoch_length: a.epoch_length,
         data_dir: data_dir.clone(),
         load_tps: a.tps,
         users: a.users,
@@ -64,16 +74,27 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(t).unwrap_or_default());
             } else {
+                let heights: Vec<String> = t.heights.iter().map(|h| h.to_string()).collect();
                 println!(
-                    "height={} finalized_tps={} finality_p50={}ms p99={}ms mempool={} dropped_msgs={}",
-                    t.height, t.finalized_tps, t.latency_p50_ms, t.latency_p99_ms, t.mempool, t.dropped_messages
+                    "heights={} epoch={} finalized_tps={} finality_p50={}ms p99={}ms min_peers={}",
+                    heights.join(","),
+                    t.epoch,
+                    t.finalized_tps,
+                    t.latency_p50_ms,
+                    t.latency_p99_ms,
+                    t.min_peers
                 );
             }
         },
     ))?;
+    let heights: Vec<String> = summary.heights.iter().map(|h| h.to_string()).collect();
+    if let Some(r) = summary.ready_after_s {
+        eprintln!("devnet: every shard was finalizing {r:.1} s after start");
+    }
     println!(
-        "devnet: stopped at height {} after {:.1}s; {} transactions finalized; state roots agree: {}; data kept in {}",
-        summary.height,
+        "devnet: stopped at heights {} (epoch {}) after {:.1}s; {} transactions finalized; state roots agree: {}; data kept in {}",
+        heights.join(","),
+        summary.epoch,
         summary.seconds,
         summary.txs,
         summary.state_roots_agree,

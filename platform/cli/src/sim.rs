@@ -91,7 +91,7 @@ pub fn run(a: SimArgs) -> Result<ExitCode> {
                         ),
                         Err(e) => eprintln!("{e}"),
                     }
-                } else if finished % 10 == 0 || finished == total {
+                } else if finished.is_multiple_of(10) || finished == total {
                     eprintln!("sim: {finished}/{total} seeds done");
                 }
                 results.lock().expect("not poisoned").push(r);

@@ -1,99 +1,107 @@
-//! `ios devnet` at this stage: n validator replicas, each in its own tokio
-//! task with its own sled directory, connected by bounded in-process channels,
-//! with a built-in load of signed transfers. Prints height, finalized TPS and
-//! finality latency each second; stops cleanly on Ctrl-C.
+//! `ios devnet`: a whole network on this machine. Every validator is a full
+//! libp2p node on 127.0.0.1 with its own port and data directory: a beacon
+//! plus S account shards of `committee` validators each, and a gateway that
+//! follows every shard (the API is served from it). A built-in load of signed
+//! transfers goes in through the gateway. Prints per-shard heights, finalized
+//! TPS and finality latency each second; stops cleanly on Ctrl-C.
 
+use crate::node::{self, CommitEvent, NodeConfig, NodeHandle, Role};
 use crate::unix_ms;
 use anyhow::{Context, Result};
 use ios_chain::crypto::{Address, Keypair};
-use ios_chain::error::ChainError;
-use ios_chain::execute::Runtime;
 use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
-use ios_chain::message::{Message, PeerId};
 use ios_chain::params::{ChainParams, Genesis};
-use ios_chain::replica::{Output, Replica, ReplicaConfig};
-use ios_chain::tx::{SignedTransaction, Transaction};
-use ios_chain::types::Height;
-use std::collections::HashMap;
+use ios_chain::replica::ReplicaConfig;
+use ios_chain::shard::home_shard;
+use ios_chain::tx::Transaction;
+use ios_chain::types::{Epoch, Height, ShardId};
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{broadcast, watch};
 
 #[derive(Clone, Debug)]
 pub struct DevnetConfig {
-    pub validators: usize,
+    /// Account shards (the beacon comes on top).
+    pub shards: u16,
+    /// Validators per committee; the devnet has committee x (shards + 1).
+    pub committee: usize,
     pub data_dir: PathBuf,
     /// Signed transfers per second offered by the built-in load (0 = none).
     pub load_tps: u32,
     pub users: usize,
     /// Stop after this long (None: until Ctrl-C).
     pub duration: Option<Duration>,
+    /// Blocks per epoch (committees rotate at each boundary).
+    pub epoch_length: u64,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        DevnetConfig {
+            shards: 2,
+            committee: 4,
+            data_dir: PathBuf::from("ios-devnet"),
+            load_tps: 200,
+            users: 256,
+            duration: None,
+            epoch_length: 50,
+        }
+    }
 }
 
 /// One line of the per-second report.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DevnetTick {
     pub second: u64,
-    pub height: Height,
+    /// Finalized height per shard (index = shard id; 0 is the beacon).
+    pub heights: Vec<Height>,
+    pub epoch: Epoch,
     pub finalized_tps: u64,
     pub latency_p50_ms: u64,
     pub latency_p99_ms: u64,
-    pub mempool: usize,
-    pub dropped_messages: u64,
+    /// Fewest peers any node has.
+    pub min_peers: u64,
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct DevnetSummary {
-    pub height: Height,
+    pub heights: Vec<Height>,
+    pub epoch: Epoch,
     pub txs: u64,
     pub seconds: f64,
     pub state_roots_agree: bool,
+    /// Seconds from start until every shard finalized a block.
+    pub ready_after_s: Option<f64>,
 }
 
-enum Inbound {
-    Msg {
-        from: usize,
-        msg: Arc<Message>,
-    },
-    Submit {
-        txs: Vec<SignedTransaction>,
-        reply: oneshot::Sender<Vec<Result<Hash, ChainError>>>,
-    },
+fn params(cfg: &DevnetConfig) -> ChainParams {
+    let mut p = ChainParams::devnet("ios-devnet");
+    p.shards = cfg.shards;
+    p.set_committee_size(cfg.committee as u16);
+    p.epoch_length = cfg.epoch_length;
+    p.dealing_window = (cfg.epoch_length / 3).max(2);
+    p
 }
 
-struct Commit {
-    node: usize,
-    height: Height,
-    txs: Vec<Hash>,
-    state_root: Hash,
-    at: Instant,
-}
-
-fn devnet_params() -> ChainParams {
-    ChainParams::devnet("ios-devnet")
-}
-
-fn user_keys(n: usize) -> Vec<Keypair> {
+pub fn user_keys(n: usize) -> Vec<Keypair> {
     (0..n as u64)
         .map(|i| Keypair::from_seed("devnet-user", i))
         .collect()
 }
 
-fn validator_keys(n: usize) -> Vec<Keypair> {
+pub fn validator_keys(n: usize) -> Vec<Keypair> {
     (0..n as u64)
         .map(|i| Keypair::from_seed("devnet-validator", i))
         .collect()
 }
 
 /// Loads the devnet genesis from `dir`, or writes a new one.
-fn load_or_create_genesis(
-    dir: &Path,
-    validators: &[Keypair],
-    users: &[Keypair],
-) -> Result<Genesis> {
+pub fn load_or_create_genesis(cfg: &DevnetConfig) -> Result<Genesis> {
+    let dir = &cfg.data_dir;
     let path = dir.join("genesis.bin");
     if path.exists() {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -101,19 +109,186 @@ fn load_or_create_genesis(
             .with_context(|| format!("{} is not a devnet genesis", path.display()))?;
         return Ok(g);
     }
+    let validators = validator_keys(cfg.committee * (cfg.shards as usize + 1));
+    let users: Vec<Address> = user_keys(cfg.users).iter().map(|k| k.address()).collect();
     let now = unix_ms();
-    let addrs = |ks: &[Keypair]| ks.iter().map(|k| k.address()).collect::<Vec<_>>();
     let g = Genesis::test_network(
-        devnet_params(),
+        params(cfg),
         now,
         hash_tagged("ios/devnet-genesis", &now.to_le_bytes()),
-        validators,
-        &addrs(users),
+        &validators,
+        &users,
     );
+    g.validate().context("the devnet genesis is invalid")?;
     std::fs::create_dir_all(dir)?;
     std::fs::write(&path, ios_chain::codec::encode(&g))
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(g)
+}
+
+/// The replica settings of a devnet node: durable votes, short rounds.
+pub fn replica_config() -> ReplicaConfig {
+    ReplicaConfig {
+        durable: true,
+        min_block_interval_ms: 200,
+        ..ReplicaConfig::default()
+    }
+}
+
+/// A running devnet: validators and a gateway, all on loopback.
+pub struct Devnet {
+    pub genesis: Genesis,
+    pub validators: Vec<NodeHandle>,
+    pub gateway: NodeHandle,
+    pub data_dir: PathBuf,
+    stop: watch::Sender<bool>,
+    tasks: Vec<(String, tokio::task::JoinHandle<Result<()>>)>,
+}
+
+impl Devnet {
+    /// Starts every node; returns once all listen (not yet in consensus).
+    pub async fn start(cfg: &DevnetConfig) -> Result<Devnet> {
+        anyhow::ensure!(
+            cfg.committee >= 1,
+            "a committee needs at least one validator"
+        );
+        let genesis = load_or_create_genesis(cfg)?;
+        let n = genesis
+            .accounts
+            .iter()
+            .filter(|a| a.pvss_key.is_some())
+            .count();
+        let keys = validator_keys(n);
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let mut validators: Vec<NodeHandle> = Vec::new();
+        let mut bootstrap = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let name = format!("validator-{i}");
+            let (h, task) = node::start(
+                NodeConfig {
+                    name: name.clone(),
+                    role: Role::Validator,
+                    data_dir: cfg.data_dir.join(&name),
+                    listen: "/ip4/127.0.0.1/tcp/0".parse()?,
+                    bootstrap: bootstrap.clone(),
+                    genesis: genesis.clone(),
+                    key: Some(key),
+                    replica: replica_config(),
+                },
+                stopped(stop_rx.clone()),
+            )
+            .await
+            .with_context(|| format!("starting {name}"))?;
+            if bootstrap.is_empty() {
+                bootstrap = h.addrs.clone();
+            }
+            validators.push(h);
+            tasks.push((name, task));
+        }
+        let (gateway, task) = node::start(
+            NodeConfig {
+                name: "gateway".into(),
+                role: Role::Full,
+                data_dir: cfg.data_dir.join("gateway"),
+                listen: "/ip4/127.0.0.1/tcp/0".parse()?,
+                bootstrap,
+                genesis: genesis.clone(),
+                key: None,
+                replica: replica_config(),
+            },
+            stopped(stop_rx),
+        )
+        .await
+        .context("starting the gateway")?;
+        tasks.push(("gateway".into(), task));
+        Ok(Devnet {
+            genesis,
+            validators,
+            gateway,
+            data_dir: cfg.data_dir.clone(),
+            stop,
+            tasks,
+        })
+    }
+
+    pub fn shards(&self) -> u16 {
+        self.genesis.params.shards
+    }
+
+    /// Every node, validators first.
+    pub fn nodes(&self) -> impl Iterator<Item = &NodeHandle> {
+        self.validators.iter().chain(std::iter::once(&self.gateway))
+    }
+
+    /// Stops every node and waits for them (each flushes its stores).
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let mut first_error = None;
+        for (name, t) in self.tasks {
+            match t.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!("{name} stopped with an error: {e:#}");
+                    first_error.get_or_insert(e.context(name));
+                }
+                Err(e) => {
+                    tracing::error!("{name} failed: {e}");
+                    first_error.get_or_insert(anyhow::anyhow!("{name} failed: {e}"));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Checks that every node that finalized a (shard, height) reached the
+/// same block and state root.
+#[derive(Default)]
+pub struct Agreement {
+    seen: BTreeMap<(ShardId, Height), (Hash, Hash)>,
+    pub disagreements: u64,
+}
+
+impl Agreement {
+    /// Records one commit; true the first time this (shard, height) is seen.
+    pub fn record(&mut self, c: &CommitEvent) -> bool {
+        match self.seen.get(&(c.shard, c.height)) {
+            Some(&(block, root)) => {
+                if block != c.block_hash || root != c.state_root {
+                    self.disagreements += 1;
+                    tracing::error!(
+                        shard = c.shard,
+                        height = c.height,
+                        "two nodes disagree on a finalized block or state root"
+                    );
+                }
+                false
+            }
+            None => {
+                self.seen
+                    .insert((c.shard, c.height), (c.block_hash, c.state_root));
+                true
+            }
+        }
+    }
+
+    /// Forgets heights far below `heights` (per shard).
+    pub fn prune(&mut self, heights: &[Height]) {
+        self.seen
+            .retain(|(s, h), _| heights.get(*s as usize).is_none_or(|top| *h + 1_000 > *top));
+    }
 }
 
 /// Runs the devnet until `shutdown` resolves or `cfg.duration` passes.
@@ -122,106 +297,82 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
     mut on_tick: impl FnMut(&DevnetTick),
 ) -> Result<DevnetSummary> {
-    anyhow::ensure!(cfg.validators >= 1, "a devnet needs at least one validator");
-    let keys = validator_keys(cfg.validators);
-    let users = user_keys(cfg.users);
-    let genesis = load_or_create_genesis(&cfg.data_dir, &keys, &users)?;
-    let runtime = Runtime::new(genesis.params.clone());
-    let replica_config = ReplicaConfig {
-        durable: true,
-        min_block_interval_ms: 200,
-        ..ReplicaConfig::default()
-    };
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (commit_tx, mut commit_rx) = mpsc::unbounded_channel::<Commit>();
-    let dropped = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let mempool_size = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-
-    let mut senders = Vec::new();
-    let mut receivers = Vec::new();
-    for _ in 0..cfg.validators {
-        let (tx, rx) = mpsc::channel::<Inbound>(8_192);
-        senders.push(tx);
-        receivers.push(rx);
-    }
-    let mut handles = Vec::new();
-    for (i, (key, inbox)) in keys.into_iter().zip(receivers).enumerate() {
-        let dir = cfg.data_dir.join(format!("validator-{i}"));
-        let db = ios_chain::state::open_db(&dir, Some(500))
-            .with_context(|| format!("starting validator {i}"))?;
-        let replica = Replica::open(
-            &db,
-            key,
-            runtime.clone(),
-            &genesis,
-            replica_config.clone(),
-            unix_ms(),
-        )
-        .with_context(|| format!("starting validator {i} from {}", dir.display()))?;
-        let node = NodeTask {
-            index: i,
-            replica,
-            _db: db,
-            peers: senders.clone(),
-            commits: commit_tx.clone(),
-            dropped: dropped.clone(),
-            mempool_size: mempool_size.clone(),
-        };
-        handles.push(tokio::spawn(node.run(inbox, stop_rx.clone())));
+    let started = Instant::now();
+    let net = Devnet::start(&cfg).await?;
+    let shards = net.shards();
+    let (commit_tx, mut commit_rx) = tokio::sync::mpsc::channel::<Arc<CommitEvent>>(65_536);
+    for h in net.nodes() {
+        let mut rx = h.commits();
+        let tx = commit_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(c) => {
+                        if tx.send(c).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
     drop(commit_tx);
 
+    let (load_stop, load_stop_rx) = watch::channel(false);
     let submitted: Arc<Mutex<HashMap<Hash, Instant>>> = Arc::default();
-    let load = if cfg.load_tps > 0 {
-        Some(tokio::spawn(load_generator(
-            users,
-            genesis.params.chain_id.clone(),
+    let load = (cfg.load_tps > 0).then(|| {
+        tokio::spawn(load_generator(
+            user_keys(cfg.users),
+            net.genesis.params.chain_id.clone(),
+            shards,
             cfg.load_tps,
-            senders.clone(),
+            net.gateway.clone(),
             submitted.clone(),
-            stop_rx.clone(),
-        )))
-    } else {
-        None
-    };
+            load_stop_rx,
+        ))
+    });
 
-    let started = Instant::now();
     let deadline = cfg.duration.map(|d| tokio::time::Instant::now() + d);
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.tick().await;
     tokio::pin!(shutdown);
-    let mut best: HashMap<Height, Hash> = HashMap::new();
-    let mut roots_agree = true;
-    let mut height = 0;
+    let mut agreement = Agreement::default();
+    let mut heights: Vec<Height> = vec![0; shards as usize + 1];
+    let mut epoch = 0;
     let mut total_txs = 0u64;
     let mut second_txs = 0u64;
     let mut latencies: Vec<u64> = Vec::new();
     let mut second = 0;
+    let mut ready_after_s = None;
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => break,
             c = commit_rx.recv() => {
                 let Some(c) = c else { break };
-                match best.get(&c.height) {
-                    Some(root) => {
-                        if *root != c.state_root {
-                            roots_agree = false;
-                            tracing::error!(node = c.node, height = c.height, "state root differs between validators");
+                if agreement.record(&c) {
+                    let s = c.shard as usize;
+                    if s < heights.len() {
+                        heights[s] = heights[s].max(c.height);
+                    }
+                    if c.shard == ios_chain::shard::BEACON {
+                        epoch = epoch.max(c.epoch);
+                    }
+                    total_txs += c.txs.len() as u64;
+                    second_txs += c.txs.len() as u64;
+                    let now = Instant::now();
+                    let mut sub = submitted.lock().unwrap_or_else(|e| e.into_inner());
+                    for id in &c.txs {
+                        if let Some(t) = sub.remove(id) {
+                            latencies.push(now.duration_since(t).as_millis() as u64);
                         }
                     }
-                    None => {
-                        best.insert(c.height, c.state_root);
-                        height = height.max(c.height);
-                        total_txs += c.txs.len() as u64;
-                        second_txs += c.txs.len() as u64;
-                        let mut sub = submitted.lock().expect("not poisoned");
-                        for id in &c.txs {
-                            if let Some(t) = sub.remove(id) {
-                                latencies.push(c.at.duration_since(t).as_millis() as u64);
-                            }
-                        }
+                    if ready_after_s.is_none() && heights.iter().all(|h| *h > 0) {
+                        let s = started.elapsed().as_secs_f64();
+                        ready_after_s = Some(s);
+                        tracing::info!("devnet ready: every shard finalized a block after {s:.1} s");
                     }
                 }
             }
@@ -229,216 +380,141 @@ pub async fn run(
                 second += 1;
                 latencies.sort_unstable();
                 let pct = |p: usize| latencies.get((latencies.len().saturating_sub(1)) * p / 100).copied().unwrap_or(0);
-                let tick = DevnetTick {
+                let min_peers = net
+                    .nodes()
+                    .map(|h| h.metrics.peers.load(std::sync::atomic::Ordering::Relaxed))
+                    .min()
+                    .unwrap_or(0);
+                on_tick(&DevnetTick {
                     second,
-                    height,
+                    heights: heights.clone(),
+                    epoch,
                     finalized_tps: second_txs,
                     latency_p50_ms: pct(50),
                     latency_p99_ms: pct(99),
-                    mempool: mempool_size.load(std::sync::atomic::Ordering::Relaxed),
-                    dropped_messages: dropped.load(std::sync::atomic::Ordering::Relaxed),
-                };
-                on_tick(&tick);
+                    min_peers,
+                });
                 second_txs = 0;
                 latencies.clear();
-                // Forget heights well below the head.
-                best.retain(|h, _| *h + 100 > height);
+                agreement.prune(&heights);
             }
         }
     }
-    let _ = stop_tx.send(true);
+    let _ = load_stop.send(true);
     if let Some(l) = load {
         let _ = l.await;
     }
-    for h in handles {
-        match h.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!("validator stopped with an error: {e:#}"),
-            Err(e) => tracing::error!("validator task failed: {e}"),
-        }
-    }
+    net.stop().await?;
     Ok(DevnetSummary {
-        height,
+        heights,
+        epoch,
         txs: total_txs,
         seconds: started.elapsed().as_secs_f64(),
-        state_roots_agree: roots_agree,
+        state_roots_agree: agreement.disagreements == 0,
+        ready_after_s,
     })
 }
 
-struct NodeTask {
-    index: usize,
-    replica: Replica,
-    _db: sled::Db,
-    peers: Vec<mpsc::Sender<Inbound>>,
-    commits: mpsc::UnboundedSender<Commit>,
-    dropped: Arc<std::sync::atomic::AtomicU64>,
-    mempool_size: Arc<std::sync::atomic::AtomicUsize>,
-}
-
-impl NodeTask {
-    async fn run(
-        mut self,
-        mut inbox: mpsc::Receiver<Inbound>,
-        mut stop: watch::Receiver<bool>,
-    ) -> Result<()> {
-        loop {
-            let deadline = self.replica.next_deadline();
-            let wait = Duration::from_millis(deadline.saturating_sub(unix_ms()));
-            let outputs = tokio::select! {
-                _ = stop.changed() => break,
-                m = inbox.recv() => match m {
-                    None => break,
-                    Some(Inbound::Msg { from, msg }) => {
-                        match self.replica.handle(PeerId(from as u64), &msg, unix_ms()) {
-                            Ok(out) => out,
-                            Err(e) => {
-                                tracing::debug!(node = self.index, from, kind = msg.kind(), error = %e, "rejected message");
-                                Vec::new()
-                            }
-                        }
-                    }
-                    Some(Inbound::Submit { txs, reply }) => {
-                        let (results, out) = self.replica.submit(txs, unix_ms());
-                        let _ = reply.send(results);
-                        out
-                    }
-                },
-                _ = tokio::time::sleep(wait) => self.replica.tick(unix_ms())?,
-            };
-            if self.index == 0 {
-                self.mempool_size.store(
-                    self.replica.mempool_len(),
-                    std::sync::atomic::Ordering::Relaxed,
-                );
-            }
-            self.route(outputs);
-        }
-        Ok(())
-    }
-
-    fn route(&mut self, outputs: Vec<Output>) {
-        for out in outputs {
-            match out {
-                Output::Broadcast(msg) => {
-                    for (j, peer) in self.peers.iter().enumerate() {
-                        if j != self.index {
-                            self.deliver(peer, msg.clone());
-                        }
-                    }
-                }
-                Output::Send(PeerId(j), msg) => {
-                    if let Some(peer) = self.peers.get(j as usize) {
-                        self.deliver(peer, msg);
-                    }
-                }
-                Output::Committed(c) => {
-                    let _ = self.commits.send(Commit {
-                        node: self.index,
-                        height: c.block.header.height,
-                        txs: c.receipts.iter().map(|r| r.tx).collect(),
-                        state_root: c.block.header.state_root,
-                        at: Instant::now(),
-                    });
-                }
-                // The devnet is one chain (the beacon): its replicas submit
-                // evidence themselves and never hand it out.
-                Output::Evidence(_) => {}
-            }
-        }
-    }
-
-    /// Bounded queues: a peer that cannot keep up loses messages (the
-    /// protocol re-sends what matters) instead of growing our memory.
-    fn deliver(&self, peer: &mpsc::Sender<Inbound>, msg: Arc<Message>) {
-        if peer
-            .try_send(Inbound::Msg {
-                from: self.index,
-                msg,
-            })
-            .is_err()
-        {
-            self.dropped
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-}
-
+/// Signed transfers between users of the same home shard, submitted
+/// through the gateway.
 async fn load_generator(
     users: Vec<Keypair>,
     chain_id: ios_chain::types::ChainId,
+    shards: u16,
     tps: u32,
-    nodes: Vec<mpsc::Sender<Inbound>>,
+    gateway: NodeHandle,
     submitted: Arc<Mutex<HashMap<Hash, Instant>>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    if users.is_empty() {
+    if users.len() < 2 {
         return;
     }
-    let addrs: Vec<Address> = users.iter().map(|k| k.address()).collect();
+    // Users grouped by home shard; a transfer stays on its sender's shard.
+    let mut by_shard: BTreeMap<ShardId, Vec<usize>> = BTreeMap::new();
+    for (i, k) in users.iter().enumerate() {
+        by_shard
+            .entry(home_shard(&k.address(), shards))
+            .or_default()
+            .push(i);
+    }
     let mut nonces = vec![0u64; users.len()];
     let per_tick = (tps as usize / 20).max(1);
     let mut interval = tokio::time::interval(Duration::from_millis(50));
-    let mut next_user = 0usize;
-    let mut next_node = 0usize;
     let mut counter = 0u64;
     loop {
         tokio::select! {
             _ = stop.changed() => return,
             _ = interval.tick() => {}
         }
-        let mut batch = Vec::with_capacity(per_tick);
-        let mut who = Vec::with_capacity(per_tick);
-        for _ in 0..per_tick {
-            let u = next_user % users.len();
-            next_user += 1;
-            counter += 1;
-            let to = addrs[(u + 1 + counter as usize) % addrs.len()];
-            let tx = Transaction {
-                chain_id: chain_id.clone(),
-                sender: addrs[u],
-                nonce: nonces[u],
-                fee: 1_000,
-                expires_at: u64::MAX,
-                call: LedgerModule::call(&LedgerCall::Transfer {
-                    to,
-                    amount: 1 + counter % 1000,
-                    token: Token::Iost,
-                }),
-            };
-            nonces[u] += 1;
-            batch.push(tx.sign(&users[u]));
-            who.push(u);
-        }
-        let ids: Vec<Hash> = batch.iter().map(|t| t.id()).collect();
-        let (reply_tx, reply_rx) = oneshot::channel();
-        let node = &nodes[next_node % nodes.len()];
-        next_node += 1;
-        let now = Instant::now();
-        if node
-            .send(Inbound::Submit {
-                txs: batch,
-                reply: reply_tx,
-            })
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let Ok(results) = reply_rx.await else { return };
-        let mut sub = submitted.lock().expect("not poisoned");
-        for ((r, u), id) in results.into_iter().zip(who).zip(ids) {
-            match r {
-                Ok(_) => {
-                    sub.insert(id, now);
-                }
-                // A restarted devnet keeps its state, and a lost submission
-                // leaves a gap: either way the refusal names the nonce to use.
-                Err(ChainError::BadNonce { expected, .. }) => nonces[u] = expected,
-                Err(e) => tracing::debug!("load transaction refused: {e}"),
+        // One batch per shard per tick (a submission goes to one shard).
+        for group in by_shard.values().filter(|g| g.len() >= 2) {
+            let n = (per_tick / by_shard.len()).max(1);
+            let mut batch = Vec::with_capacity(n);
+            let mut who = Vec::with_capacity(n);
+            for _ in 0..n {
+                counter += 1;
+                let u = group[counter as usize % group.len()];
+                let to =
+                    group[(counter as usize + 1 + counter as usize / group.len()) % group.len()];
+                let to = if to == u {
+                    group[(counter as usize + 1) % group.len()]
+                } else {
+                    to
+                };
+                let tx = Transaction {
+                    chain_id: chain_id.clone(),
+                    sender: users[u].address(),
+                    nonce: nonces[u],
+                    fee: 1_000,
+                    expires_at: u64::MAX,
+                    call: LedgerModule::call(&LedgerCall::Transfer {
+                        to: users[to].address(),
+                        amount: 1 + counter % 1000,
+                        token: Token::Iost,
+                    }),
+                };
+                nonces[u] += 1;
+                batch.push(tx.sign(&users[u]));
+                who.push(u);
             }
-        }
-        if sub.len() > 1_000_000 {
-            sub.clear();
+            let ids: Vec<Hash> = batch.iter().map(|t| t.id()).collect();
+            let now = Instant::now();
+            let Ok(results) = gateway.submit(batch).await else {
+                return;
+            };
+            let mut resync = Vec::new();
+            {
+                let mut sub = submitted.lock().unwrap_or_else(|e| e.into_inner());
+                for ((r, u), id) in results.into_iter().zip(who).zip(ids) {
+                    match r {
+                        Ok(_) => {
+                            sub.insert(id, now);
+                        }
+                        Err(e) => {
+                            tracing::debug!("load transaction refused: {e}");
+                            resync.push(u);
+                        }
+                    }
+                }
+                if sub.len() > 1_000_000 {
+                    sub.clear();
+                }
+            }
+            // A restarted devnet keeps its state, and a refused transfer
+            // leaves a gap: start again from the committed nonce.
+            for u in resync {
+                let (addr, shard) = (users[u].address(), home_shard(&users[u].address(), shards));
+                let committed = gateway
+                    .query(move |v| {
+                        v.replicas
+                            .get(&shard)
+                            .and_then(|r| ios_chain::committee::read_account(r.store(), &addr).ok())
+                    })
+                    .await;
+                if let Ok(Some(acct)) = committed {
+                    nonces[u] = acct.nonce;
+                }
+            }
         }
     }
 }

@@ -10,6 +10,8 @@ pub mod bench;
 pub mod bench_atomix;
 pub mod devnet;
 pub mod fifo;
+pub mod node;
+pub mod p2p;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

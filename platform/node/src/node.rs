@@ -1,0 +1,1288 @@
+//! A full IOS node on libp2p: one task owns the swarm and the replicas of
+//! the shards this node serves, and drives them on real time.
+//!
+//! - Each replica's broadcasts go to its shard's gossip topics (txs,
+//!   consensus, blocks); messages it sends to one peer go as request-response
+//!   requests, and whatever the receiving replica answers the sender comes
+//!   back in the response (sync, snapshot offers and chunks).
+//! - The node keeps its own beacon light client ([`EpochChain`]): beacon
+//!   members announce each epoch change on the epoch topic, and any node
+//!   asks peers for the changes it missed. From it the node knows which
+//!   committees it sits on (TransEpoch: the shard's own epoch, the newest and
+//!   the one before), opens those replicas (fast sync when it has no state
+//!   and the network is past epoch 0) and closes the others.
+//! - Every account-shard replica here relays the epoch changes its shard
+//!   has not applied (`BeaconUpdate` relay transactions): any one honest
+//!   node of a shard keeps it following the beacon.
+//! - Bad input is a typed error; a peer whose input proves a fault loses
+//!   score and is banned at [`p2p::BAN_SCORE`].
+//!
+//! A node is also a full node of every shard when its role says so (the
+//! gateway), and serves queries and submissions through [`NodeHandle`].
+
+use crate::p2p::{self, Behaviour, BehaviourEvent, Channel, PeerBook, Refusal, Request, Response};
+use crate::unix_ms;
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use ios_chain::crypto::Keypair;
+use ios_chain::error::ChainError;
+use ios_chain::execute::Runtime;
+use ios_chain::fast_sync::{FastSync, Progress};
+use ios_chain::hash::Hash;
+use ios_chain::ledger::{LedgerCall, LedgerModule};
+use ios_chain::light_client::{EpochChain, EpochChange};
+use ios_chain::message::Message;
+use ios_chain::params::Genesis;
+use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
+use ios_chain::shard::BEACON;
+use ios_chain::tx::{SignedTransaction, Transaction};
+use ios_chain::types::{Epoch, Height, ShardId, TimeMs};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{gossipsub, identify, kad, request_response, Multiaddr, PeerId, Swarm};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{debug, info, warn, Instrument};
+
+/// What a node does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Serves the shards whose committees its key sits on.
+    Validator,
+    /// Follows every shard (a gateway serving the API needs all of them).
+    Full,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// A short name for logs ("validator-3", "gateway").
+    pub name: String,
+    pub role: Role,
+    pub data_dir: PathBuf,
+    pub listen: Multiaddr,
+    pub bootstrap: Vec<Multiaddr>,
+    pub genesis: Genesis,
+    /// The validator's key; a full node without one makes and keeps its own.
+    pub key: Option<Keypair>,
+    pub replica: ReplicaConfig,
+}
+
+/// A block a replica of this node finalized.
+#[derive(Clone, Debug)]
+pub struct CommitEvent {
+    pub shard: ShardId,
+    pub height: Height,
+    pub epoch: Epoch,
+    pub state_root: Hash,
+    pub block_hash: Hash,
+    pub txs: Vec<Hash>,
+}
+
+/// Counters a node keeps for its metrics and status.
+#[derive(Debug, Default)]
+pub struct NodeMetrics {
+    pub gossip_in_bytes: AtomicU64,
+    pub gossip_out_bytes: AtomicU64,
+    pub rpc_in: AtomicU64,
+    pub rpc_out: AtomicU64,
+    pub faults: AtomicU64,
+    pub bans: AtomicU64,
+    pub peers: AtomicU64,
+    pub fast_syncs: AtomicU64,
+    pub relays_sent: AtomicU64,
+}
+
+/// A read-only look at a running node, taken on its own task.
+pub struct View<'a> {
+    pub replicas: &'a BTreeMap<ShardId, Replica>,
+    pub epochs: &'a EpochChain,
+    pub syncing: Vec<ShardId>,
+    pub peers: usize,
+    pub peer_id: PeerId,
+    pub listen: &'a [Multiaddr],
+}
+
+type Query = Box<dyn FnOnce(&View<'_>) + Send>;
+
+enum Command {
+    Submit {
+        txs: Vec<SignedTransaction>,
+        reply: oneshot::Sender<Vec<Result<Hash, Refusal>>>,
+    },
+    Query(Query),
+    Dial(Multiaddr),
+}
+
+/// The way into a running node from other tasks.
+#[derive(Clone)]
+pub struct NodeHandle {
+    commands: mpsc::Sender<Command>,
+    commits: broadcast::Sender<Arc<CommitEvent>>,
+    pub peer_id: PeerId,
+    /// Where it listens (with `/p2p/<id>`: dialable as is).
+    pub addrs: Vec<Multiaddr>,
+    pub metrics: Arc<NodeMetrics>,
+    pub name: String,
+}
+
+impl NodeHandle {
+    /// Pools transactions on their senders' home shards (forwarded to a
+    /// peer of that shard when this node runs none); per transaction its id
+    /// or why it was refused.
+    pub async fn submit(&self, txs: Vec<SignedTransaction>) -> Result<Vec<Result<Hash, Refusal>>> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Submit { txs, reply })
+            .await
+            .map_err(|_| anyhow::anyhow!("node {} has stopped", self.name))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("node {} stopped before answering", self.name))
+    }
+
+    /// Runs `f` on the node's task with a look at its state.
+    pub async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&View<'_>) -> T + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = oneshot::channel();
+        let q: Query = Box::new(move |v| {
+            let _ = tx.send(f(v));
+        });
+        self.commands
+            .send(Command::Query(q))
+            .await
+            .map_err(|_| anyhow::anyhow!("node {} has stopped", self.name))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("node {} stopped before answering", self.name))
+    }
+
+    pub async fn dial(&self, addr: Multiaddr) -> Result<()> {
+        self.commands
+            .send(Command::Dial(addr))
+            .await
+            .map_err(|_| anyhow::anyhow!("node {} has stopped", self.name))
+    }
+
+    /// Blocks this node finalizes from now on (a slow reader misses some
+    /// rather than holding the node back).
+    pub fn commits(&self) -> broadcast::Receiver<Arc<CommitEvent>> {
+        self.commits.subscribe()
+    }
+}
+
+/// Holds a node's data directory: a second node on the same directory is
+/// refused while this one runs.
+pub struct DataLock {
+    _file: File,
+}
+
+impl DataLock {
+    pub fn acquire(dir: &Path) -> Result<DataLock> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
+        let path = dir.join("LOCK");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "data directory {} is in use by another ios node{}; stop that node or choose another directory",
+                    dir.display(),
+                    match holder.trim() {
+                        "" => String::new(),
+                        pid => format!(" (pid {pid})"),
+                    }
+                );
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
+        file.set_len(0)?;
+        write!(file, "{}", std::process::id())?;
+        Ok(DataLock { _file: file })
+    }
+}
+
+/// Starts a node on the current tokio runtime; it runs until the handle and
+/// every clone of it are dropped, or `stop` resolves.
+pub async fn start(
+    cfg: NodeConfig,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(NodeHandle, tokio::task::JoinHandle<Result<()>>)> {
+    let lock = DataLock::acquire(&cfg.data_dir)?;
+    let key = match &cfg.key {
+        Some(k) => k.clone(),
+        None => own_key(&cfg.data_dir)?,
+    };
+    let net_key = p2p::network_key(&key)?;
+    let mut swarm = p2p::build_swarm(net_key)?;
+    let listener = swarm
+        .listen_on(cfg.listen.clone())
+        .with_context(|| format!("listening on {}", cfg.listen))?;
+    let peer_id = *swarm.local_peer_id();
+    // The first address the listener reports (a port 0 becomes a real one).
+    let addr = loop {
+        match swarm.select_next_some().await {
+            SwarmEvent::NewListenAddr {
+                listener_id,
+                address,
+            } if listener_id == listener => break address,
+            SwarmEvent::ListenerError { error, .. } => {
+                anyhow::bail!("listening on {}: {error}", cfg.listen)
+            }
+            SwarmEvent::ListenerClosed { reason, .. } => {
+                anyhow::bail!("listening on {}: closed ({reason:?})", cfg.listen)
+            }
+            _ => {}
+        }
+    };
+    let dialable = addr
+        .clone()
+        .with_p2p(peer_id)
+        .map_err(|a| anyhow::anyhow!("listen address {a} already names a peer"))?;
+    let meta = sled::open(cfg.data_dir.join("node"))
+        .with_context(|| format!("opening {}", cfg.data_dir.join("node").display()))?;
+    let (commands_tx, commands) = mpsc::channel(1_024);
+    let (commits, _) = broadcast::channel(4_096);
+    let metrics = Arc::new(NodeMetrics::default());
+    let handle = NodeHandle {
+        commands: commands_tx,
+        commits: commits.clone(),
+        peer_id,
+        addrs: vec![dialable.clone()],
+        metrics: metrics.clone(),
+        name: cfg.name.clone(),
+    };
+    let span = tracing::info_span!("node", name = %cfg.name);
+    let mut node = Node::new(cfg, key, swarm, meta, commits, metrics, vec![dialable])?;
+    let task = tokio::spawn(
+        async move {
+            let _lock = lock;
+            node.run(commands, stop).await
+        }
+        .instrument(span),
+    );
+    Ok((handle, task))
+}
+
+/// A full node's own key, made once and kept in its data directory.
+fn own_key(dir: &Path) -> Result<Keypair> {
+    let path = dir.join("node.key");
+    if let Ok(bytes) = std::fs::read(&path) {
+        let secret: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()))?;
+        return Ok(Keypair::from_secret(secret));
+    }
+    let fresh = libp2p::identity::Keypair::generate_ed25519()
+        .try_into_ed25519()
+        .map_err(|e| anyhow::anyhow!("generating a node key: {e}"))?;
+    let secret: [u8; 32] = fresh
+        .secret()
+        .as_ref()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("generating a node key: not 32 bytes"))?;
+    write_private(&path, &secret)?;
+    Ok(Keypair::from_secret(secret))
+}
+
+/// Writes a file only its owner may read.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// What an outbound request was for.
+enum Pending {
+    Shard(ShardId),
+    Epochs,
+    Forward(oneshot::Sender<Vec<Result<Hash, Refusal>>>, usize),
+    Evidence,
+}
+
+struct Node {
+    role: Role,
+    data_dir: PathBuf,
+    key: Keypair,
+    genesis: Genesis,
+    chain_id: String,
+    shards: u16,
+    replica_config: ReplicaConfig,
+    swarm: Swarm<Behaviour>,
+    meta: sled::Db,
+    epochs: EpochChain,
+    /// Every epoch change this node knows (served to peers that missed some).
+    changes: BTreeMap<Epoch, Arc<EpochChange>>,
+    replicas: BTreeMap<ShardId, Replica>,
+    dbs: BTreeMap<ShardId, sled::Db>,
+    syncing: BTreeMap<ShardId, FastSync>,
+    subscribed: BTreeSet<ShardId>,
+    book: PeerBook,
+    pending: HashMap<request_response::OutboundRequestId, Pending>,
+    commits: broadcast::Sender<Arc<CommitEvent>>,
+    metrics: Arc<NodeMetrics>,
+    listen: Vec<Multiaddr>,
+    bootstrap: Vec<Multiaddr>,
+    last_relay: BTreeMap<ShardId, TimeMs>,
+    next_epoch_ask: TimeMs,
+    connected: BTreeSet<PeerId>,
+}
+
+const CHANGES_TREE: &str = "epoch_changes";
+/// How often an account shard's missing epoch changes are relayed again.
+const RELAY_EVERY_MS: TimeMs = 2_000;
+/// How often a node asks a peer for epoch changes it may have missed.
+const EPOCH_ASK_MS: TimeMs = 3_000;
+/// Housekeeping period: fast sync steps, relays, bans.
+const HOUSEKEEPING_MS: u64 = 200;
+
+impl Node {
+    fn new(
+        cfg: NodeConfig,
+        key: Keypair,
+        swarm: Swarm<Behaviour>,
+        meta: sled::Db,
+        commits: broadcast::Sender<Arc<CommitEvent>>,
+        metrics: Arc<NodeMetrics>,
+        listen: Vec<Multiaddr>,
+    ) -> Result<Node> {
+        cfg.genesis.validate().context("the genesis is invalid")?;
+        let mut epochs = EpochChain::new(&cfg.genesis);
+        let mut changes = BTreeMap::new();
+        let tree = meta.open_tree(CHANGES_TREE)?;
+        for item in tree.iter() {
+            let (_, bytes) = item?;
+            let change: EpochChange =
+                ios_chain::codec::decode("stored epoch change", &bytes, 64 << 20)?;
+            if epochs.apply(&change).is_ok() {
+                changes.insert(change.info.epoch, Arc::new(change));
+            }
+        }
+        Ok(Node {
+            role: cfg.role,
+            data_dir: cfg.data_dir,
+            key,
+            chain_id: cfg.genesis.params.chain_id.0.clone(),
+            shards: cfg.genesis.params.shards,
+            genesis: cfg.genesis,
+            replica_config: cfg.replica,
+            swarm,
+            meta,
+            epochs,
+            changes,
+            replicas: BTreeMap::new(),
+            dbs: BTreeMap::new(),
+            syncing: BTreeMap::new(),
+            subscribed: BTreeSet::new(),
+            book: PeerBook::default(),
+            pending: HashMap::new(),
+            commits,
+            metrics,
+            listen,
+            bootstrap: cfg.bootstrap,
+            last_relay: BTreeMap::new(),
+            next_epoch_ask: 0,
+            connected: BTreeSet::new(),
+        })
+    }
+
+    async fn run(
+        &mut self,
+        mut commands: mpsc::Receiver<Command>,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<()> {
+        let topic = p2p::epoch_topic(&self.chain_id);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(&topic)
+            .map_err(|e| anyhow::anyhow!("subscribing to {topic}: {e}"))?;
+        for addr in self.bootstrap.clone() {
+            self.dial(addr);
+        }
+        if !self.bootstrap.is_empty() {
+            let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+        self.serve_committees()?;
+        info!(
+            peer = %self.swarm.local_peer_id(),
+            addr = %self.listen.first().map(|a| a.to_string()).unwrap_or_default(),
+            shards = ?self.replicas.keys().collect::<Vec<_>>(),
+            "node started"
+        );
+        let mut housekeeping = tokio::time::interval(Duration::from_millis(HOUSEKEEPING_MS));
+        housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(stop);
+        loop {
+            let deadline = self
+                .replicas
+                .values()
+                .map(|r| r.next_deadline())
+                .min()
+                .unwrap_or(TimeMs::MAX);
+            let wait = deadline.saturating_sub(unix_ms()).min(1_000);
+            tokio::select! {
+                ev = self.swarm.select_next_some() => self.on_swarm_event(ev)?,
+                cmd = commands.recv() => match cmd {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => self.tick()?,
+                _ = housekeeping.tick() => self.housekeeping()?,
+                _ = &mut stop => break,
+            }
+        }
+        for db in self.dbs.values() {
+            let _ = db.flush();
+        }
+        let _ = self.meta.flush();
+        info!("node stopped");
+        Ok(())
+    }
+
+    // ---- shards this node serves ----------------------------------------
+
+    /// Shards this node must run now.
+    fn needed_shards(&self) -> BTreeSet<ShardId> {
+        if self.role == Role::Full {
+            return (0..=self.shards).collect();
+        }
+        let me = self.key.address();
+        let latest = self.epochs.latest();
+        let mut out = BTreeSet::new();
+        for s in 0..=self.shards {
+            let mut epochs = vec![latest, latest.saturating_sub(1)];
+            if let Some(r) = self.replicas.get(&s) {
+                epochs.push(r.committee().epoch);
+            }
+            let member = epochs.iter().any(|e| {
+                self.epochs
+                    .info(*e)
+                    .and_then(|i| i.committee(s).ok())
+                    .is_some_and(|c| c.is_member(&me))
+            });
+            if member {
+                out.insert(s);
+            }
+        }
+        out
+    }
+
+    fn serve_committees(&mut self) -> Result<()> {
+        let needed = self.needed_shards();
+        let running: Vec<ShardId> = self
+            .replicas
+            .keys()
+            .chain(self.syncing.keys())
+            .copied()
+            .collect();
+        for s in running {
+            if !needed.contains(&s) {
+                info!(shard = s, "leaving shard (no longer on its committee)");
+                self.replicas.remove(&s);
+                self.syncing.remove(&s);
+                if let Some(db) = self.dbs.remove(&s) {
+                    let _ = db.flush();
+                }
+                self.unsubscribe(s);
+            }
+        }
+        for s in needed {
+            if !self.replicas.contains_key(&s) && !self.syncing.contains_key(&s) {
+                self.open_shard(s)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn shard_dir(&self, shard: ShardId) -> PathBuf {
+        self.data_dir.join(format!("shard-{shard}"))
+    }
+
+    fn open_shard(&mut self, shard: ShardId) -> Result<()> {
+        self.subscribe(shard)?;
+        let dir = self.shard_dir(shard);
+        let db = ios_chain::state::open_db(&dir, Some(500))
+            .with_context(|| format!("opening {}", dir.display()))?;
+        if !ios_chain::state::has_chain(&db)? && self.epochs.latest() > 0 {
+            drop(db);
+            let committees = self
+                .epochs
+                .infos()
+                .filter_map(|i| Some((i.epoch, i.committee(shard).ok()?.clone())))
+                .collect();
+            info!(shard, "joining shard: fast sync from an epoch snapshot");
+            self.syncing.insert(
+                shard,
+                FastSync::new(
+                    shard,
+                    self.genesis.params.chain_id.clone(),
+                    self.genesis.hash(),
+                    committees,
+                ),
+            );
+            return Ok(());
+        }
+        self.start_replica(shard, db)
+    }
+
+    fn start_replica(&mut self, shard: ShardId, db: sled::Db) -> Result<()> {
+        let replica = Replica::open(
+            &db,
+            self.key.clone(),
+            Runtime::for_shard(self.genesis.params.clone(), shard),
+            &self.genesis,
+            self.replica_config.clone(),
+            unix_ms(),
+        )
+        .with_context(|| {
+            format!(
+                "starting shard {shard} from {}",
+                self.shard_dir(shard).display()
+            )
+        })?;
+        info!(
+            shard,
+            height = replica.height(),
+            epoch = replica.committee().epoch,
+            "replica started"
+        );
+        self.replicas.insert(shard, replica);
+        self.dbs.insert(shard, db);
+        Ok(())
+    }
+
+    fn subscribe(&mut self, shard: ShardId) -> Result<()> {
+        if !self.subscribed.insert(shard) {
+            return Ok(());
+        }
+        for ch in Channel::ALL {
+            let t = p2p::shard_topic(&self.chain_id, shard, ch);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&t)
+                .map_err(|e| anyhow::anyhow!("subscribing to {t}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, shard: ShardId) {
+        if self.subscribed.remove(&shard) {
+            for ch in Channel::ALL {
+                let t = p2p::shard_topic(&self.chain_id, shard, ch);
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&t);
+            }
+        }
+    }
+
+    /// Connected peers that follow `shard` (subscribed to its consensus topic).
+    fn shard_peers(&self, shard: ShardId) -> Vec<PeerId> {
+        let hash = p2p::shard_topic(&self.chain_id, shard, Channel::Consensus).hash();
+        self.swarm
+            .behaviour()
+            .gossipsub
+            .all_peers()
+            .filter(|(p, topics)| topics.contains(&&hash) && !self.book.is_banned(p))
+            .map(|(p, _)| *p)
+            .collect()
+    }
+
+    // ---- time ------------------------------------------------------------
+
+    fn tick(&mut self) -> Result<()> {
+        let now = unix_ms();
+        let due: Vec<ShardId> = self
+            .replicas
+            .iter()
+            .filter(|(_, r)| r.next_deadline() <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in due {
+            let out = match self.replicas.get_mut(&s) {
+                Some(r) => r.tick(now),
+                None => continue,
+            };
+            match out {
+                Ok(out) => self.route(s, out)?,
+                Err(e) => warn!(shard = s, error = %e, "replica tick failed"),
+            }
+        }
+        Ok(())
+    }
+
+    fn housekeeping(&mut self) -> Result<()> {
+        let now = unix_ms();
+        self.step_fast_syncs(now)?;
+        self.relay_epoch_changes(now);
+        if now >= self.next_epoch_ask {
+            self.next_epoch_ask = now + EPOCH_ASK_MS;
+            self.ask_epoch_changes();
+        }
+        for p in self.book.expired_bans(now) {
+            let _ = self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            info!(%p, "ban ended");
+        }
+        if self.connected.is_empty() && !self.bootstrap.is_empty() && now % 5_000 < HOUSEKEEPING_MS
+        {
+            for addr in self.bootstrap.clone() {
+                self.dial(addr);
+            }
+        }
+        self.metrics
+            .peers
+            .store(self.connected.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn step_fast_syncs(&mut self, now: TimeMs) -> Result<()> {
+        let shards: Vec<ShardId> = self.syncing.keys().copied().collect();
+        for s in shards {
+            let peers: Vec<ios_chain::message::PeerId> = self
+                .shard_peers(s)
+                .into_iter()
+                .map(|p| self.book.handle(p))
+                .collect();
+            let Some(fs) = self.syncing.get_mut(&s) else {
+                continue;
+            };
+            match fs.progress() {
+                Progress::Running => {
+                    for (h, msg) in fs.tick(now, &peers) {
+                        if let Some(p) = self.book.peer(h) {
+                            self.send_shard(p, s, (*msg).clone());
+                        }
+                    }
+                }
+                Progress::Complete => {
+                    let Some(fs) = self.syncing.remove(&s) else {
+                        continue;
+                    };
+                    let dir = self.shard_dir(s);
+                    let db = ios_chain::state::open_db(&dir, Some(500))?;
+                    fs.restore(&db)
+                        .with_context(|| format!("restoring shard {s} from its snapshot"))?;
+                    info!(shard = s, height = ?fs.height(), "fast sync complete");
+                    self.metrics.fast_syncs.fetch_add(1, Ordering::Relaxed);
+                    self.start_replica(s, db)?;
+                }
+                Progress::NoSnapshot => {
+                    self.syncing.remove(&s);
+                    info!(
+                        shard = s,
+                        "no snapshot offered: syncing blocks from genesis"
+                    );
+                    let db = ios_chain::state::open_db(&self.shard_dir(s), Some(500))?;
+                    self.start_replica(s, db)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Account-shard replicas here relay the epoch changes their shard has
+    /// not applied yet, in order.
+    fn relay_epoch_changes(&mut self, now: TimeMs) {
+        let latest = self.epochs.latest();
+        let shards: Vec<ShardId> = self
+            .replicas
+            .keys()
+            .copied()
+            .filter(|s| *s != BEACON)
+            .collect();
+        for s in shards {
+            if self
+                .last_relay
+                .get(&s)
+                .is_some_and(|t| now < t + RELAY_EVERY_MS)
+            {
+                continue;
+            }
+            let Some(r) = self.replicas.get(&s) else {
+                continue;
+            };
+            let applied = ios_chain::light_client::latest_epoch(r.store()).unwrap_or(latest);
+            if applied >= latest {
+                continue;
+            }
+            let txs: Vec<SignedTransaction> = self
+                .changes
+                .range(applied + 1..)
+                .take(4)
+                .map(|(_, c)| self.relay_tx(&LedgerCall::BeaconUpdate(Box::new((**c).clone()))))
+                .collect();
+            if txs.is_empty() {
+                continue;
+            }
+            self.last_relay.insert(s, now);
+            self.metrics
+                .relays_sent
+                .fetch_add(txs.len() as u64, Ordering::Relaxed);
+            debug!(shard = s, applied, latest, "relaying epoch changes");
+            let out = match self.replicas.get_mut(&s) {
+                Some(r) => r.submit(txs, now).1,
+                None => continue,
+            };
+            if let Err(e) = self.route(s, out) {
+                warn!(shard = s, error = %e, "relaying epoch changes failed");
+            }
+        }
+    }
+
+    fn relay_tx(&self, call: &LedgerCall) -> SignedTransaction {
+        Transaction {
+            chain_id: self.genesis.params.chain_id.clone(),
+            sender: self.key.address(),
+            nonce: 0,
+            fee: 0,
+            expires_at: Height::MAX,
+            call: LedgerModule::call(call),
+        }
+        .sign(&self.key)
+    }
+
+    fn ask_epoch_changes(&mut self) {
+        let Some(peer) = self
+            .connected
+            .iter()
+            .filter(|p| !self.book.is_banned(p))
+            .nth((unix_ms() % self.connected.len().max(1) as u64) as usize)
+            .copied()
+        else {
+            return;
+        };
+        let from = self.epochs.latest() + 1;
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_request(&peer, Request::EpochChanges { from });
+        self.pending.insert(id, Pending::Epochs);
+    }
+
+    /// Learns an epoch change (from the beacon replica here, gossip or a
+    /// peer's answer); announces it when it is new and `announce` is set.
+    fn learn_epoch_change(&mut self, change: Arc<EpochChange>, announce: bool) -> Result<bool> {
+        let e = change.info.epoch;
+        if !self.epochs.apply(&change)? {
+            return Ok(false);
+        }
+        info!(epoch = e, "new epoch");
+        self.meta
+            .open_tree(CHANGES_TREE)?
+            .insert(e.to_be_bytes(), ios_chain::codec::encode(&*change))?;
+        if announce {
+            let bytes = ios_chain::codec::encode(&*change);
+            self.publish(p2p::epoch_topic(&self.chain_id), bytes);
+        }
+        // Syncing shards may now take snapshots of this epoch.
+        for (s, fs) in self.syncing.iter_mut() {
+            if let Ok(c) = change.info.committee(*s) {
+                fs.trust(e, c.clone());
+            }
+        }
+        self.changes.insert(e, change);
+        self.last_relay.clear();
+        self.serve_committees()?;
+        Ok(true)
+    }
+
+    // ---- outputs -----------------------------------------------------------
+
+    fn route(&mut self, shard: ShardId, outs: Vec<Output>) -> Result<()> {
+        for o in outs {
+            match o {
+                Output::Broadcast(m) => {
+                    let t = p2p::shard_topic(&self.chain_id, shard, Channel::of(&m));
+                    self.publish(t, m.to_bytes());
+                }
+                Output::Send(h, m) => {
+                    if let Some(p) = self.book.peer(h) {
+                        self.send_shard(p, shard, (*m).clone());
+                    }
+                }
+                Output::Committed(cb) => self.on_commit(shard, &cb)?,
+                Output::Evidence(ev) => self.carry_evidence(&ev)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn on_commit(&mut self, shard: ShardId, cb: &CommittedBlock) -> Result<()> {
+        let h = &cb.block.header;
+        let _ = self.commits.send(Arc::new(CommitEvent {
+            shard,
+            height: h.height,
+            epoch: h.epoch,
+            state_root: cb.state_root,
+            block_hash: cb.block.hash(),
+            txs: cb.block.txs.iter().map(|t| t.id()).collect(),
+        }));
+        if let Some(change) = &cb.epoch_change {
+            if let Err(e) = self.learn_epoch_change(change.clone(), true) {
+                warn!(error = %e, "the beacon's own epoch change did not verify");
+            }
+        }
+        Ok(())
+    }
+
+    /// Equivocation seen on an account shard goes to the beacon, where
+    /// stakes live: to this node's beacon replica, or to a beacon peer.
+    fn carry_evidence(&mut self, ev: &ios_chain::ledger::Evidence) -> Result<()> {
+        if let Some(r) = self.replicas.get_mut(&BEACON) {
+            let out = r.report_evidence(ev, unix_ms())?;
+            return self.route(BEACON, out);
+        }
+        for p in self.shard_peers(BEACON).into_iter().take(2) {
+            let id = self
+                .swarm
+                .behaviour_mut()
+                .rpc
+                .send_request(&p, Request::Evidence(Box::new(ev.clone())));
+            self.pending.insert(id, Pending::Evidence);
+        }
+        Ok(())
+    }
+
+    fn publish(&mut self, topic: gossipsub::IdentTopic, bytes: Vec<u8>) {
+        let len = bytes.len() as u64;
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic.clone(), bytes)
+        {
+            Ok(_) => {
+                self.metrics
+                    .gossip_out_bytes
+                    .fetch_add(len, Ordering::Relaxed);
+            }
+            // Alone on the topic (yet): the replica re-gossips what matters.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic)
+            | Err(gossipsub::PublishError::Duplicate) => {}
+            Err(e) => debug!(%topic, error = %e, "publish failed"),
+        }
+    }
+
+    fn send_shard(&mut self, peer: PeerId, shard: ShardId, msg: Message) {
+        self.metrics.rpc_out.fetch_add(1, Ordering::Relaxed);
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_request(&peer, Request::Shard { shard, msg });
+        self.pending.insert(id, Pending::Shard(shard));
+    }
+
+    fn dial(&mut self, addr: Multiaddr) {
+        if let Err(e) = self.swarm.dial(addr.clone()) {
+            warn!(%addr, error = %e, "dial failed");
+        }
+    }
+
+    /// A peer's input proved a fault: lower its score; ban it at the line.
+    fn fault(&mut self, peer: PeerId, what: &str, error: &dyn std::fmt::Display) {
+        self.metrics.faults.fetch_add(1, Ordering::Relaxed);
+        warn!(%peer, what, %error, score = self.book.score(&peer) - p2p::FAULT_PENALTY, "bad input from peer");
+        if self.book.fault(peer, unix_ms()) {
+            self.metrics.bans.fetch_add(1, Ordering::Relaxed);
+            warn!(%peer, "peer banned");
+            let b = self.swarm.behaviour_mut();
+            let _ = b.blocked.block_peer(peer);
+            b.gossipsub.blacklist_peer(&peer);
+            b.kad.remove_peer(&peer);
+        }
+    }
+
+    // ---- inputs ------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit { txs, reply } => self.submit(txs, reply),
+            Command::Query(q) => {
+                let view = View {
+                    replicas: &self.replicas,
+                    epochs: &self.epochs,
+                    syncing: self.syncing.keys().copied().collect(),
+                    peers: self.connected.len(),
+                    peer_id: *self.swarm.local_peer_id(),
+                    listen: &self.listen,
+                };
+                q(&view);
+            }
+            Command::Dial(addr) => self.dial(addr),
+        }
+    }
+
+    fn submit(
+        &mut self,
+        txs: Vec<SignedTransaction>,
+        reply: oneshot::Sender<Vec<Result<Hash, Refusal>>>,
+    ) {
+        // All of one submission go to the first sender's home shard; the
+        // replica there refuses any that belong elsewhere.
+        let shard = txs
+            .first()
+            .map(|t| ios_chain::shard::home_shard(&t.tx.sender, self.shards))
+            .unwrap_or(BEACON);
+        if let Some(r) = self.replicas.get_mut(&shard) {
+            let (results, out) = r.submit(txs, unix_ms());
+            let results = results
+                .into_iter()
+                .map(|r| r.map_err(Refusal::from))
+                .collect();
+            let _ = reply.send(results);
+            if let Err(e) = self.route(shard, out) {
+                warn!(shard, error = %e, "routing a submission failed");
+            }
+            return;
+        }
+        let n = txs.len();
+        let Some(peer) = self.shard_peers(shard).first().copied() else {
+            let _ = reply.send(vec![
+                Err(Refusal::new(
+                    "unavailable",
+                    format!("no peer of shard {shard} is connected yet")
+                ));
+                n
+            ]);
+            return;
+        };
+        let id = self
+            .swarm
+            .behaviour_mut()
+            .rpc
+            .send_request(&peer, Request::Submit { shard, txs });
+        self.pending.insert(id, Pending::Forward(reply, n));
+    }
+
+    fn on_swarm_event(&mut self, ev: SwarmEvent<BehaviourEvent>) -> Result<()> {
+        match ev {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => {
+                let verdict = self.on_gossip(&message);
+                let acceptance = match &verdict {
+                    Ok(true) => gossipsub::MessageAcceptance::Accept,
+                    Ok(false) => gossipsub::MessageAcceptance::Ignore,
+                    Err(_) => gossipsub::MessageAcceptance::Reject,
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                if let Err(e) = verdict {
+                    let author = message.source.unwrap_or(propagation_source);
+                    self.fault(author, "gossip", &e);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => {
+                    self.metrics.rpc_in.fetch_add(1, Ordering::Relaxed);
+                    let response = self.on_request(peer, request)?;
+                    let _ = self
+                        .swarm
+                        .behaviour_mut()
+                        .rpc
+                        .send_response(channel, response);
+                }
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(p) = self.pending.remove(&request_id) {
+                        self.on_response(peer, p, response)?;
+                    }
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(
+                request_response::Event::OutboundFailure {
+                    request_id,
+                    peer,
+                    error,
+                    ..
+                },
+            )) => {
+                debug!(%peer, %error, "request failed");
+                if let Some(Pending::Forward(reply, n)) = self.pending.remove(&request_id) {
+                    let _ = reply.send(vec![
+                        Err(Refusal::new(
+                            "unavailable",
+                            format!("forwarding failed: {error}")
+                        ));
+                        n
+                    ]);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Rpc(
+                request_response::Event::InboundFailure { peer, error, .. },
+            )) => {
+                // A frame that does not decode (or is oversized) is the sender's fault.
+                if let request_response::InboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.fault(peer, "rpc frame", e);
+                    }
+                }
+                debug!(%peer, %error, "inbound request failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                for a in info.listen_addrs {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, a);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(kad::Event::RoutingUpdated {
+                peer, ..
+            })) if !self.connected.contains(&peer) && !self.book.is_banned(&peer) => {
+                let _ = self.swarm.dial(peer);
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                let new = self.connected.insert(peer_id);
+                debug!(peer = %peer_id, new, "connection established");
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.connected.remove(&peer_id);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// One gossip message: Ok(true) to forward it, Ok(false) to drop it
+    /// quietly (stale, not ours), Err when it proves its author faulty.
+    fn on_gossip(&mut self, message: &gossipsub::Message) -> Result<bool, ChainError> {
+        self.metrics
+            .gossip_in_bytes
+            .fetch_add(message.data.len() as u64, Ordering::Relaxed);
+        let Some(author) = message.source else {
+            return Err(ChainError::Malformed {
+                what: "gossip",
+                reason: "unsigned message".into(),
+            });
+        };
+        if message.topic == p2p::epoch_topic(&self.chain_id).hash() {
+            let change: EpochChange =
+                ios_chain::codec::decode("epoch change", &message.data, p2p::MAX_GOSSIP_BYTES)?;
+            return match self.learn_epoch_change(Arc::new(change), false) {
+                Ok(new) => Ok(new),
+                // Ahead of us: ask for the ones in between; not a fault.
+                Err(e) => match e.downcast::<ChainError>() {
+                    Ok(ce) if ce.is_peer_fault() => Err(ce),
+                    _ => {
+                        self.next_epoch_ask = 0;
+                        Ok(false)
+                    }
+                },
+            };
+        }
+        let Some(shard) = self.topic_shard(&message.topic) else {
+            return Ok(false);
+        };
+        let msg = Message::from_bytes(&message.data)?;
+        let (expected, got) = (self.topic_channel(&message.topic), Channel::of(&msg));
+        if expected != Some(got) {
+            return Err(ChainError::Malformed {
+                what: "gossip",
+                reason: format!("a {} message on the {:?} topic", msg.kind(), expected),
+            });
+        }
+        let h = self.book.handle(author);
+        let now = unix_ms();
+        let Some(r) = self.replicas.get_mut(&shard) else {
+            return Ok(false);
+        };
+        match r.handle(h, &msg, now) {
+            Ok(out) => {
+                if let Err(e) = self.route(shard, out) {
+                    warn!(shard, error = %e, "routing failed");
+                }
+                Ok(true)
+            }
+            Err(e) if e.is_peer_fault() => Err(e),
+            Err(e) => {
+                debug!(shard, kind = msg.kind(), error = %e, "message not taken");
+                Ok(false)
+            }
+        }
+    }
+
+    fn topic_shard(&self, topic: &gossipsub::TopicHash) -> Option<ShardId> {
+        self.subscribed.iter().copied().find(|s| {
+            Channel::ALL
+                .iter()
+                .any(|c| p2p::shard_topic(&self.chain_id, *s, *c).hash() == *topic)
+        })
+    }
+
+    fn topic_channel(&self, topic: &gossipsub::TopicHash) -> Option<Channel> {
+        let s = self.topic_shard(topic)?;
+        Channel::ALL
+            .into_iter()
+            .find(|c| p2p::shard_topic(&self.chain_id, s, *c).hash() == *topic)
+    }
+
+    fn on_request(&mut self, peer: PeerId, request: Request) -> Result<Response> {
+        if self.book.is_banned(&peer) {
+            return Ok(Response::Refused("banned".into()));
+        }
+        let now = unix_ms();
+        Ok(match request {
+            Request::Shard { shard, msg } => {
+                let h = self.book.handle(peer);
+                let Some(r) = self.replicas.get_mut(&shard) else {
+                    return Ok(Response::Refused(format!(
+                        "this node does not run shard {shard}"
+                    )));
+                };
+                match r.handle(h, &msg, now) {
+                    Ok(out) => {
+                        let mut replies = Vec::new();
+                        let mut rest = Vec::new();
+                        for o in out {
+                            match o {
+                                Output::Send(to, m) if to == h => replies.push((*m).clone()),
+                                o => rest.push(o),
+                            }
+                        }
+                        self.route(shard, rest)?;
+                        Response::Replies(replies)
+                    }
+                    Err(e) => {
+                        if e.is_peer_fault() {
+                            self.fault(peer, msg.kind(), &e);
+                        }
+                        Response::Refused(e.to_string())
+                    }
+                }
+            }
+            Request::EpochChanges { from } => Response::EpochChanges(
+                self.changes
+                    .range(from..)
+                    .take(p2p::MAX_EPOCH_CHANGES)
+                    .map(|(_, c)| (**c).clone())
+                    .collect(),
+            ),
+            Request::Submit { shard, txs } => {
+                let Some(r) = self.replicas.get_mut(&shard) else {
+                    return Ok(Response::Refused(format!(
+                        "this node does not run shard {shard}"
+                    )));
+                };
+                let (results, out) = r.submit(txs, now);
+                self.route(shard, out)?;
+                Response::Submitted(
+                    results
+                        .into_iter()
+                        .map(|r| r.map_err(Refusal::from))
+                        .collect(),
+                )
+            }
+            Request::Evidence(ev) => match self.replicas.get_mut(&BEACON) {
+                Some(r) => match r.report_evidence(&ev, now) {
+                    Ok(out) => {
+                        self.route(BEACON, out)?;
+                        Response::Replies(vec![])
+                    }
+                    Err(e) => {
+                        if e.is_peer_fault() {
+                            self.fault(peer, "evidence", &e);
+                        }
+                        Response::Refused(e.to_string())
+                    }
+                },
+                None => Response::Refused("this node does not run the beacon".into()),
+            },
+        })
+    }
+
+    fn on_response(&mut self, peer: PeerId, pending: Pending, response: Response) -> Result<()> {
+        match (pending, response) {
+            (Pending::Shard(shard), Response::Replies(msgs)) => {
+                let h = self.book.handle(peer);
+                let now = unix_ms();
+                for m in msgs {
+                    if let Some(fs) = self.syncing.get_mut(&shard) {
+                        if let Err(e) = fs.handle(h, &m) {
+                            if e.is_peer_fault() {
+                                self.fault(peer, m.kind(), &e);
+                            }
+                        }
+                        continue;
+                    }
+                    let Some(r) = self.replicas.get_mut(&shard) else {
+                        break;
+                    };
+                    match r.handle(h, &m, now) {
+                        Ok(out) => self.route(shard, out)?,
+                        Err(e) if e.is_peer_fault() => self.fault(peer, m.kind(), &e),
+                        Err(e) => debug!(shard, kind = m.kind(), error = %e, "reply not taken"),
+                    }
+                }
+            }
+            (Pending::Epochs, Response::EpochChanges(changes)) => {
+                for c in changes.into_iter().take(p2p::MAX_EPOCH_CHANGES) {
+                    if c.info.epoch <= self.epochs.latest() {
+                        continue;
+                    }
+                    if let Err(e) = self.learn_epoch_change(Arc::new(c), false) {
+                        match e.downcast_ref::<ChainError>() {
+                            Some(ce) if ce.is_peer_fault() => self.fault(peer, "epoch change", ce),
+                            _ => debug!(%peer, error = %e, "epoch change not taken"),
+                        }
+                        break;
+                    }
+                }
+            }
+            (Pending::Forward(reply, _), Response::Submitted(results)) => {
+                let _ = reply.send(results);
+            }
+            (Pending::Forward(reply, n), Response::Refused(why)) => {
+                let _ = reply.send(vec![Err(Refusal::new("unavailable", why)); n]);
+            }
+            (_, Response::Refused(why)) => debug!(%peer, %why, "request refused"),
+            (_, _) => self.fault(peer, "rpc", &"a response that does not answer the request"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,3 @@
+//! End-to-end tests of whole networks.
+
+mod network;

@@ -1,0 +1,147 @@
+//! Whole networks of real libp2p nodes on loopback.
+
+use anyhow::{Context, Result};
+use ios_chain::committee::read_account;
+use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
+use ios_chain::light_client::latest_epoch;
+use ios_chain::shard::home_shard;
+use ios_chain::tx::Transaction;
+use ios_chain::types::{Epoch, Height, ShardId};
+use ios_node::devnet::{user_keys, Agreement, Devnet, DevnetConfig};
+use ios_node::node::{CommitEvent, NodeHandle};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+fn config(dir: &std::path::Path, epoch_length: u64) -> DevnetConfig {
+    DevnetConfig {
+        shards: 2,
+        committee: 4,
+        data_dir: dir.to_path_buf(),
+        load_tps: 0,
+        users: 32,
+        duration: None,
+        epoch_length,
+    }
+}
+
+/// Every commit of every node, checked for agreement as it arrives.
+fn watch_agreement(net: &Devnet) -> Arc<Mutex<Agreement>> {
+    let agreement = Arc::new(Mutex::new(Agreement::default()));
+    for h in net.nodes() {
+        let mut rx = h.commits();
+        let a = agreement.clone();
+        tokio::spawn(async move {
+            while let Ok(c) = rx.recv().await {
+                let c: Arc<CommitEvent> = c;
+                a.lock().unwrap().record(&c);
+            }
+        });
+    }
+    agreement
+}
+
+/// (height, epoch applied) of each shard as the gateway sees it.
+async fn shard_state(gateway: &NodeHandle) -> Result<Vec<(Height, Epoch)>> {
+    gateway
+        .query(|v| {
+            v.replicas
+                .values()
+                .map(|r| {
+                    (
+                        r.height().saturating_sub(1),
+                        latest_epoch(r.store()).unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .await
+}
+
+async fn wait_for<T>(
+    what: &str,
+    secs: u64,
+    mut check: impl AsyncFnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await? {
+            return Ok(v);
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sharded_network_over_libp2p_finalizes_follows_the_beacon_and_agrees() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = config(dir.path(), 20);
+    let net = Devnet::start(&cfg).await?;
+    let agreement = watch_agreement(&net);
+
+    // Every shard finalizes, and the account shards apply the beacon's
+    // first epoch change (relayed by their own members).
+    let gw = net.gateway.clone();
+    wait_for("every shard in epoch 1", 90, async || {
+        let s = shard_state(&gw).await?;
+        Ok((s.len() == 3 && s.iter().all(|(h, e)| *h > 0 && *e >= 1)).then_some(()))
+    })
+    .await?;
+
+    // A signed transfer submitted at the gateway finalizes on its shard.
+    let users = user_keys(cfg.users);
+    let (from, to) = (
+        &users[0],
+        &users[1..]
+            .iter()
+            .find(|u| home_shard(&u.address(), 2) == home_shard(&users[0].address(), 2))
+            .context("two users on one shard")?,
+    );
+    let shard: ShardId = home_shard(&from.address(), 2);
+    let tx = Transaction {
+        chain_id: net.genesis.params.chain_id.clone(),
+        sender: from.address(),
+        nonce: 0,
+        fee: 1_000,
+        expires_at: u64::MAX,
+        call: LedgerModule::call(&LedgerCall::Transfer {
+            to: to.address(),
+            amount: 12_345,
+            token: Token::Iost,
+        }),
+    }
+    .sign(from);
+    let before = {
+        let a = to.address();
+        gw.query(move |v| read_account(v.replicas[&shard].store(), &a).map(|x| x.balance))
+            .await??
+    };
+    let results = gw.submit(vec![tx]).await?;
+    assert!(results[0].is_ok(), "{results:?}");
+    let to_addr = to.address();
+    let after = wait_for("the transfer to finalize", 30, async || {
+        let b = gw
+            .query(move |v| read_account(v.replicas[&shard].store(), &to_addr).map(|x| x.balance))
+            .await??;
+        Ok((b != before).then_some(b))
+    })
+    .await?;
+    assert_eq!(after, before + 12_345);
+
+    // A second node on a running node's data directory is refused.
+    let err = ios_node::node::DataLock::acquire(&dir.path().join("validator-0"))
+        .err()
+        .context("a second lock on a running node's directory")?;
+    assert!(
+        err.to_string().contains("in use by another ios node"),
+        "{err}"
+    );
+
+    net.stop().await?;
+    let a = agreement.lock().unwrap();
+    assert_eq!(a.disagreements, 0, "nodes disagreed on a finalized block");
+    Ok(())
+}
