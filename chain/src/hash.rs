@@ -20,26 +20,15 @@ impl Hash {
     }
 
     pub fn to_hex(&self) -> String {
-        let mut s = String::with_capacity(64);
-        for b in self.0 {
-            s.push_str(&format!("{b:02x}"));
-        }
-        s
+        crate::hex::encode(&self.0)
     }
 
     /// Parses 64 hex characters.
     pub fn from_hex(s: &str) -> Option<Hash> {
-        let bytes = s.as_bytes();
-        if bytes.len() != 64 {
+        if s.len() != 64 {
             return None;
         }
-        let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            let hi = (pair[0] as char).to_digit(16)?;
-            let lo = (pair[1] as char).to_digit(16)?;
-            out[i] = (hi * 16 + lo) as u8;
-        }
-        Some(Hash(out))
+        crate::hex::decode(s).ok()?.try_into().ok().map(Hash)
     }
 }
 

@@ -276,6 +276,35 @@ impl LedgerModule {
             payload: crate::codec::encode(call),
         }
     }
+
+    /// The ledger call a transaction's call carries, if it is one.
+    pub fn decode(call: &crate::tx::Call) -> Option<LedgerCall> {
+        if call.module != ModuleId::CORE {
+            return None;
+        }
+        crate::codec::decode("ledger call", &call.payload, crate::tx::MAX_TX_BYTES).ok()
+    }
+}
+
+impl LedgerCall {
+    /// A short name for explorers and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LedgerCall::Transfer { .. } => "transfer",
+            LedgerCall::Stake { .. } => "stake",
+            LedgerCall::Unstake { .. } => "unstake",
+            LedgerCall::Evidence(_) => "evidence",
+            LedgerCall::RegisterPvssKey { .. } => "register_pvss_key",
+            LedgerCall::Deal { .. } => "deal",
+            LedgerCall::Reveal { .. } => "reveal",
+            LedgerCall::BeaconUpdate(_) => "beacon_update",
+            LedgerCall::AtomixLock { .. } => "atomix_lock",
+            LedgerCall::AtomixCommit { .. } => "atomix_commit",
+            LedgerCall::AtomixAbort { .. } => "atomix_abort",
+            LedgerCall::AtomixUnlock { .. } => "atomix_unlock",
+            LedgerCall::AtomixBatch(_) => "atomix_batch",
+        }
+    }
 }
 
 fn set_validator(ctx: &mut CallContext<'_, '_>, a: &Address, bonded: bool) -> Result<()> {

@@ -25,6 +25,7 @@ pub mod error;
 pub mod execute;
 pub mod fast_sync;
 pub mod hash;
+pub mod hex;
 pub mod ledger;
 pub mod light_client;
 pub mod mempool;

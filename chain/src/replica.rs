@@ -454,6 +454,18 @@ impl Replica {
         &self.runtime
     }
 
+    /// The nonce a new transaction from `sender` should carry: after its
+    /// committed nonce and any of its transactions pooled here.
+    pub fn next_nonce(&self, sender: &Address) -> Result<u64> {
+        let account = committee::read_account(&self.store, sender)?;
+        Ok(self.mempool.next_nonce(sender, account.nonce))
+    }
+
+    /// Whether transaction `id` waits in this replica's pool (user or relay).
+    pub fn is_pooled(&self, id: &Hash) -> bool {
+        self.mempool.contains(id) || self.relays.contains_key(id)
+    }
+
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
     }

@@ -1,6 +1,67 @@
-//! ios-web: the gateway's REST API, OpenAPI document and UI.
+//! ios-web: the gateway's REST API (actix-web), its OpenAPI document, and
+//! the typed client the CLI uses. The UI comes with the web issue.
 //!
-//! Not built yet: the first routes arrive with the platform issue. It exists
-//! so the workspace has its final shape and dependency order.
+//! Only this crate defines HTTP routes and the JSON shapes of the API
+//! ([`types`]); the CLI reaches a node only through [`client::Client`].
 
+pub mod api;
+pub mod client;
+pub mod types;
+
+pub use ios_chain::hex;
 pub use ios_node as node;
+
+use anyhow::{Context, Result};
+use ios_node::node::NodeHandle;
+use std::net::SocketAddr;
+
+/// The default address of a gateway's API (the devnet's gateway).
+pub const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8700";
+
+/// A running API server.
+pub struct ApiServer {
+    /// Where it listens (a port 0 request becomes the real port).
+    pub addr: SocketAddr,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl ApiServer {
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn stop(self) {
+        self.handle.stop(true).await;
+        let _ = self.task.await;
+    }
+}
+
+/// Serves the API for `node` on `addr` (on the current tokio runtime).
+pub async fn serve(node: NodeHandle, addr: SocketAddr) -> Result<ApiServer> {
+    let gateway = actix_web::web::Data::new(api::Gateway { node });
+    let server = actix_web::HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(gateway.clone())
+            .wrap(
+                actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")
+                    .log_target("ios_web::access"),
+            )
+            .configure(api::configure)
+    })
+    .workers(2)
+    .client_request_timeout(std::time::Duration::from_secs(10))
+    .disable_signals()
+    .bind(addr)
+    .with_context(|| format!("binding the API to {addr} (is another devnet or node using it?)"))?;
+    let bound = server
+        .addrs()
+        .first()
+        .copied()
+        .context("the API server bound no address")?;
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    Ok(ApiServer {
+        addr: bound,
+        handle,
+        task,
+    })
+}

@@ -31,6 +31,9 @@ pub struct DevnetArgs {
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     seconds: Option<u64>,
+    /// Where the gateway serves the API.
+    #[arg(long, default_value = "127.0.0.1:8700")]
+    web: std::net::SocketAddr,
     /// Print each second's report as JSON.
     #[arg(long)]
     json: bool,
@@ -64,29 +67,46 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let summary = rt.block_on(devnet::run(
-        cfg,
-        async {
-            let _ = tokio::signal::ctrl_c().await;
-            eprintln!("devnet: stopping");
-        },
-        |t| {
-            if json {
-                println!("{}", serde_json::to_string(t).unwrap_or_default());
-            } else {
-                let heights: Vec<String> = t.heights.iter().map(|h| h.to_string()).collect();
-                println!(
-                    "heights={} epoch={} finalized_tps={} finality_p50={}ms p99={}ms min_peers={}",
-                    heights.join(","),
-                    t.epoch,
-                    t.finalized_tps,
-                    t.latency_p50_ms,
-                    t.latency_p99_ms,
-                    t.min_peers
-                );
+    let web = a.web;
+    let summary = rt.block_on(async move {
+        let started = std::time::Instant::now();
+        let net = devnet::Devnet::start(&cfg).await?;
+        let api = ios_web::serve(net.gateway.clone(), web).await;
+        let api = match api {
+            Ok(api) => api,
+            Err(e) => {
+                let _ = net.stop().await;
+                return Err(e);
             }
-        },
-    ))?;
+        };
+        eprintln!(
+            "devnet: gateway API on http://{} (OpenAPI: http://{}/api/openapi.json); `ios chain status` talks to it",
+            api.addr, api.addr
+        );
+        let summary = devnet::drive(
+            net,
+            &cfg,
+            started,
+            async {
+                let _ = tokio::signal::ctrl_c().await;
+                eprintln!("devnet: stopping");
+            },
+            |t| {
+                if json {
+                    println!("{}", serde_json::to_string(t).unwrap_or_default());
+                } else {
+                    let heights: Vec<String> = t.heights.iter().map(|h| h.to_string()).collect();
+                    println!(
+                        "heights={} epoch={} finalized_tps={} finality_p50={}ms p99={}ms min_peers={}",
+                        heights.join(","), t.epoch, t.finalized_tps, t.latency_p50_ms, t.latency_p99_ms, t.min_peers
+                    );
+                }
+            },
+        )
+        .await;
+        api.stop().await;
+        summary
+    })?;
     let heights: Vec<String> = summary.heights.iter().map(|h| h.to_string()).collect();
     if let Some(r) = summary.ready_after_s {
         eprintln!("devnet: every shard was finalizing {r:.1} s after start");

@@ -2,9 +2,13 @@
 //! runtime, prints results.
 
 mod bench;
+mod chain;
+mod common;
 mod devnet;
+mod key;
 mod risk;
 mod sim;
+mod tx;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,8 +27,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a whole network on this machine (validators with a built-in transfer load).
+    /// Run a whole network on this machine: beacon + shards of libp2p validators and a gateway.
     Devnet(devnet::DevnetArgs),
+    /// Keys in the local keystore (encrypted at rest).
+    Key(key::KeyArgs),
+    /// Build, sign, submit and follow transactions (talks to --node).
+    Tx(tx::TxArgs),
+    /// Chain status, blocks and accounts (talks to --node).
+    Chain(chain::ChainArgs),
     /// Run the deterministic simulator: many seeds, faults, safety and liveness checks.
     Sim(sim::SimArgs),
     /// Measure performance against this machine's limits.
@@ -44,6 +54,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devnet(a) => devnet::run(a),
+        Command::Key(a) => key::run(a),
+        Command::Tx(a) => tx::run(a),
+        Command::Chain(a) => chain::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),
         Command::CommitteeRisk(a) => risk::run(a),

@@ -291,14 +291,27 @@ impl Agreement {
     }
 }
 
-/// Runs the devnet until `shutdown` resolves or `cfg.duration` passes.
+/// Starts the devnet and runs it until `shutdown` resolves or
+/// `cfg.duration` passes.
 pub async fn run(
     cfg: DevnetConfig,
     shutdown: impl Future<Output = ()>,
-    mut on_tick: impl FnMut(&DevnetTick),
+    on_tick: impl FnMut(&DevnetTick),
 ) -> Result<DevnetSummary> {
     let started = Instant::now();
     let net = Devnet::start(&cfg).await?;
+    drive(net, &cfg, started, shutdown, on_tick).await
+}
+
+/// Runs a started devnet (load, reports, agreement checks) until
+/// `shutdown` resolves or `cfg.duration` passes, then stops it.
+pub async fn drive(
+    net: Devnet,
+    cfg: &DevnetConfig,
+    started: Instant,
+    shutdown: impl Future<Output = ()>,
+    mut on_tick: impl FnMut(&DevnetTick),
+) -> Result<DevnetSummary> {
     let shards = net.shards();
     let (commit_tx, mut commit_rx) = tokio::sync::mpsc::channel::<Arc<CommitEvent>>(65_536);
     for h in net.nodes() {
@@ -339,7 +352,20 @@ pub async fn run(
     ticker.tick().await;
     tokio::pin!(shutdown);
     let mut agreement = Agreement::default();
-    let mut heights: Vec<Height> = vec![0; shards as usize + 1];
+    // A restarted devnet starts from the heights its gateway already has.
+    let mut heights: Vec<Height> = net
+        .gateway
+        .query(move |v| {
+            (0..=shards)
+                .map(|s| {
+                    v.replicas
+                        .get(&s)
+                        .and_then(|r| r.store().head().map(|h| h.height))
+                        .unwrap_or(0)
+                })
+                .collect()
+        })
+        .await?;
     let mut epoch = 0;
     let mut total_txs = 0u64;
     let mut second_txs = 0u64;

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_atomix;
 pub mod devnet;
 pub mod fifo;
+pub mod keystore;
 pub mod node;
 pub mod p2p;
 

@@ -100,6 +100,7 @@ pub struct NodeMetrics {
 
 /// A read-only look at a running node, taken on its own task.
 pub struct View<'a> {
+    pub genesis: &'a Genesis,
     pub replicas: &'a BTreeMap<ShardId, Replica>,
     pub epochs: &'a EpochChain,
     pub syncing: Vec<ShardId>,
@@ -288,14 +289,7 @@ fn own_key(dir: &Path) -> Result<Keypair> {
             .map_err(|_| anyhow::anyhow!("{} is not a 32-byte key", path.display()))?;
         return Ok(Keypair::from_secret(secret));
     }
-    let fresh = libp2p::identity::Keypair::generate_ed25519()
-        .try_into_ed25519()
-        .map_err(|e| anyhow::anyhow!("generating a node key: {e}"))?;
-    let secret: [u8; 32] = fresh
-        .secret()
-        .as_ref()
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("generating a node key: not 32 bytes"))?;
+    let secret = crate::keystore::generate()?.secret_bytes();
     write_private(&path, &secret)?;
     Ok(Keypair::from_secret(secret))
 }
@@ -926,6 +920,7 @@ impl Node {
             Command::Submit { txs, reply } => self.submit(txs, reply),
             Command::Query(q) => {
                 let view = View {
+                    genesis: &self.genesis,
                     replicas: &self.replicas,
                     epochs: &self.epochs,
                     syncing: self.syncing.keys().copied().collect(),

@@ -1,5 +1,7 @@
 //! End-to-end tests of the `ios` binary as a user runs it.
 
+mod network;
+
 use std::process::{Command, Output};
 
 fn ios(args: &[&str]) -> Output {
@@ -126,6 +128,8 @@ fn devnet_finalizes_transfers_and_stops_cleanly() {
         "5",
         "--tps",
         "200",
+        "--web",
+        "127.0.0.1:0",
         "--data",
         data.to_str().unwrap(),
     ]);
@@ -152,9 +156,11 @@ fn devnet_finalizes_transfers_and_stops_cleanly() {
     let o2 = ios(&[
         "devnet",
         "--seconds",
-        "3",
+        "6",
         "--tps",
         "0",
+        "--web",
+        "127.0.0.1:0",
         "--data",
         data.to_str().unwrap(),
     ]);

@@ -1,0 +1,239 @@
+//! The network commands against a running devnet, as a user types them.
+
+use ios_chain::crypto::Keypair;
+use ios_chain::shard::home_shard;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Devnet {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `ios devnet` with its API on a free port; returns once it serves.
+fn devnet(data: &Path) -> Devnet {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ios"))
+        .args([
+            "devnet",
+            "--tps",
+            "0",
+            "--seconds",
+            "120",
+            "--epoch-length",
+            "20",
+            "--web",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .env("IOS_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("ios devnet starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("gateway API on ").nth(1) {
+                let url = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send(url);
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the devnet prints its API address");
+    Devnet { child, url }
+}
+
+fn ios(net: &Devnet, keys: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ios"))
+        .args(args)
+        .env("IOS_NODE", &net.url)
+        .env("IOS_KEYSTORE", keys)
+        .env("IOS_PASSWORD", "test password")
+        .env("IOS_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .expect("the ios binary runs")
+}
+
+fn ok_json(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&o.stdout)))
+}
+
+#[test]
+fn keys_transfers_and_chain_queries_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(&dir.path().join("devnet"));
+    let keys = dir.path().join("keys");
+
+    // The gateway answers once every shard runs.
+    let started = Instant::now();
+    let status = loop {
+        let o = ios(&net, &keys, &["chain", "status", "--json"]);
+        if o.status.success() {
+            let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let shards = s["shard_status"].as_array().cloned().unwrap_or_default();
+            if shards.len() == 3 && shards.iter().all(|x| x["height"].as_u64() > Some(0)) {
+                break s;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the devnet never served status"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(status["shards"], 2);
+
+    // Keys: a devnet user (funded) and a fresh one on the same shard.
+    let alice = ok_json(&ios(
+        &net,
+        &keys,
+        &["key", "new", "alice", "--devnet-user", "0", "--json"],
+    ));
+    let alice_addr = alice["address"].as_str().unwrap().to_string();
+    let shard = home_shard(&Keypair::from_seed("devnet-user", 0).address(), 2);
+    let bob_n = (1..64)
+        .find(|n| home_shard(&Keypair::from_seed("devnet-user", *n).address(), 2) == shard)
+        .unwrap();
+    let bob = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "key",
+            "new",
+            "bob",
+            "--devnet-user",
+            &bob_n.to_string(),
+            "--json",
+        ],
+    ));
+    let bob_addr = bob["address"].as_str().unwrap().to_string();
+    let listed = ok_json(&ios(&net, &keys, &["key", "list", "--json"]));
+    assert_eq!(listed.as_array().unwrap().len(), 2);
+    let file = std::fs::read_to_string(alice["file"].as_str().unwrap()).unwrap();
+    assert!(file.contains("argon2id") && file.contains(&alice_addr));
+
+    let before = ok_json(&ios(&net, &keys, &["chain", "account", "bob", "--json"]));
+    assert_eq!(before["shard"].as_u64(), Some(shard as u64));
+
+    // A transfer, signed locally, followed to finality.
+    let done = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "tx", "transfer", "--from", "alice", "--to", "bob", "--amount", "1.5", "--json",
+        ],
+    ));
+    assert_eq!(done["state"], "finalized", "{done}");
+    let after = ok_json(&ios(
+        &net,
+        &keys,
+        &["chain", "account", &bob_addr, "--json"],
+    ));
+    let bal = |v: &serde_json::Value| v["balance"].as_str().unwrap().parse::<u64>().unwrap();
+    assert_eq!(bal(&after), bal(&before) + 150_000_000);
+
+    // Its status and its block are there to see.
+    let id = done["id"].as_str().unwrap();
+    let status = ok_json(&ios(&net, &keys, &["tx", "status", id, "--json"]));
+    assert_eq!(status["state"], "finalized");
+    let height = status["height"].as_u64().unwrap().to_string();
+    let block = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "chain",
+            "block",
+            "--shard",
+            &shard.to_string(),
+            &height,
+            "--json",
+        ],
+    ));
+    assert!(block["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == id));
+
+    // Mistakes are clear errors, not crashes.
+    let o = Command::new(env!("CARGO_BIN_EXE_ios"))
+        .args([
+            "tx", "transfer", "--from", "alice", "--to", "bob", "--amount", "1",
+        ])
+        .env("IOS_NODE", &net.url)
+        .env("IOS_KEYSTORE", &keys)
+        .env("IOS_PASSWORD", "wrong")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong password"));
+    let o = ios(
+        &net,
+        &keys,
+        &[
+            "tx",
+            "transfer",
+            "--from",
+            "alice",
+            "--to",
+            "bob",
+            "--amount",
+            "1.123456789",
+        ],
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("more than 8 decimals"));
+    let o = ios(
+        &net,
+        &keys,
+        &[
+            "tx",
+            "transfer",
+            "--from",
+            "alice",
+            "--to",
+            "bob",
+            "--amount",
+            "100000000",
+        ],
+    );
+    // The chain takes it (fee and nonce count) and its call fails.
+    assert!(!o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("FAILED") && out.contains("insufficient"),
+        "{out}"
+    );
+    let o = ios(&net, &keys, &["chain", "account", "nobody"]);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("neither an address nor a stored key"));
+    let o = Command::new(env!("CARGO_BIN_EXE_ios"))
+        .args(["chain", "status", "--node", "http://127.0.0.1:9"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the node"));
+}

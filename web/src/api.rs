@@ -1,0 +1,547 @@
+//! The REST API under `/api/v1`, served by a gateway node, and its OpenAPI
+//! document at `/api/openapi.json` (generated from these handlers).
+//!
+//! Every route answers JSON; every error is `{error: {code, message}}` with
+//! a 4xx status for the caller's mistakes and 503 when the node cannot
+//! answer (stopped, shard not served). Bodies are limited to
+//! [`MAX_BODY_BYTES`].
+
+use crate::types::*;
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpResponse, ResponseError};
+use ios_chain::committee::read_account;
+use ios_chain::crypto::{Address, Signature};
+use ios_chain::hash::Hash;
+use ios_chain::hex;
+use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
+use ios_chain::replica::Replica;
+use ios_chain::shard::{home_shard, BEACON};
+use ios_chain::tx::{SignedTransaction, Transaction, MAX_TX_BYTES};
+use ios_chain::types::{format_iost, Amount, ShardId};
+use ios_node::node::{NodeHandle, View};
+use utoipa::OpenApi;
+
+/// Largest request body (a signed transaction is at most 64 KiB, hex doubles it).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
+/// Blocks a built transaction stays valid for by default.
+pub const DEFAULT_EXPIRES_IN: u64 = 600;
+
+/// A failed request: an HTTP status, a machine-readable code, a message.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+
+    /// A transaction the chain refuses: the chain's own code, status 422
+    /// (400 for input that cannot be a transaction at all).
+    pub fn chain(e: &ios_chain::error::ChainError) -> ApiError {
+        let status = if e.is_peer_fault() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::UNPROCESSABLE_ENTITY
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.code)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code.clone(),
+                message: self.message.clone(),
+            },
+        })
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> ApiError {
+        ApiError::unavailable(format!("{e:#}"))
+    }
+}
+
+type ApiResult<T> = Result<web::Json<T>, ApiError>;
+
+/// What the handlers share: the node they answer for.
+#[derive(Clone)]
+pub struct Gateway {
+    pub node: NodeHandle,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "IOS gateway API",
+        description = "Chain and shard status, accounts, blocks and transactions of an IOS network, served by a gateway node. Amounts are strings of base units (1 IOST = 10^8); addresses are bech32; hashes and bytes are hex. Errors are {error: {code, message}}."
+    ),
+    paths(
+        chain_status,
+        account,
+        block,
+        latest_block,
+        build_tx,
+        submit_tx,
+        tx_status
+    )
+)]
+pub struct ApiDoc;
+
+/// Registers the API routes and the OpenAPI document on an actix app.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(
+        web::JsonConfig::default()
+            .limit(MAX_BODY_BYTES)
+            .error_handler(|e, _| ApiError::bad_request(format!("invalid JSON body: {e}")).into()),
+    )
+    .app_data(
+        web::PathConfig::default()
+            .error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()),
+    )
+    .route("/api/openapi.json", web::get().to(openapi))
+    .service(
+        web::scope("/api/v1")
+            .route("/status", web::get().to(chain_status))
+            .route("/accounts/{address}", web::get().to(account))
+            .route("/shards/{shard}/blocks/latest", web::get().to(latest_block))
+            .route("/shards/{shard}/blocks/{height}", web::get().to(block))
+            .route("/tx/build", web::post().to(build_tx))
+            .route("/tx", web::post().to(submit_tx))
+            .route("/tx/{id}", web::get().to(tx_status))
+            .default_service(web::to(|| async {
+                ApiError::not_found("no such API route (see /api/openapi.json)").error_response()
+            })),
+    );
+}
+
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+fn replica<'a>(v: &'a View<'_>, shard: ShardId) -> Result<&'a Replica, ApiError> {
+    v.replicas.get(&shard).ok_or_else(|| {
+        ApiError::unavailable(format!(
+            "this node does not run shard {shard}{}",
+            if v.syncing.contains(&shard) {
+                " yet (it is syncing)"
+            } else {
+                ""
+            }
+        ))
+    })
+}
+
+fn parse_address(s: &str) -> Result<Address, ApiError> {
+    s.parse()
+        .map_err(|e| ApiError::bad_request(format!("invalid address {s:?}: {e}")))
+}
+
+fn parse_units(what: &str, s: &str) -> Result<Amount, ApiError> {
+    s.trim().parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{what} must be a whole number of base units as a string (1 IOST = 100000000), got {s:?}"
+        ))
+    })
+}
+
+/// The shard that holds `address`'s account: the beacon for validators
+/// (stake and registry live there), else its home shard.
+pub fn account_shard(v: &View<'_>, shards: u16, address: &Address) -> ShardId {
+    if let Some(b) = v.replicas.get(&BEACON) {
+        if let Ok(a) = read_account(b.store(), address) {
+            if a.stake > 0 || a.balance > 0 || a.nonce > 0 || a.unbonding > 0 {
+                return BEACON;
+            }
+        }
+    }
+    home_shard(address, shards)
+}
+
+#[utoipa::path(get, path = "/api/v1/status", tag = "chain",
+    responses((status = 200, description = "The network as this node sees it", body = ChainStatus)))]
+async fn chain_status(g: web::Data<Gateway>) -> ApiResult<ChainStatus> {
+    let s = g
+        .node
+        .query(|v| ChainStatus {
+            chain_id: v.genesis.params.chain_id.0.clone(),
+            shards: v.genesis.params.shards,
+            epoch: v.epochs.latest(),
+            peer_id: v.peer_id.to_string(),
+            peers: v.peers,
+            shard_status: v
+                .replicas
+                .iter()
+                .map(|(s, r)| {
+                    let head = r.store().head();
+                    ShardStatus {
+                        shard: *s,
+                        height: head.map_or(0, |h| h.height),
+                        head: head.map(|h| h.block.to_hex()).unwrap_or_default(),
+                        state_root: r.store().state_root().to_hex(),
+                        epoch: r.committee().epoch,
+                        committee: r
+                            .committee()
+                            .members
+                            .iter()
+                            .map(|a| a.to_string())
+                            .collect(),
+                        mempool: r.mempool_len(),
+                        time_ms: head.map_or(0, |h| h.time),
+                    }
+                })
+                .collect(),
+        })
+        .await?;
+    Ok(web::Json(s))
+}
+
+#[utoipa::path(get, path = "/api/v1/accounts/{address}", tag = "chain",
+    params(("address" = String, Path, description = "bech32 address")),
+    responses(
+        (status = 200, description = "The account on the shard that holds it", body = AccountView),
+        (status = 400, description = "Not an address", body = ErrorBody)))]
+async fn account(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<AccountView> {
+    let address = parse_address(&path)?;
+    let view = g
+        .node
+        .query(move |v| -> Result<AccountView, ApiError> {
+            let shard = account_shard(v, v.genesis.params.shards, &address);
+            let r = replica(v, shard)?;
+            let a = read_account(r.store(), &address).map_err(|e| ApiError::chain(&e))?;
+            Ok(AccountView {
+                address: address.to_string(),
+                shard,
+                balance: a.balance.to_string(),
+                servi: a.servi,
+                nonce: a.nonce,
+                next_nonce: r.next_nonce(&address).unwrap_or(a.nonce),
+                stake: a.stake.to_string(),
+                unbonding: a.unbonding.to_string(),
+                reputation: a.reputation,
+                jailed: a.jailed,
+            })
+        })
+        .await??;
+    Ok(web::Json(view))
+}
+
+fn block_view(r: &Replica, shard: ShardId, height: u64) -> Result<BlockView, ApiError> {
+    let (b, cert) = r
+        .store()
+        .block(height)
+        .map_err(|e| ApiError::chain(&e))?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "shard {shard} has no finalized block {height} here (latest {}; old bodies may be pruned)",
+                r.height().saturating_sub(1)
+            ))
+        })?;
+    let receipts = r
+        .store()
+        .receipts(height)
+        .map_err(|e| ApiError::chain(&e))?
+        .unwrap_or_default();
+    let h = &b.header;
+    Ok(BlockView {
+        shard,
+        height,
+        hash: h.hash().to_hex(),
+        prev: h.prev.to_hex(),
+        epoch: h.epoch,
+        round: h.round,
+        proposer: h.proposer.to_string(),
+        time_ms: h.time,
+        state_root: h.state_root.to_hex(),
+        signers: cert.signatures.len(),
+        txs: b
+            .txs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| BlockTx {
+                id: t.id().to_hex(),
+                sender: t.tx.sender.to_string(),
+                kind: LedgerModule::decode(&t.tx.call)
+                    .map_or("other", |c| c.kind())
+                    .to_string(),
+                status: match receipts.get(i).map(|r| &r.status) {
+                    Some(ios_chain::block::ReceiptStatus::Success) => "success".into(),
+                    Some(ios_chain::block::ReceiptStatus::Failed { code, .. }) => code.clone(),
+                    None => "unknown".into(),
+                },
+            })
+            .collect(),
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/shards/{shard}/blocks/{height}", tag = "chain",
+    params(("shard" = u16, Path, description = "0 is the beacon"), ("height" = u64, Path)),
+    responses(
+        (status = 200, description = "A finalized block", body = BlockView),
+        (status = 404, description = "Not finalized here (yet), or pruned", body = ErrorBody)))]
+async fn block(g: web::Data<Gateway>, path: web::Path<(u16, u64)>) -> ApiResult<BlockView> {
+    let (shard, height) = path.into_inner();
+    let b = g
+        .node
+        .query(move |v| block_view(replica(v, shard)?, shard, height))
+        .await??;
+    Ok(web::Json(b))
+}
+
+#[utoipa::path(get, path = "/api/v1/shards/{shard}/blocks/latest", tag = "chain",
+    params(("shard" = u16, Path, description = "0 is the beacon")),
+    responses((status = 200, description = "The newest finalized block", body = BlockView)))]
+async fn latest_block(g: web::Data<Gateway>, path: web::Path<u16>) -> ApiResult<BlockView> {
+    let shard = path.into_inner();
+    let b = g
+        .node
+        .query(move |v| {
+            let r = replica(v, shard)?;
+            let h = r.store().head().map_or(0, |h| h.height);
+            block_view(r, shard, h)
+        })
+        .await??;
+    Ok(web::Json(b))
+}
+
+fn ledger_call(c: &CallRequest) -> Result<LedgerCall, ApiError> {
+    Ok(match c {
+        CallRequest::Transfer { to, amount, token } => LedgerCall::Transfer {
+            to: parse_address(to)?,
+            amount: parse_units("amount", amount)?,
+            token: match token.as_deref().unwrap_or("iost") {
+                "iost" | "IOST" => Token::Iost,
+                "servi" | "Servi" => Token::Servi,
+                t => {
+                    return Err(ApiError::bad_request(format!(
+                        "unknown token {t:?} (iost or servi)"
+                    )))
+                }
+            },
+        },
+        CallRequest::Stake { amount } => LedgerCall::Stake {
+            amount: parse_units("amount", amount)?,
+        },
+        CallRequest::Unstake { amount } => LedgerCall::Unstake {
+            amount: parse_units("amount", amount)?,
+        },
+    })
+}
+
+fn summary(sender: &Address, call: &LedgerCall, fee: Amount, shard: ShardId) -> String {
+    let what = match call {
+        LedgerCall::Transfer { to, amount, token } => match token {
+            Token::Iost => format!("send {} to {to}", format_iost(*amount)),
+            Token::Servi => {
+                format!("send {amount} Servi to {to} (Servi cannot be sent: the chain will refuse)")
+            }
+        },
+        LedgerCall::Stake { amount } => format!("bond {} as validator stake", format_iost(*amount)),
+        LedgerCall::Unstake { amount } => format!("start unbonding {}", format_iost(*amount)),
+        other => other.kind().to_string(),
+    };
+    format!("{sender}: {what}; fee {} (shard {shard})", format_iost(fee))
+}
+
+#[utoipa::path(post, path = "/api/v1/tx/build", tag = "transactions",
+    request_body = BuildTxRequest,
+    responses(
+        (status = 200, description = "Canonical bytes to sign, with a readable summary", body = BuiltTx),
+        (status = 400, description = "Invalid request", body = ErrorBody)))]
+async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiResult<BuiltTx> {
+    let req = req.into_inner();
+    let sender = parse_address(&req.sender)?;
+    let call = ledger_call(&req.call)?;
+    let fee = req
+        .fee
+        .as_deref()
+        .map(|f| parse_units("fee", f))
+        .transpose()?;
+    let built = g
+        .node
+        .query(move |v| -> Result<BuiltTx, ApiError> {
+            let params = &v.genesis.params;
+            let shard = match call {
+                LedgerCall::Stake { .. } | LedgerCall::Unstake { .. } => BEACON,
+                _ => account_shard(v, params.shards, &sender),
+            };
+            let r = replica(v, shard)?;
+            let nonce = match req.nonce {
+                Some(n) => n,
+                None => r.next_nonce(&sender).map_err(|e| ApiError::chain(&e))?,
+            };
+            let height = r.height();
+            let mut tx = Transaction {
+                chain_id: params.chain_id.clone(),
+                sender,
+                nonce,
+                fee: fee.unwrap_or(0),
+                expires_at: height + req.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+                call: LedgerModule::call(&call),
+            };
+            if fee.is_none() {
+                // The fee covers the signed encoding (the signature is 64 bytes).
+                let len = SignedTransaction {
+                    tx: tx.clone(),
+                    signature: Signature([0; 64]),
+                }
+                .to_bytes()
+                .len() as u64;
+                tx.fee = params.min_fee_per_byte.saturating_mul(len);
+            }
+            Ok(BuiltTx {
+                tx: hex::encode(&ios_chain::codec::encode(&tx)),
+                signing_hash: tx.signing_hash().to_hex(),
+                shard,
+                nonce,
+                fee: tx.fee.to_string(),
+                summary: summary(&sender, &call, tx.fee, shard),
+            })
+        })
+        .await??;
+    Ok(web::Json(built))
+}
+
+#[utoipa::path(post, path = "/api/v1/tx", tag = "transactions",
+    request_body = SubmitTxRequest,
+    responses(
+        (status = 200, description = "Pooled; poll /api/v1/tx/{id} for finality", body = SubmittedTx),
+        (status = 400, description = "Not a transaction, or a bad signature", body = ErrorBody),
+        (status = 422, description = "Refused by the chain (nonce, funds, fee...)", body = ErrorBody)))]
+async fn submit_tx(
+    g: web::Data<Gateway>,
+    req: web::Json<SubmitTxRequest>,
+) -> ApiResult<SubmittedTx> {
+    let bytes = hex::decode(&req.tx).map_err(|e| ApiError::bad_request(format!("tx: {e}")))?;
+    if bytes.len() > MAX_TX_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "tx is {} bytes, over the limit of {MAX_TX_BYTES}",
+            bytes.len()
+        )));
+    }
+    let tx: Transaction = ios_chain::codec::decode("transaction", &bytes, MAX_TX_BYTES)
+        .map_err(|e| ApiError::chain(&e))?;
+    let sig: [u8; 64] = hex::decode(&req.signature)
+        .map_err(|e| ApiError::bad_request(format!("signature: {e}")))?
+        .try_into()
+        .map_err(|_| ApiError::bad_request("signature must be 64 bytes (128 hex digits)"))?;
+    let signed = SignedTransaction {
+        tx,
+        signature: Signature(sig),
+    };
+    signed.verify_signature().map_err(|e| ApiError::chain(&e))?;
+    let id = signed.id();
+    let results = g.node.submit(vec![signed]).await?;
+    match results.into_iter().next() {
+        Some(Ok(_)) => {}
+        Some(Err(r)) => {
+            let status = if r.code == "unavailable" {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            return Err(ApiError::new(status, &r.code, r.message));
+        }
+        None => return Err(ApiError::unavailable("the node returned no result")),
+    }
+    let shard = g
+        .node
+        .query(move |v| {
+            v.replicas
+                .iter()
+                .find(|(_, r)| r.is_pooled(&id))
+                .map(|(s, _)| *s)
+        })
+        .await?
+        .unwrap_or(BEACON);
+    Ok(web::Json(SubmittedTx {
+        id: id.to_hex(),
+        shard,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/tx/{id}", tag = "transactions",
+    params(("id" = String, Path, description = "hex transaction id (its signing hash)")),
+    responses((status = 200, description = "Pending, finalized, failed or unknown", body = TxStatus)))]
+async fn tx_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<TxStatus> {
+    let id = Hash::from_hex(&path)
+        .ok_or_else(|| ApiError::bad_request(format!("{:?} is not a 64-digit hex id", &*path)))?;
+    let status = g
+        .node
+        .query(move |v| -> Result<TxStatus, ApiError> {
+            let mut status = TxStatus {
+                id: id.to_hex(),
+                state: TxState::Unknown,
+                shard: None,
+                height: None,
+                index: None,
+                error: None,
+                events: vec![],
+            };
+            for (s, r) in v.replicas {
+                if let Some(loc) = r
+                    .store()
+                    .tx_location(&id)
+                    .map_err(|e| ApiError::chain(&e))?
+                {
+                    let receipt = r
+                        .store()
+                        .receipts(loc.height)
+                        .map_err(|e| ApiError::chain(&e))?
+                        .and_then(|rs| rs.into_iter().nth(loc.index as usize));
+                    status.shard = Some(*s);
+                    status.height = Some(loc.height);
+                    status.index = Some(loc.index);
+                    status.state = TxState::Finalized;
+                    if let Some(rc) = receipt {
+                        status.events = rc.events.iter().map(|e| e.kind.clone()).collect();
+                        if let ios_chain::block::ReceiptStatus::Failed { code, message } = rc.status
+                        {
+                            status.state = TxState::Failed;
+                            status.error = Some(ErrorDetail { code, message });
+                        }
+                    }
+                    return Ok(status);
+                }
+                if r.is_pooled(&id) {
+                    status.state = TxState::Pending;
+                    status.shard = Some(*s);
+                }
+            }
+            Ok(status)
+        })
+        .await??;
+    Ok(web::Json(status))
+}

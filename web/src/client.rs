@@ -1,0 +1,141 @@
+//! The typed client of the REST API (blocking; the CLI uses it).
+
+use crate::types::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::time::Duration;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {url}: {reason} (is it running? --node or IOS_NODE picks another)")]
+    Unreachable { url: String, reason: String },
+    /// The node answered with an error.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("unexpected answer from {url}: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+impl ClientError {
+    /// The API's error code, when the node answered with one.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of the node whose API is at `base` (`http://127.0.0.1:8700`).
+    pub fn new(base: &str) -> Client {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build();
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            agent: ureq::Agent::new_with_config(config),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn answer<T: DeserializeOwned>(
+        &self,
+        url: &str,
+        r: std::result::Result<ureq::http::Response<ureq::Body>, ureq::Error>,
+    ) -> Result<T> {
+        let mut resp = r.map_err(|e| ClientError::Unreachable {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .map_err(|e| ClientError::Decode {
+                url: url.to_string(),
+                reason: e.to_string(),
+            })?;
+        if (200..300).contains(&status) {
+            return serde_json::from_str(&text).map_err(|e| ClientError::Decode {
+                url: url.to_string(),
+                reason: e.to_string(),
+            });
+        }
+        match serde_json::from_str::<ErrorBody>(&text) {
+            Ok(b) => Err(ClientError::Api {
+                status,
+                code: b.error.code,
+                message: b.error.message,
+            }),
+            Err(_) => Err(ClientError::Api {
+                status,
+                code: "http".into(),
+                message: text.chars().take(200).collect(),
+            }),
+        }
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let r = self.agent.get(&url).call();
+        self.answer(&url, r)
+    }
+
+    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let url = format!("{}{path}", self.base);
+        let r = self.agent.post(&url).send_json(body);
+        self.answer(&url, r)
+    }
+
+    pub fn status(&self) -> Result<ChainStatus> {
+        self.get("/api/v1/status")
+    }
+
+    pub fn account(&self, address: &str) -> Result<AccountView> {
+        self.get(&format!("/api/v1/accounts/{address}"))
+    }
+
+    pub fn block(&self, shard: u16, height: u64) -> Result<BlockView> {
+        self.get(&format!("/api/v1/shards/{shard}/blocks/{height}"))
+    }
+
+    pub fn latest_block(&self, shard: u16) -> Result<BlockView> {
+        self.get(&format!("/api/v1/shards/{shard}/blocks/latest"))
+    }
+
+    pub fn build_tx(&self, req: &BuildTxRequest) -> Result<BuiltTx> {
+        self.post("/api/v1/tx/build", req)
+    }
+
+    pub fn submit_tx(&self, req: &SubmitTxRequest) -> Result<SubmittedTx> {
+        self.post("/api/v1/tx", req)
+    }
+
+    pub fn tx_status(&self, id: &str) -> Result<TxStatus> {
+        self.get(&format!("/api/v1/tx/{id}"))
+    }
+
+    /// The OpenAPI document, as JSON.
+    pub fn openapi(&self) -> Result<serde_json::Value> {
+        self.get("/api/openapi.json")
+    }
+}

@@ -1,0 +1,218 @@
+//! The REST API against a real one-validator node: every route's answers,
+//! and bad input of every kind as a 4xx JSON error.
+
+use actix_web::{test, web, App};
+use ios_chain::crypto::Keypair;
+use ios_chain::hash::hash_tagged;
+use ios_chain::params::{ChainParams, Genesis};
+use ios_node::node::{self, NodeConfig, NodeHandle, Role};
+use ios_web::api::{self, Gateway};
+use serde_json::{json, Value};
+
+async fn one_node(dir: &std::path::Path) -> (NodeHandle, Keypair) {
+    let validator = Keypair::from_seed("api-test-validator", 0);
+    let user = Keypair::from_seed("api-test-user", 0);
+    let mut params = ChainParams::devnet("api-test");
+    params.set_committee_size(1);
+    let genesis = Genesis::test_network(
+        params,
+        ios_node::unix_ms(),
+        hash_tagged("api-test", b""),
+        std::slice::from_ref(&validator),
+        &[user.address()],
+    );
+    let (h, _task) = node::start(
+        NodeConfig {
+            name: "api-test".into(),
+            role: Role::Validator,
+            data_dir: dir.to_path_buf(),
+            listen: "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+            bootstrap: vec![],
+            genesis,
+            key: Some(validator),
+            replica: ios_node::devnet::replica_config(),
+        },
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+    (h, user)
+}
+
+async fn error_code(resp: actix_web::dev::ServiceResponse) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let body: Value = test::read_body_json(resp).await;
+    let code = body["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(body["error"]["message"].is_string(), "{body}");
+    (status, code)
+}
+
+#[actix_web::test]
+async fn routes_answer_and_bad_input_is_a_json_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, user) = one_node(dir.path()).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(Gateway { node }))
+            .configure(api::configure),
+    )
+    .await;
+
+    // Status, once the chain has a block.
+    let mut status = Value::Null;
+    for _ in 0..100 {
+        status = test::call_and_read_body_json(
+            &app,
+            test::TestRequest::get().uri("/api/v1/status").to_request(),
+        )
+        .await;
+        if status["shard_status"][0]["height"].as_u64() > Some(0) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(status["chain_id"], "api-test");
+    assert!(
+        status["shard_status"][0]["height"].as_u64() > Some(0),
+        "{status}"
+    );
+
+    // The OpenAPI document lists every route.
+    let doc: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::get()
+            .uri("/api/openapi.json")
+            .to_request(),
+    )
+    .await;
+    for p in [
+        "/api/v1/status",
+        "/api/v1/accounts/{address}",
+        "/api/v1/shards/{shard}/blocks/{height}",
+        "/api/v1/shards/{shard}/blocks/latest",
+        "/api/v1/tx/build",
+        "/api/v1/tx",
+        "/api/v1/tx/{id}",
+    ] {
+        assert!(
+            doc["paths"][p].is_object(),
+            "{p} missing from the OpenAPI document"
+        );
+    }
+
+    // Build, sign, submit, follow.
+    let to = Keypair::from_seed("api-test-other", 1)
+        .address()
+        .to_string();
+    let built: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::post()
+            .uri("/api/v1/tx/build")
+            .set_json(json!({"sender": user.address().to_string(), "call": {"type": "transfer", "to": to, "amount": "5000"}}))
+            .to_request(),
+    )
+    .await;
+    let hash = ios_chain::hash::Hash::from_hex(built["signing_hash"].as_str().unwrap()).unwrap();
+    let sig = ios_web::hex::encode(&user.sign(&hash).0);
+    let submit = |sig: String| {
+        test::TestRequest::post()
+            .uri("/api/v1/tx")
+            .set_json(json!({"tx": built["tx"], "signature": sig}))
+            .to_request()
+    };
+    // A forged signature first: refused, nothing pooled.
+    let mut forged = user.sign(&hash).0;
+    forged[0] ^= 1;
+    let resp = test::call_service(&app, submit(ios_web::hex::encode(&forged))).await;
+    assert_eq!(error_code(resp).await, (400, "bad_signature".into()));
+    let sub: Value = test::call_and_read_body_json(&app, submit(sig.clone())).await;
+    let id = sub["id"].as_str().unwrap().to_string();
+    // Submitting it again while it is pooled is idempotent (clients retry).
+    let again: Value = test::call_and_read_body_json(&app, submit(sig.clone())).await;
+    assert_eq!(again["id"], sub["id"]);
+    let mut state = Value::Null;
+    for _ in 0..100 {
+        state = test::call_and_read_body_json(
+            &app,
+            test::TestRequest::get()
+                .uri(&format!("/api/v1/tx/{id}"))
+                .to_request(),
+        )
+        .await;
+        if state["state"] == "finalized" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state["state"], "finalized", "{state}");
+    let acct: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::get()
+            .uri(&format!("/api/v1/accounts/{to}"))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(acct["balance"], "5000");
+    let h = state["height"].as_u64().unwrap();
+    let block: Value = test::call_and_read_body_json(
+        &app,
+        test::TestRequest::get()
+            .uri(&format!("/api/v1/shards/0/blocks/{h}"))
+            .to_request(),
+    )
+    .await;
+    assert!(block["txs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == id.as_str()));
+    // Replayed after it was finalized: refused by its nonce.
+    let resp = test::call_service(&app, submit(sig)).await;
+    let (status, code) = error_code(resp).await;
+    assert_eq!(status, 422);
+    assert!(code.contains("nonce"), "{code}");
+
+    // Bad input: each a JSON 4xx with a code.
+    let cases: Vec<(test::TestRequest, u16, &str)> = vec![
+        (test::TestRequest::get().uri("/api/v1/accounts/not-an-address"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/shards/0/blocks/999999"), 404, "not_found"),
+        (test::TestRequest::get().uri("/api/v1/shards/7/blocks/1"), 503, "unavailable"),
+        (test::TestRequest::get().uri("/api/v1/shards/x/blocks/1"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/tx/zz"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/nothing"), 404, "not_found"),
+        (
+            test::TestRequest::post().uri("/api/v1/tx/build").insert_header(("content-type", "application/json")).set_payload("{not json"),
+            400,
+            "bad_request",
+        ),
+        (
+            test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": 5, "call": {"type": "transfer"}})),
+            400,
+            "bad_request",
+        ),
+        (
+            test::TestRequest::post()
+                .uri("/api/v1/tx/build")
+                .set_json(json!({"sender": user.address().to_string(), "call": {"type": "transfer", "to": to, "amount": "-1"}})),
+            400,
+            "bad_request",
+        ),
+        (test::TestRequest::post().uri("/api/v1/tx").set_json(json!({"tx": "abc", "signature": "00"})), 400, "bad_request"),
+        (test::TestRequest::post().uri("/api/v1/tx").set_json(json!({"tx": "00ff", "signature": "00".repeat(64)})), 400, "malformed"),
+        (
+            test::TestRequest::post()
+                .uri("/api/v1/tx")
+                .insert_header(("content-type", "application/json"))
+                .set_payload(vec![b' '; api::MAX_BODY_BYTES + 10]),
+            400,
+            "bad_request",
+        ),
+    ];
+    for (req, want_status, want_code) in cases {
+        let resp = test::call_service(&app, req.to_request()).await;
+        assert_eq!(error_code(resp).await, (want_status, want_code.to_string()));
+    }
+}
