@@ -19,6 +19,7 @@ use ios_chain::shard::{home_shard, BEACON};
 use ios_chain::tx::{SignedTransaction, Transaction, MAX_TX_BYTES};
 use ios_chain::types::{format_iost, Amount, ShardId};
 use ios_node::node::{NodeHandle, View};
+use std::sync::atomic::Ordering;
 use utoipa::OpenApi;
 
 /// Largest request body (a signed transaction is at most 64 KiB, hex doubles it).
@@ -201,6 +202,9 @@ async fn chain_status(g: web::Data<Gateway>) -> ApiResult<ChainStatus> {
             epoch: v.epochs.latest(),
             peer_id: v.peer_id.to_string(),
             peers: v.peers,
+            finalized_txs: v.metrics.finalized_txs.load(Ordering::Relaxed),
+            fast_syncs: v.metrics.fast_syncs.load(Ordering::Relaxed),
+            syncing: v.syncing.clone(),
             shard_status: v
                 .replicas
                 .iter()

@@ -139,3 +139,42 @@ impl Client {
         self.get("/api/openapi.json")
     }
 }
+
+/// Whether every node (by its API) that runs a shard has the same block and
+/// state root at the highest height all of them finalized. Returns the
+/// verdict and how many (node, shard) blocks were compared; a node that
+/// pruned that height (it fast-synced past it) is skipped.
+pub fn roots_agree(nodes: &[Client]) -> Result<(bool, usize)> {
+    let mut by_shard: std::collections::BTreeMap<u16, Vec<(&Client, u64)>> = Default::default();
+    for c in nodes {
+        for sh in c.status()?.shard_status {
+            by_shard.entry(sh.shard).or_default().push((c, sh.height));
+        }
+    }
+    let mut compared = 0;
+    for (shard, nodes) in by_shard {
+        let h = nodes.iter().map(|(_, h)| *h).min().unwrap_or(0);
+        if h == 0 {
+            continue;
+        }
+        let mut seen = None;
+        for (c, _) in nodes {
+            let b = match c.block(shard, h) {
+                Ok(b) => b,
+                Err(e) if e.code() == Some("not_found") => continue,
+                Err(e) => return Err(e),
+            };
+            compared += 1;
+            let here = (b.hash, b.state_root);
+            match &seen {
+                None => seen = Some(here),
+                Some(s) if *s != here => {
+                    tracing::error!(shard, height = h, "nodes disagree on a finalized block");
+                    return Ok((false, compared));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok((true, compared))
+}

@@ -29,6 +29,12 @@ pub struct ChainStatus {
     pub epoch: u64,
     pub peer_id: String,
     pub peers: usize,
+    /// Transactions in blocks this node finalized since it started (all shards).
+    pub finalized_txs: u64,
+    /// Fast syncs this node completed since it started.
+    pub fast_syncs: u64,
+    /// Shards this node is fast-syncing now.
+    pub syncing: Vec<u16>,
     /// The shards this node runs.
     pub shard_status: Vec<ShardStatus>,
 }

@@ -37,15 +37,36 @@ pub struct DevnetArgs {
     /// Print each second's report as JSON.
     #[arg(long)]
     json: bool,
+    /// Run every node as its own OS process (`ios node --config`), each
+    /// logging to node.log in its directory.
+    #[arg(long)]
+    processes: bool,
+}
+
+impl DevnetArgs {
+    fn config(&self, data_dir: PathBuf) -> DevnetConfig {
+        DevnetConfig {
+            shards: self.shards,
+            committee: self.committee,
+            epoch_length: self.epoch_length,
+            data_dir,
+            load_tps: self.tps,
+            users: self.users,
+            duration: self.seconds.map(Duration::from_secs),
+        }
+    }
 }
 
 pub fn run(a: DevnetArgs) -> Result<ExitCode> {
-    let data_dir = match a.data {
+    let data_dir = match a.data.clone() {
         Some(d) => d,
         None => std::env::temp_dir().join(format!("ios-devnet-{}", ios_node::unix_ms())),
     };
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    if a.processes {
+        return crate::procdevnet::run(&a.config(data_dir), a.web, a.seconds, a.json);
+    }
     eprintln!(
         "devnet: beacon + {} shards x {} validators over libp2p on 127.0.0.1, plus a gateway; data in {} (one directory per node; logs: stderr, IOS_LOG=info for more)",
         a.shards,
@@ -53,15 +74,7 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
         data_dir.display()
     );
     eprintln!("devnet: built-in load {} transfers/s; Ctrl-C stops", a.tps);
-    let cfg = DevnetConfig {
-        shards: a.shards,
-        committee: a.committee,
-        epoch_length: a.epoch_length,
-        data_dir: data_dir.clone(),
-        load_tps: a.tps,
-        users: a.users,
-        duration: a.seconds.map(Duration::from_secs),
-    };
+    let cfg = a.config(data_dir.clone());
     let json = a.json;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -6,6 +6,8 @@ mod chain;
 mod common;
 mod devnet;
 mod key;
+mod node;
+mod procdevnet;
 mod risk;
 mod sim;
 mod tx;
@@ -29,6 +31,10 @@ struct Cli {
 enum Command {
     /// Run a whole network on this machine: beacon + shards of libp2p validators and a gateway.
     Devnet(devnet::DevnetArgs),
+    /// Run one node from its config file.
+    Node(node::NodeArgs),
+    /// Write a commented default node config.
+    Init(node::InitArgs),
     /// Keys in the local keystore (encrypted at rest).
     Key(key::KeyArgs),
     /// Build, sign, submit and follow transactions (talks to --node).
@@ -54,6 +60,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Devnet(a) => devnet::run(a),
+        Command::Node(a) => node::run(a),
+        Command::Init(a) => node::init(a),
         Command::Key(a) => key::run(a),
         Command::Tx(a) => tx::run(a),
         Command::Chain(a) => chain::run(a),

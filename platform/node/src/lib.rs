@@ -8,11 +8,13 @@
 
 pub mod bench;
 pub mod bench_atomix;
+pub mod config;
 pub mod devnet;
 pub mod fifo;
 pub mod keystore;
 pub mod node;
 pub mod p2p;
+pub mod procnet;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -96,11 +96,15 @@ pub struct NodeMetrics {
     pub peers: AtomicU64,
     pub fast_syncs: AtomicU64,
     pub relays_sent: AtomicU64,
+    /// Transactions in blocks this node's replicas finalized (all shards).
+    pub finalized_txs: AtomicU64,
+    pub finalized_blocks: AtomicU64,
 }
 
 /// A read-only look at a running node, taken on its own task.
 pub struct View<'a> {
     pub genesis: &'a Genesis,
+    pub metrics: &'a NodeMetrics,
     pub replicas: &'a BTreeMap<ShardId, Replica>,
     pub epochs: &'a EpochChain,
     pub syncing: Vec<ShardId>,
@@ -345,7 +349,14 @@ struct Node {
     last_relay: BTreeMap<ShardId, TimeMs>,
     next_epoch_ask: TimeMs,
     connected: BTreeSet<PeerId>,
+    /// A node with no data waits (until this time, at most) for a peer's
+    /// epoch changes before it opens shards, so that it joins the network
+    /// where it is (fast sync) instead of replaying it from genesis.
+    joining: Option<TimeMs>,
 }
+
+/// How long a fresh node waits for epoch changes before it opens shards.
+const JOIN_WAIT_MS: TimeMs = 5_000;
 
 const CHANGES_TREE: &str = "epoch_changes";
 /// How often an account shard's missing epoch changes are relayed again.
@@ -402,6 +413,7 @@ impl Node {
             last_relay: BTreeMap::new(),
             next_epoch_ask: 0,
             connected: BTreeSet::new(),
+            joining: None,
         })
     }
 
@@ -421,6 +433,10 @@ impl Node {
         }
         if !self.bootstrap.is_empty() {
             let _ = self.swarm.behaviour_mut().kad.bootstrap();
+        }
+        let fresh = (0..=self.shards).all(|s| !self.shard_dir(s).exists());
+        if fresh && !self.bootstrap.is_empty() && self.changes.is_empty() {
+            self.joining = Some(unix_ms() + JOIN_WAIT_MS);
         }
         self.serve_committees()?;
         info!(
@@ -488,6 +504,9 @@ impl Node {
     }
 
     fn serve_committees(&mut self) -> Result<()> {
+        if self.joining.is_some() {
+            return Ok(());
+        }
         let needed = self.needed_shards();
         let running: Vec<ShardId> = self
             .replicas
@@ -634,6 +653,11 @@ impl Node {
         let now = unix_ms();
         self.step_fast_syncs(now)?;
         self.relay_epoch_changes(now);
+        if self.joining.is_some_and(|t| now >= t) {
+            info!("no peer told of later epochs: starting from what this node knows");
+            self.joining = None;
+            self.serve_committees()?;
+        }
         if now >= self.next_epoch_ask {
             self.next_epoch_ask = now + EPOCH_ASK_MS;
             self.ask_epoch_changes();
@@ -829,6 +853,12 @@ impl Node {
 
     fn on_commit(&mut self, shard: ShardId, cb: &CommittedBlock) -> Result<()> {
         let h = &cb.block.header;
+        self.metrics
+            .finalized_txs
+            .fetch_add(cb.block.txs.len() as u64, Ordering::Relaxed);
+        self.metrics
+            .finalized_blocks
+            .fetch_add(1, Ordering::Relaxed);
         let _ = self.commits.send(Arc::new(CommitEvent {
             shard,
             height: h.height,
@@ -921,6 +951,7 @@ impl Node {
             Command::Query(q) => {
                 let view = View {
                     genesis: &self.genesis,
+                    metrics: &self.metrics,
                     replicas: &self.replicas,
                     epochs: &self.epochs,
                     syncing: self.syncing.keys().copied().collect(),
@@ -1070,6 +1101,9 @@ impl Node {
             }
             SwarmEvent::ConnectionEstablished { peer_id, .. } => {
                 let new = self.connected.insert(peer_id);
+                if self.joining.is_some() {
+                    self.next_epoch_ask = 0;
+                }
                 debug!(peer = %peer_id, new, "connection established");
             }
             SwarmEvent::ConnectionClosed {
@@ -1256,6 +1290,7 @@ impl Node {
                 }
             }
             (Pending::Epochs, Response::EpochChanges(changes)) => {
+                let joining = self.joining.take().is_some();
                 for c in changes.into_iter().take(p2p::MAX_EPOCH_CHANGES) {
                     if c.info.epoch <= self.epochs.latest() {
                         continue;
@@ -1267,6 +1302,10 @@ impl Node {
                         }
                         break;
                     }
+                }
+                if joining {
+                    info!(epoch = self.epochs.latest(), "joined the network");
+                    self.serve_committees()?;
                 }
             }
             (Pending::Forward(reply, _), Response::Submitted(results)) => {

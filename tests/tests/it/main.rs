@@ -1,3 +1,4 @@
 //! End-to-end tests of whole networks.
 
+mod crash;
 mod network;

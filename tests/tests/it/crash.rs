@@ -1,0 +1,223 @@
+//! Crash safety with real processes: validators killed with SIGKILL while
+//! transfers flow, a minority stopped and restarted (a partition), and a
+//! node that joins late and catches up by fast sync. Every node is an
+//! `ios node` process on loopback with its own data directory.
+
+use anyhow::{bail, Context, Result};
+use ios_node::devnet::{user_keys, validator_keys, DevnetConfig};
+use ios_node::procnet::ProcNet;
+use ios_web::client::Client;
+use ios_web::types::TxState;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The `ios` binary of this build (cargo builds the workspace's binaries
+/// into the directory above the test's own).
+fn ios_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target/<profile>/deps");
+    let ios = dir.join("ios");
+    assert!(
+        ios.exists(),
+        "{} is missing: build it first (cargo build -p ios-cli; `cargo nextest run --workspace` does)",
+        ios.display()
+    );
+    ios
+}
+
+fn heights(c: &Client) -> Result<BTreeMap<u16, u64>> {
+    Ok(c.status()?
+        .shard_status
+        .iter()
+        .map(|s| (s.shard, s.height))
+        .collect())
+}
+
+fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let t = Instant::now();
+    loop {
+        if check().unwrap_or(false) {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(secs) {
+            bail!("timed out after {secs} s waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Node `i` has caught up: for every shard it runs, within 3 blocks of the gateway.
+fn caught_up(net: &ProcNet, i: usize, gateway: &Client) -> Result<bool> {
+    let url = net.nodes[i].api_url().context("no API")?;
+    let mine = heights(&Client::new(url))?;
+    let theirs = heights(gateway)?;
+    Ok(!mine.is_empty()
+        && mine
+            .iter()
+            .all(|(s, h)| theirs.get(s).is_some_and(|g| h + 3 >= *g && *h > 0)))
+}
+
+/// One member of each shard's committee (as the gateway sees them): killing
+/// these leaves every committee with 3 of 4, still a quorum.
+fn one_per_committee(net: &ProcNet, gateway: &Client) -> Result<Vec<usize>> {
+    let keys = validator_keys(net.nodes.len() - 1);
+    let status = gateway.status()?;
+    let mut out = Vec::new();
+    for s in &status.shard_status {
+        let member = s
+            .committee
+            .iter()
+            .filter_map(|a| keys.iter().position(|k| k.address().to_string() == *a))
+            .find(|i| !out.contains(i))
+            .context("a committee member among the devnet's validators")?;
+        out.push(member);
+    }
+    Ok(out)
+}
+
+#[test]
+fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = DevnetConfig {
+        shards: 2,
+        committee: 4,
+        data_dir: dir.path().to_path_buf(),
+        load_tps: 0,
+        users: 64,
+        duration: None,
+        epoch_length: 20,
+    };
+    let mut net = ProcNet::create(&ios_binary(), &cfg, "127.0.0.1:0".parse()?)?;
+    net.start_all()?;
+    let gw_url = net.gateway().api_url().context("gateway API")?.to_string();
+    let gateway = Client::new(&gw_url);
+    wait_until("every shard to finalize", 60, || {
+        Ok(heights(&gateway)?.values().filter(|h| **h > 2).count() == 3)
+    })?;
+
+    // Transfers flow for the whole test.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (stop, url) = (stop.clone(), gw_url.clone());
+        std::thread::spawn(move || ios_web::load::transfers(&url, &user_keys(64), 40, &stop))
+    };
+    std::thread::sleep(Duration::from_secs(2));
+
+    // 1. SIGKILL one member of every committee, mid-step.
+    let victims = one_per_committee(&net, &gateway)?;
+    for &v in &victims {
+        net.kill(v)?;
+    }
+    let before = heights(&gateway)?;
+    wait_until("the shards to go on without the killed members", 30, || {
+        let now = heights(&gateway)?;
+        Ok(before
+            .iter()
+            .all(|(s, h)| now.get(s).is_some_and(|n| *n > h + 2)))
+    })?;
+    for &v in &victims {
+        net.start(v)?;
+    }
+    for &v in &victims {
+        wait_until(
+            &format!("{} to catch up after SIGKILL", net.nodes[v].name),
+            60,
+            || caught_up(&net, v, &gateway),
+        )?;
+    }
+
+    // 2. A partition: a minority stopped for a while, then back.
+    let minority = one_per_committee(&net, &gateway)?;
+    for &v in &minority {
+        net.stop(v)?;
+    }
+    std::thread::sleep(Duration::from_secs(6));
+    for &v in &minority {
+        net.start(v)?;
+    }
+    for &v in &minority {
+        wait_until(
+            &format!("{} to catch up after the partition", net.nodes[v].name),
+            60,
+            || caught_up(&net, v, &gateway),
+        )?;
+    }
+
+    // 3. A node that joins after the network moved epochs fast-syncs.
+    wait_until("epoch 2", 60, || Ok(gateway.status()?.epoch >= 2))?;
+    let late = net.add_full_node("late")?;
+    net.start(late)?;
+    let late_client = Client::new(net.nodes[late].api_url().context("late API")?);
+    wait_until("the late node to catch up", 90, || {
+        caught_up(&net, late, &gateway)
+    })?;
+    let synced = late_client.status()?.fast_syncs;
+    assert!(synced >= 1, "the late node caught up without a fast sync");
+
+    stop.store(true, Ordering::SeqCst);
+    let report = load
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load panicked"))?;
+    assert!(
+        report.accepted.len() > 100,
+        "only {} transfers went in",
+        report.accepted.len()
+    );
+
+    // No finalized transaction is lost: every transfer the gateway saw
+    // finalized is finalized on every restarted validator that runs its shard.
+    std::thread::sleep(Duration::from_secs(2));
+    let mut finalized: Vec<(String, u16)> = Vec::new();
+    for (id, _) in &report.accepted {
+        let s = gateway.tx_status(&id.to_hex())?;
+        if s.state == TxState::Finalized {
+            finalized.push((id.to_hex(), s.shard.unwrap_or(0)));
+        }
+    }
+    assert!(finalized.len() > 50, "only {} finalized", finalized.len());
+    for &v in victims.iter().chain(&minority) {
+        let c = Client::new(net.nodes[v].api_url().context("API")?);
+        let runs: Vec<u16> = heights(&c)?.keys().copied().collect();
+        for (id, shard) in finalized.iter().filter(|(_, s)| runs.contains(s)) {
+            let s = c.tx_status(id)?;
+            // A node that fast-synced into a shard has no blocks (and so no
+            // index) from before its snapshot; it has their effects.
+            if s.state == TxState::Unknown && c.status()?.fast_syncs > 0 {
+                continue;
+            }
+            assert_eq!(
+                s.state,
+                TxState::Finalized,
+                "{id} on shard {shard} lost by {}",
+                net.nodes[v].name
+            );
+        }
+    }
+
+    // Every node that runs a shard has the same blocks and state roots.
+    assert!(
+        ios_node_roots_agree(&net)?,
+        "nodes disagree on a finalized block"
+    );
+    net.stop_all();
+    Ok(())
+}
+
+/// The same check `ios devnet --processes` ends with.
+fn ios_node_roots_agree(net: &ProcNet) -> Result<bool> {
+    let clients: Vec<Client> = net
+        .nodes
+        .iter()
+        .filter(|n| n.running())
+        .filter_map(|n| n.api_url().map(Client::new))
+        .collect();
+    let (agree, compared) = ios_web::client::roots_agree(&clients)?;
+    anyhow::ensure!(compared >= 6, "too few nodes to compare ({compared})");
+    Ok(agree)
+}
