@@ -33,6 +33,7 @@ pub mod message;
 pub mod module;
 pub mod params;
 pub mod pvss;
+pub mod relayer;
 pub mod replica;
 pub mod shard;
 pub mod sim;

@@ -9,11 +9,13 @@
 use crate::types::*;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse, ResponseError};
+use ios_chain::atomix::{CrossInput, CrossTransfer};
 use ios_chain::committee::read_account;
 use ios_chain::crypto::{Address, Signature};
 use ios_chain::hash::Hash;
 use ios_chain::hex;
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
+use ios_chain::relayer::AtomixState;
 use ios_chain::replica::Replica;
 use ios_chain::shard::{home_shard, BEACON};
 use ios_chain::tx::{SignedTransaction, Transaction, MAX_TX_BYTES};
@@ -26,6 +28,9 @@ use utoipa::OpenApi;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Blocks a built transaction stays valid for by default.
 pub const DEFAULT_EXPIRES_IN: u64 = 600;
+/// Output-shard blocks a cross-shard transfer may take to commit before
+/// it can be aborted (and its lock refunded).
+pub const ATOMIX_EXPIRY_BLOCKS: u64 = 100;
 
 /// A failed request: an HTTP status, a machine-readable code, a message.
 #[derive(Debug)]
@@ -116,7 +121,8 @@ pub struct Gateway {
         latest_block,
         build_tx,
         submit_tx,
-        tx_status
+        tx_status,
+        atomix_status
     )
 )]
 pub struct ApiDoc;
@@ -133,6 +139,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()),
     )
     .route("/api/openapi.json", web::get().to(openapi))
+    .route("/metrics", web::get().to(metrics))
     .service(
         web::scope("/api/v1")
             .route("/status", web::get().to(chain_status))
@@ -142,10 +149,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tx/build", web::post().to(build_tx))
             .route("/tx", web::post().to(submit_tx))
             .route("/tx/{id}", web::get().to(tx_status))
+            .route("/atomix/{id}", web::get().to(atomix_status))
             .default_service(web::to(|| async {
                 ApiError::not_found("no such API route (see /api/openapi.json)").error_response()
             })),
     );
+}
+
+/// Prometheus metrics of this node (text format 0.0.4).
+async fn metrics(g: web::Data<Gateway>) -> Result<HttpResponse, ApiError> {
+    let text = g.node.query(crate::metrics::render).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }
 
 async fn openapi() -> HttpResponse {
@@ -374,6 +390,13 @@ fn summary(sender: &Address, call: &LedgerCall, fee: Amount, shard: ShardId) -> 
         },
         LedgerCall::Stake { amount } => format!("bond {} as validator stake", format_iost(*amount)),
         LedgerCall::Unstake { amount } => format!("start unbonding {}", format_iost(*amount)),
+        LedgerCall::AtomixLock { x, .. } => format!(
+            "send {} to {} on shard {} (cross-shard: locked here, paid there by Atomix; refunded if not committed by its height {})",
+            format_iost(x.total().unwrap_or(0)),
+            x.to,
+            x.output_shard,
+            x.expires_at
+        ),
         other => other.kind().to_string(),
     };
     format!("{sender}: {what}; fee {} (shard {shard})", format_iost(fee))
@@ -406,6 +429,38 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
                 Some(n) => n,
                 None => r.next_nonce(&sender).map_err(|e| ApiError::chain(&e))?,
             };
+            // A transfer to an account on another shard goes through Atomix:
+            // this transaction locks the amount on the sender's shard;
+            // relayers carry the commit to the recipient's shard.
+            let mut atomix = None;
+            let call = match call {
+                LedgerCall::Transfer {
+                    to,
+                    amount,
+                    token: Token::Iost,
+                } if account_shard(v, params.shards, &to) != shard => {
+                    let output_shard = account_shard(v, params.shards, &to);
+                    let out_height = replica(v, output_shard)?.height();
+                    let x = CrossTransfer {
+                        inputs: vec![CrossInput {
+                            shard,
+                            from: sender,
+                            amount,
+                        }],
+                        output_shard,
+                        to,
+                        expires_at: out_height + ATOMIX_EXPIRY_BLOCKS,
+                        // The sender's nonce makes each of its transfers distinct.
+                        salt: nonce,
+                    };
+                    atomix = Some(x.id().to_hex());
+                    LedgerCall::AtomixLock {
+                        x: Box::new(x),
+                        input: 0,
+                    }
+                }
+                other => other,
+            };
             let height = r.height();
             let mut tx = Transaction {
                 chain_id: params.chain_id.clone(),
@@ -432,6 +487,7 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
                 nonce,
                 fee: tx.fee.to_string(),
                 summary: summary(&sender, &call, tx.fee, shard),
+                atomix,
             })
         })
         .await??;
@@ -548,4 +604,59 @@ async fn tx_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<
         })
         .await??;
     Ok(web::Json(status))
+}
+
+#[utoipa::path(get, path = "/api/v1/atomix/{id}", tag = "transactions",
+    params(("id" = String, Path, description = "hex id of the cross-shard transfer (BuiltTx.atomix)")),
+    responses(
+        (status = 200, description = "Where the cross-shard transfer stands", body = AtomixView),
+        (status = 404, description = "Not seen by this node's relayer (yet)", body = ErrorBody)))]
+async fn atomix_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<AtomixView> {
+    let id = Hash::from_hex(&path)
+        .ok_or_else(|| ApiError::bad_request(format!("{:?} is not a 64-digit hex id", &*path)))?;
+    let view = g
+        .node
+        .query(move |v| -> Result<AtomixView, ApiError> {
+            let relayer = v.relayer.ok_or_else(|| {
+                ApiError::unavailable("this node relays no cross-shard transfers (only full nodes do)")
+            })?;
+            let t = relayer.get(&id).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "cross-shard transfer {id} not seen yet (its lock is not finalized, or it finished long ago)"
+                ))
+            })?;
+            let (name, detail) = match t.state() {
+                AtomixState::Locking { accepted, inputs } => {
+                    ("locking", format!("{accepted} of {inputs} inputs locked"))
+                }
+                AtomixState::Committed { released, inputs } => (
+                    "committed",
+                    format!(
+                        "recipient paid on shard {}; {released} of {inputs} locks released",
+                        t.x.output_shard
+                    ),
+                ),
+                AtomixState::Rejected { refunded, accepted } => {
+                    ("rejected", format!("{refunded} of {accepted} locks refunded"))
+                }
+                AtomixState::Done => (
+                    "done",
+                    format!("recipient paid on shard {}; every lock released", t.x.output_shard),
+                ),
+                AtomixState::Refunded => ("refunded", "rejected; every lock refunded".to_string()),
+            };
+            Ok(AtomixView {
+                id: id.to_hex(),
+                state: name.into(),
+                detail,
+                terminal: t.terminal(),
+                input_shards: t.x.inputs.iter().map(|i| i.shard).collect(),
+                output_shard: t.x.output_shard,
+                to: t.x.to.to_string(),
+                amount: t.x.total().unwrap_or(0).to_string(),
+                expires_at: t.x.expires_at,
+            })
+        })
+        .await??;
+    Ok(web::Json(view))
 }

@@ -134,6 +134,10 @@ impl Client {
         self.get(&format!("/api/v1/tx/{id}"))
     }
 
+    pub fn atomix(&self, id: &str) -> Result<AtomixView> {
+        self.get(&format!("/api/v1/atomix/{id}"))
+    }
+
     /// The OpenAPI document, as JSON.
     pub fn openapi(&self) -> Result<serde_json::Value> {
         self.get("/api/openapi.json")

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod load;
+pub mod metrics;
 pub mod types;
 
 pub use ios_chain::hex;

@@ -153,6 +153,9 @@ pub struct BuiltTx {
     pub fee: String,
     /// What it does, in words, to show before signing.
     pub summary: String,
+    /// For a transfer to another shard (an Atomix lock): the cross-shard
+    /// transfer's id, to follow at `/api/v1/atomix/{id}`.
+    pub atomix: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
@@ -193,4 +196,23 @@ pub struct TxStatus {
     pub error: Option<ErrorDetail>,
     /// Events the transaction emitted (`kind` only).
     pub events: Vec<String>,
+}
+
+/// A cross-shard transfer, as the node's relayer follows it.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct AtomixView {
+    pub id: String,
+    /// `locking`, `committed`, `rejected`, `done` (paid, locks released)
+    /// or `refunded`.
+    pub state: String,
+    pub detail: String,
+    /// `done` or `refunded`.
+    pub terminal: bool,
+    pub input_shards: Vec<u16>,
+    pub output_shard: u16,
+    pub to: String,
+    /// Base units.
+    pub amount: String,
+    /// Output-shard height after which it may be aborted.
+    pub expires_at: u64,
 }

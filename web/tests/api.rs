@@ -175,6 +175,21 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
     assert_eq!(status, 422);
     assert!(code.contains("nonce"), "{code}");
 
+    // Prometheus metrics of the node.
+    let body =
+        test::call_and_read_body(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    for m in [
+        "ios_shard_height{shard=\"0\"}",
+        "ios_mempool_transactions{shard=\"0\"}",
+        "ios_peers ",
+        "ios_finality_latency_seconds_count ",
+        "ios_gossip_received_bytes_total ",
+        "ios_finalized_transactions_total ",
+    ] {
+        assert!(text.contains(m), "{m} missing from /metrics:\n{text}");
+    }
+
     // Bad input: each a JSON 4xx with a code.
     let cases: Vec<(test::TestRequest, u16, &str)> = vec![
         (test::TestRequest::get().uri("/api/v1/accounts/not-an-address"), 400, "bad_request"),

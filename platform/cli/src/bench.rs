@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use ios_node::bench::{self, ChainBenchConfig};
 use ios_node::bench_atomix::{self, AtomixBenchConfig};
+use ios_node::bench_devnet::{self, DevnetBenchConfig};
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -14,6 +15,19 @@ pub struct BenchArgs {
 
 #[derive(Subcommand, Debug)]
 enum BenchWhat {
+    /// The default devnet over libp2p under steady signed transfers, beside the engines alone for the same topology.
+    Devnet {
+        #[arg(long, default_value_t = 2)]
+        shards: u16,
+        #[arg(long, default_value_t = 4)]
+        committee: usize,
+        /// Seconds of load measured (after a warm-up).
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// One shard in the simulator's engines with real signatures: TPS, finality, SMT, vs verify rate.
     Chain {
         #[arg(long, default_value_t = 4)]
@@ -66,6 +80,54 @@ fn bench_dir() -> Result<std::path::PathBuf> {
 
 pub fn run(a: BenchArgs) -> Result<ExitCode> {
     match a.what {
+        BenchWhat::Devnet {
+            shards,
+            committee,
+            seconds,
+            json,
+        } => {
+            let dir = bench_dir()?;
+            let cfg = DevnetBenchConfig {
+                shards,
+                committee,
+                seconds,
+                ..DevnetBenchConfig::default()
+            };
+            eprintln!("bench: engines alone, then the devnet over libp2p ({seconds} s of load)...");
+            let r = bench_devnet::run(&cfg, &dir);
+            let _ = std::fs::remove_dir_all(&dir);
+            let r = r?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "topology              beacon + {} shards x {} validators, {} nodes",
+                    r.shards, r.committee, r.nodes
+                );
+                println!(
+                    "engines alone         {:.0} transfers/s (one thread, no network)",
+                    r.sim_tps
+                );
+                println!(
+                    "devnet (libp2p)       {:.0} transfers/s finalized of {:.0} offered",
+                    r.devnet_tps, r.offered_tps
+                );
+                println!(
+                    "finality p50 / p99    {} ms / {} ms (submission to commit)",
+                    r.latency_p50_ms, r.latency_p99_ms
+                );
+                println!(
+                    "devnet / engines      {:.2} (target >= 0.50: {})",
+                    r.devnet_over_sim,
+                    if r.target_met { "met" } else { "NOT met" }
+                );
+                println!(
+                    "ed25519 verify/s      {:.0} batch of 1024 (1 core)",
+                    r.limits.ed25519_batch_verify_per_sec
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         BenchWhat::Chain {
             validators,
             txs,

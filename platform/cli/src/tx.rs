@@ -38,7 +38,8 @@ struct WaitOpt {
 
 #[derive(Subcommand, Debug)]
 enum TxCommand {
-    /// Send IOST from one of your keys.
+    /// Send IOST from one of your keys. To an account on another shard it
+    /// goes through Atomix (locked here, paid there), followed to the end.
     Transfer {
         /// The sending key's name.
         #[arg(long)]
@@ -68,6 +69,11 @@ enum TxCommand {
         fee: Option<String>,
         #[command(flatten)]
         wait: WaitOpt,
+    },
+    /// Where a cross-shard transfer stands (locking, committed, done, rejected, refunded).
+    Atomix {
+        /// The transfer's id, as `ios tx transfer` printed it.
+        id: String,
     },
     /// A transaction's state: pending, finalized, failed or unknown.
     Status {
@@ -99,16 +105,6 @@ pub fn run(a: TxArgs) -> Result<ExitCode> {
             let to_addr: Address = to.parse()?;
             let amount = iost("amount", &amount)?;
             let fee = fee.map(|f| iost("fee", &f)).transpose()?;
-            let from_addr = a.keystore.open().info(&from)?.address;
-            let (from_shard, to_shard) = (
-                client.account(&from_addr.to_string())?.shard,
-                client.account(&to)?.shard,
-            );
-            if from_shard != to_shard {
-                bail!(
-                    "{to} lives on shard {to_shard} and {from} on shard {from_shard}: cross-shard transfers (Atomix) are not available from the CLI yet"
-                );
-            }
             let call = LedgerCall::Transfer {
                 to: to_addr,
                 amount,
@@ -147,6 +143,15 @@ pub fn run(a: TxArgs) -> Result<ExitCode> {
             };
             send(&client, &a.keystore, &from, call, req, fee, &wait, a.json)
         }
+        TxCommand::Atomix { id } => {
+            let v = client.atomix(&id)?;
+            if a.json {
+                print_json(&v)?;
+            } else {
+                println!("{} {}: {}", v.id, v.state, v.detail);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         TxCommand::Status { id, wait, timeout } => {
             let status = if wait {
                 wait_final(&client, &id, Duration::from_secs(timeout))?
@@ -183,8 +188,8 @@ fn send(
     // Never sign what we did not ask for: decode the node's bytes and compare.
     let bytes = ios_web::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
     let tx: Transaction = ios_chain::codec::decode("built transaction", &bytes, 1 << 16)?;
-    let asked = LedgerModule::decode(&tx.call);
-    if tx.sender != sender || asked.as_ref() != Some(&call) {
+    let got = LedgerModule::decode(&tx.call);
+    if tx.sender != sender || !same_effect(&call, got.as_ref(), &sender, built.atomix.as_deref()) {
         bail!("the node built a different transaction than asked; not signing it");
     }
     if let Some(f) = fee {
@@ -215,7 +220,91 @@ fn send(
         return Ok(ExitCode::SUCCESS);
     }
     let status = wait_final(client, &submitted.id, Duration::from_secs(wait.timeout))?;
-    report(&status, json)
+    match (&built.atomix, &status.state) {
+        (Some(x), TxState::Finalized) => {
+            let done = follow_atomix(client, x, Duration::from_secs(wait.timeout))?;
+            if json {
+                print_json(&serde_json::json!({"lock": status, "atomix": done}))?;
+            } else {
+                println!(
+                    "{} locked on shard {} at height {}; cross-shard transfer {}: {} ({})",
+                    status.id,
+                    status.shard.unwrap_or(0),
+                    status.height.unwrap_or(0),
+                    done.id,
+                    done.state,
+                    done.detail
+                );
+            }
+            Ok(if done.state == "done" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        _ => report(&status, json),
+    }
+}
+
+/// Whether the node's call does what was asked: the same call, or for a
+/// transfer to another shard, an Atomix lock of exactly that amount from
+/// the sender to that recipient, whose id the node named.
+fn same_effect(
+    asked: &LedgerCall,
+    got: Option<&LedgerCall>,
+    sender: &Address,
+    atomix: Option<&str>,
+) -> bool {
+    match (asked, got, atomix) {
+        (a, Some(g), None) => a == g,
+        (
+            LedgerCall::Transfer {
+                to,
+                amount,
+                token: Token::Iost,
+            },
+            Some(LedgerCall::AtomixLock { x, input: 0 }),
+            Some(id),
+        ) => {
+            x.to == *to
+                && x.inputs.len() == 1
+                && x.inputs[0].from == *sender
+                && x.inputs[0].amount == *amount
+                && x.id().to_hex() == id
+        }
+        _ => false,
+    }
+}
+
+/// Follows a cross-shard transfer at the node's relayer until it is done
+/// (paid and released) or refunded.
+fn follow_atomix(
+    client: &Client,
+    id: &str,
+    timeout: Duration,
+) -> Result<ios_web::types::AtomixView> {
+    let mut progress = Progress::new();
+    loop {
+        match client.atomix(id) {
+            Ok(v) if v.terminal => {
+                progress.finish();
+                return Ok(v);
+            }
+            Ok(v) => progress.update(&format!("cross-shard transfer: {} ({})", v.state, v.detail)),
+            Err(e) if e.code() == Some("not_found") => {
+                progress.update("cross-shard transfer: waiting for the relayer to see the lock")
+            }
+            Err(e) => return Err(e.into()),
+        }
+        if progress.elapsed() > timeout {
+            progress.finish();
+            bail!(
+                "cross-shard transfer {id} did not finish within {} s; `ios tx atomix {id}` shows where it is",
+                timeout.as_secs()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn wait_final(client: &Client, id: &str, timeout: Duration) -> Result<TxStatus> {

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod bench_atomix;
+pub mod bench_devnet;
 pub mod config;
 pub mod devnet;
 pub mod fifo;

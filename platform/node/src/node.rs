@@ -24,6 +24,7 @@ use crate::p2p::{self, Behaviour, BehaviourEvent, Channel, PeerBook, Refusal, Re
 use crate::unix_ms;
 use anyhow::{Context, Result};
 use futures::StreamExt;
+use ios_chain::atomix::{RelayBatch, Step, RELAY_BATCH_BYTES};
 use ios_chain::crypto::Keypair;
 use ios_chain::error::ChainError;
 use ios_chain::execute::Runtime;
@@ -33,6 +34,7 @@ use ios_chain::ledger::{LedgerCall, LedgerModule};
 use ios_chain::light_client::{EpochChain, EpochChange};
 use ios_chain::message::Message;
 use ios_chain::params::Genesis;
+use ios_chain::relayer::{step_call, Relayer};
 use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
 use ios_chain::shard::BEACON;
 use ios_chain::tx::{SignedTransaction, Transaction};
@@ -96,14 +98,36 @@ pub struct NodeMetrics {
     pub peers: AtomicU64,
     pub fast_syncs: AtomicU64,
     pub relays_sent: AtomicU64,
+    /// Atomix relay transactions (batches or single steps) submitted.
+    pub atomix_relays: AtomicU64,
     /// Transactions in blocks this node's replicas finalized (all shards).
     pub finalized_txs: AtomicU64,
     pub finalized_blocks: AtomicU64,
+    /// Finality latency (block time to local commit), a histogram with
+    /// upper bounds [`FINALITY_BUCKETS_MS`] (the last bucket is +Inf).
+    pub finality_buckets: [AtomicU64; FINALITY_BUCKETS_MS.len() + 1],
+    pub finality_sum_ms: AtomicU64,
+}
+
+/// Upper bounds (ms) of the finality latency histogram's buckets.
+pub const FINALITY_BUCKETS_MS: [u64; 8] = [100, 250, 500, 1_000, 2_000, 5_000, 10_000, 30_000];
+
+impl NodeMetrics {
+    fn observe_finality(&self, ms: u64) {
+        let i = FINALITY_BUCKETS_MS
+            .iter()
+            .position(|b| ms <= *b)
+            .unwrap_or(FINALITY_BUCKETS_MS.len());
+        self.finality_buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.finality_sum_ms.fetch_add(ms, Ordering::Relaxed);
+    }
 }
 
 /// A read-only look at a running node, taken on its own task.
 pub struct View<'a> {
     pub genesis: &'a Genesis,
+    /// The Atomix relayer, on nodes that follow every shard.
+    pub relayer: Option<&'a Relayer>,
     pub metrics: &'a NodeMetrics,
     pub replicas: &'a BTreeMap<ShardId, Replica>,
     pub epochs: &'a EpochChain,
@@ -353,6 +377,8 @@ struct Node {
     /// epoch changes before it opens shards, so that it joins the network
     /// where it is (fast sync) instead of replaying it from genesis.
     joining: Option<TimeMs>,
+    /// Full nodes see every shard's blocks and relay Atomix steps.
+    relayer: Option<Relayer>,
 }
 
 /// How long a fresh node waits for epoch changes before it opens shards.
@@ -414,6 +440,7 @@ impl Node {
             next_epoch_ask: 0,
             connected: BTreeSet::new(),
             joining: None,
+            relayer: (cfg.role == Role::Full).then(Relayer::new),
         })
     }
 
@@ -653,6 +680,7 @@ impl Node {
         let now = unix_ms();
         self.step_fast_syncs(now)?;
         self.relay_epoch_changes(now);
+        self.relay_atomix(now);
         if self.joining.is_some_and(|t| now >= t) {
             info!("no peer told of later epochs: starting from what this node knows");
             self.joining = None;
@@ -772,6 +800,44 @@ impl Node {
         }
     }
 
+    /// Carries the Atomix steps that are due, packed into relay batches per
+    /// shard (singly if a batch cannot be packed).
+    fn relay_atomix(&mut self, now: TimeMs) {
+        let Some(relayer) = self.relayer.as_mut() else {
+            return;
+        };
+        let mut by_shard: BTreeMap<ShardId, Vec<Step>> = BTreeMap::new();
+        for (shard, step) in relayer.due(now) {
+            by_shard.entry(shard).or_default().push(step);
+        }
+        for (shard, steps) in by_shard {
+            let calls: Vec<LedgerCall> = match RelayBatch::pack(steps.clone(), RELAY_BATCH_BYTES) {
+                Ok(batches) => batches
+                    .into_iter()
+                    .map(|b| LedgerCall::AtomixBatch(Box::new(b)))
+                    .collect(),
+                Err(e) => {
+                    debug!(shard, error = %e, "relaying steps singly");
+                    steps.into_iter().map(step_call).collect()
+                }
+            };
+            let txs: Vec<SignedTransaction> = calls.iter().map(|c| self.relay_tx(c)).collect();
+            self.metrics
+                .atomix_relays
+                .fetch_add(txs.len() as u64, Ordering::Relaxed);
+            let Some(r) = self.replicas.get_mut(&shard) else {
+                continue;
+            };
+            let (results, out) = r.submit(txs, now);
+            for e in results.into_iter().filter_map(|r| r.err()) {
+                debug!(shard, error = %e, "Atomix relay not pooled");
+            }
+            if let Err(e) = self.route(shard, out) {
+                warn!(shard, error = %e, "relaying Atomix steps failed");
+            }
+        }
+    }
+
     fn relay_tx(&self, call: &LedgerCall) -> SignedTransaction {
         Transaction {
             chain_id: self.genesis.params.chain_id.clone(),
@@ -859,6 +925,8 @@ impl Node {
         self.metrics
             .finalized_blocks
             .fetch_add(1, Ordering::Relaxed);
+        self.metrics
+            .observe_finality(unix_ms().saturating_sub(h.time));
         let _ = self.commits.send(Arc::new(CommitEvent {
             shard,
             height: h.height,
@@ -867,6 +935,9 @@ impl Node {
             block_hash: cb.block.hash(),
             txs: cb.block.txs.iter().map(|t| t.id()).collect(),
         }));
+        if let Some(r) = &mut self.relayer {
+            r.observe(shard, &cb.block, &cb.cert, &cb.receipts, unix_ms());
+        }
         if let Some(change) = &cb.epoch_change {
             if let Err(e) = self.learn_epoch_change(change.clone(), true) {
                 warn!(error = %e, "the beacon's own epoch change did not verify");
@@ -951,6 +1022,7 @@ impl Node {
             Command::Query(q) => {
                 let view = View {
                     genesis: &self.genesis,
+                    relayer: self.relayer.as_ref(),
                     metrics: &self.metrics,
                     replicas: &self.replicas,
                     epochs: &self.epochs,

@@ -157,6 +157,31 @@ fn keys_transfers_and_chain_queries_through_the_gateway() {
     let bal = |v: &serde_json::Value| v["balance"].as_str().unwrap().parse::<u64>().unwrap();
     assert_eq!(bal(&after), bal(&before) + 150_000_000);
 
+    // A transfer to an account on the other shard goes through Atomix,
+    // relayed by the gateway, followed to the end.
+    let carol_n = (1..64)
+        .find(|n| home_shard(&Keypair::from_seed("devnet-user", *n).address(), 2) != shard)
+        .unwrap();
+    let carol = Keypair::from_seed("devnet-user", carol_n)
+        .address()
+        .to_string();
+    let carol_before = ok_json(&ios(&net, &keys, &["chain", "account", &carol, "--json"]));
+    let cross = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "tx", "transfer", "--from", "alice", "--to", &carol, "--amount", "2", "--json",
+        ],
+    ));
+    assert_eq!(cross["lock"]["state"], "finalized", "{cross}");
+    assert_eq!(cross["atomix"]["state"], "done", "{cross}");
+    let carol_after = ok_json(&ios(&net, &keys, &["chain", "account", &carol, "--json"]));
+    assert_eq!(bal(&carol_after), bal(&carol_before) + 200_000_000);
+    assert_ne!(carol_after["shard"], before["shard"]);
+    let x = cross["atomix"]["id"].as_str().unwrap();
+    let shown = ok_json(&ios(&net, &keys, &["tx", "atomix", x, "--json"]));
+    assert_eq!(shown["state"], "done");
+
     // Its status and its block are there to see.
     let id = done["id"].as_str().unwrap();
     let status = ok_json(&ios(&net, &keys, &["tx", "status", id, "--json"]));

@@ -1,0 +1,273 @@
+//! `ios bench devnet`: the default devnet (beacon + 2 shards x 4
+//! validators and a gateway, every node a libp2p node on loopback) under a
+//! steady load of signed transfers, beside the engines' own throughput for
+//! the same topology measured in the same run (every replica on one thread,
+//! no network: `bench_atomix` at 0% cross-shard), and the hardware limits.
+
+use crate::bench::{hardware_limits, HardwareLimits};
+use crate::bench_atomix::{self, AtomixBenchConfig};
+use crate::devnet::{Devnet, DevnetConfig};
+use crate::node::CommitEvent;
+use anyhow::{Context, Result};
+use ios_chain::crypto::Keypair;
+use ios_chain::hash::Hash;
+use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
+use ios_chain::shard::home_shard;
+use ios_chain::tx::{SignedTransaction, Transaction};
+use ios_chain::types::ShardId;
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+
+#[derive(Clone, Debug)]
+pub struct DevnetBenchConfig {
+    pub shards: u16,
+    pub committee: usize,
+    /// Seconds of load measured (after a warm-up of a quarter of it).
+    pub seconds: u64,
+    /// Funded users the load sends from.
+    pub users: usize,
+    /// Transfers for the engines-alone run.
+    pub sim_transfers: usize,
+}
+
+impl Default for DevnetBenchConfig {
+    fn default() -> Self {
+        DevnetBenchConfig {
+            shards: 2,
+            committee: 4,
+            seconds: 20,
+            users: 2_000,
+            sim_transfers: 20_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DevnetBenchReport {
+    pub limits: HardwareLimits,
+    pub shards: u16,
+    pub committee: usize,
+    /// Nodes of the devnet (validators and the gateway).
+    pub nodes: usize,
+    /// The engines alone, same topology, every replica on one thread.
+    pub sim_tps: f64,
+    /// Transfers per second offered to the devnet (= `sim_tps`).
+    pub offered_tps: f64,
+    /// Transfers finalized per second over the measured window.
+    pub devnet_tps: f64,
+    /// Submission at the gateway to the first node's commit.
+    pub latency_p50_ms: u64,
+    pub latency_p99_ms: u64,
+    pub submitted: usize,
+    pub finalized: usize,
+    /// Target: devnet_tps >= 50% of sim_tps.
+    pub devnet_over_sim: f64,
+    pub target_met: bool,
+}
+
+/// Signed transfers between users of one shard, round-robin over senders
+/// so that no sender's nonce chain grows long.
+fn presign(
+    users: &[Keypair],
+    shards: u16,
+    chain: &ios_chain::types::ChainId,
+    n: usize,
+) -> Vec<SignedTransaction> {
+    let mut by_shard: BTreeMap<ShardId, Vec<&Keypair>> = BTreeMap::new();
+    for u in users {
+        by_shard
+            .entry(home_shard(&u.address(), shards))
+            .or_default()
+            .push(u);
+    }
+    let groups: Vec<Vec<&Keypair>> = by_shard.into_values().filter(|g| g.len() >= 2).collect();
+    let mut nonces: HashMap<ios_chain::crypto::Address, u64> = HashMap::new();
+    (0..n)
+        .map(|k| {
+            let g = &groups[k % groups.len()];
+            let i = (k / groups.len()) % g.len();
+            let (from, to) = (g[i], g[(i + 1) % g.len()]);
+            let nonce = nonces.entry(from.address()).or_insert(0);
+            let tx = Transaction {
+                chain_id: chain.clone(),
+                sender: from.address(),
+                nonce: *nonce,
+                fee: 1_000,
+                expires_at: u64::MAX,
+                call: LedgerModule::call(&LedgerCall::Transfer {
+                    to: to.address(),
+                    amount: 1,
+                    token: Token::Iost,
+                }),
+            };
+            *nonce += 1;
+            tx.sign(from)
+        })
+        .collect()
+}
+
+pub fn run(cfg: &DevnetBenchConfig, dir: &Path) -> Result<DevnetBenchReport> {
+    let limits = hardware_limits(Duration::from_millis(1_500));
+    let validators = cfg.committee * (cfg.shards as usize + 1);
+    let sim = bench_atomix::run_one(
+        &AtomixBenchConfig {
+            total_validators: validators,
+            transfers: cfg.sim_transfers,
+            users_per_shard: 300,
+            block_txs: 1_000,
+            shards: vec![cfg.shards],
+            cross_percents: vec![0],
+        },
+        cfg.shards,
+        0,
+        &dir.join("engines"),
+    )
+    .context("the engines-alone run")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let (devnet_tps, p50, p99, submitted, finalized, offered, nodes) =
+        rt.block_on(async { load_devnet(cfg, &dir.join("devnet"), sim.finalized_tps).await })?;
+    let ratio = if sim.finalized_tps > 0.0 {
+        devnet_tps / sim.finalized_tps
+    } else {
+        0.0
+    };
+    Ok(DevnetBenchReport {
+        limits,
+        shards: cfg.shards,
+        committee: cfg.committee,
+        nodes,
+        sim_tps: sim.finalized_tps,
+        offered_tps: offered,
+        devnet_tps,
+        latency_p50_ms: p50,
+        latency_p99_ms: p99,
+        submitted,
+        finalized,
+        devnet_over_sim: ratio,
+        target_met: ratio >= 0.5,
+    })
+}
+
+type Measured = (f64, u64, u64, usize, usize, f64, usize);
+
+async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, target_tps: f64) -> Result<Measured> {
+    let dcfg = DevnetConfig {
+        shards: cfg.shards,
+        committee: cfg.committee,
+        data_dir: dir.to_path_buf(),
+        load_tps: 0,
+        users: cfg.users,
+        duration: None,
+        // No committee changes while measuring.
+        epoch_length: 100_000,
+    };
+    let net = Devnet::start(&dcfg).await?;
+    let nodes = net.nodes().count();
+    // Every node's commits: the first commit of a transaction finalizes it.
+    let (tx, mut commits) = tokio::sync::mpsc::channel::<Arc<CommitEvent>>(1 << 16);
+    for h in net.nodes() {
+        let mut rx = h.commits();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(c) => {
+                        if tx.send(c).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    drop(tx);
+    // Wait until every shard finalizes.
+    let mut seen_shards = HashSet::new();
+    let ready = Instant::now();
+    while seen_shards.len() < cfg.shards as usize + 1 {
+        let c = tokio::time::timeout(Duration::from_secs(30), commits.recv())
+            .await
+            .context("the devnet did not start finalizing")?
+            .context("commit stream closed")?;
+        seen_shards.insert(c.shard);
+        anyhow::ensure!(
+            ready.elapsed() < Duration::from_secs(60),
+            "devnet not ready"
+        );
+    }
+    let warmup = Duration::from_secs((cfg.seconds / 4).max(2));
+    let window = Duration::from_secs(cfg.seconds);
+    let rate = target_tps.max(50.0);
+    let total = (rate * (warmup + window).as_secs_f64()) as usize;
+    let users = crate::devnet::user_keys(cfg.users);
+    let txs = presign(&users, cfg.shards, &net.genesis.params.chain_id, total);
+    let mut submitted_at: HashMap<Hash, Instant> = HashMap::with_capacity(total);
+    let mut done: HashSet<Hash> = HashSet::with_capacity(total);
+    let mut latencies = Vec::new();
+    let start = Instant::now();
+    let (measure_from, measure_to) = (start + warmup, start + warmup + window);
+    let mut finalized_in_window = 0usize;
+    let mut next = 0usize;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if now >= measure_to {
+                    break;
+                }
+                // Submit what the steady rate owes by now, per shard in one batch each.
+                let due = ((now - start).as_secs_f64() * rate) as usize;
+                let batch: Vec<SignedTransaction> = txs[next..due.min(txs.len())].to_vec();
+                next = due.min(txs.len());
+                let mut by_shard: BTreeMap<ShardId, Vec<SignedTransaction>> = BTreeMap::new();
+                for t in batch {
+                    submitted_at.insert(t.id(), now);
+                    by_shard.entry(home_shard(&t.tx.sender, cfg.shards)).or_default().push(t);
+                }
+                for (_, b) in by_shard {
+                    let _ = net.gateway.submit(b).await?;
+                }
+            }
+            c = commits.recv() => {
+                let Some(c) = c else { break };
+                let now = Instant::now();
+                for id in &c.txs {
+                    if done.insert(*id) {
+                        if let Some(t) = submitted_at.get(id) {
+                            if now >= measure_from && now < measure_to {
+                                finalized_in_window += 1;
+                                latencies.push(now.duration_since(*t).as_millis() as u64);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    net.stop().await?;
+    latencies.sort_unstable();
+    let pct = |p: usize| {
+        latencies
+            .get(latencies.len().saturating_sub(1) * p / 100)
+            .copied()
+            .unwrap_or(0)
+    };
+    Ok((
+        finalized_in_window as f64 / window.as_secs_f64(),
+        pct(50),
+        pct(99),
+        next,
+        done.len(),
+        rate,
+        nodes,
+    ))
+}
