@@ -32,6 +32,8 @@ pub struct DevnetBenchConfig {
     pub users: usize,
     /// Transfers for the engines-alone run.
     pub sim_transfers: usize,
+    /// Offered load, transfers per second (None: the engines' rate).
+    pub offered_tps: Option<f64>,
 }
 
 impl Default for DevnetBenchConfig {
@@ -42,8 +44,21 @@ impl Default for DevnetBenchConfig {
             seconds: 20,
             users: 2_000,
             sim_transfers: 20_000,
+            offered_tps: None,
         }
     }
+}
+
+/// One offered load and what the devnet made of it.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoadLevel {
+    pub offered_tps: f64,
+    /// Transfers finalized per second over the measured window.
+    pub finalized_tps: f64,
+    pub latency_p50_ms: u64,
+    pub latency_p99_ms: u64,
+    /// It kept up: finalized >= 90% of offered, p99 <= 5 s.
+    pub sustained: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -55,15 +70,15 @@ pub struct DevnetBenchReport {
     pub nodes: usize,
     /// The engines alone, same topology, every replica on one thread.
     pub sim_tps: f64,
-    /// Transfers per second offered to the devnet (= `sim_tps`).
-    pub offered_tps: f64,
-    /// Transfers finalized per second over the measured window.
+    /// Every load tried, highest first: the engines' rate, then steps of
+    /// 3/4 down until the devnet keeps up (or one `--tps` level).
+    pub levels: Vec<LoadLevel>,
+    /// The devnet's throughput: finalized TPS at the highest load it
+    /// sustained (else the best seen).
     pub devnet_tps: f64,
-    /// Submission at the gateway to the first node's commit.
+    /// Submission at the gateway to the first node's commit, at that load.
     pub latency_p50_ms: u64,
     pub latency_p99_ms: u64,
-    pub submitted: usize,
-    pub finalized: usize,
     /// Target: devnet_tps >= 50% of sim_tps.
     pub devnet_over_sim: f64,
     pub target_met: bool,
@@ -130,10 +145,37 @@ pub fn run(cfg: &DevnetBenchConfig, dir: &Path) -> Result<DevnetBenchReport> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (devnet_tps, p50, p99, submitted, finalized, offered, nodes) =
-        rt.block_on(async { load_devnet(cfg, &dir.join("devnet"), sim.finalized_tps).await })?;
+    let mut levels: Vec<LoadLevel> = Vec::new();
+    let mut rate = cfg.offered_tps.unwrap_or(sim.finalized_tps).max(50.0);
+    for step in 0..6 {
+        let m = rt.block_on(load_devnet(cfg, &dir.join(format!("devnet-{step}")), rate))?;
+        let level = LoadLevel {
+            offered_tps: rate,
+            finalized_tps: m.tps,
+            latency_p50_ms: m.p50,
+            latency_p99_ms: m.p99,
+            sustained: m.tps >= 0.9 * rate && m.p99 <= 5_000,
+        };
+        tracing::info!(?level, "devnet load level");
+        let done = level.sustained || cfg.offered_tps.is_some();
+        levels.push(level);
+        if done {
+            break;
+        }
+        rate *= 0.75;
+    }
+    let best = levels
+        .iter()
+        .find(|l| l.sustained)
+        .or_else(|| {
+            levels
+                .iter()
+                .max_by(|a, b| a.finalized_tps.total_cmp(&b.finalized_tps))
+        })
+        .cloned()
+        .context("no load level ran")?;
     let ratio = if sim.finalized_tps > 0.0 {
-        devnet_tps / sim.finalized_tps
+        best.finalized_tps / sim.finalized_tps
     } else {
         0.0
     };
@@ -141,22 +183,24 @@ pub fn run(cfg: &DevnetBenchConfig, dir: &Path) -> Result<DevnetBenchReport> {
         limits,
         shards: cfg.shards,
         committee: cfg.committee,
-        nodes,
+        nodes: validators + 1,
         sim_tps: sim.finalized_tps,
-        offered_tps: offered,
-        devnet_tps,
-        latency_p50_ms: p50,
-        latency_p99_ms: p99,
-        submitted,
-        finalized,
+        levels,
+        devnet_tps: best.finalized_tps,
+        latency_p50_ms: best.latency_p50_ms,
+        latency_p99_ms: best.latency_p99_ms,
         devnet_over_sim: ratio,
         target_met: ratio >= 0.5,
     })
 }
 
-type Measured = (f64, u64, u64, usize, usize, f64, usize);
+struct Measured {
+    tps: f64,
+    p50: u64,
+    p99: u64,
+}
 
-async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, target_tps: f64) -> Result<Measured> {
+async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, rate: f64) -> Result<Measured> {
     let dcfg = DevnetConfig {
         shards: cfg.shards,
         committee: cfg.committee,
@@ -168,7 +212,6 @@ async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, target_tps: f64) -> Re
         epoch_length: 100_000,
     };
     let net = Devnet::start(&dcfg).await?;
-    let nodes = net.nodes().count();
     // Every node's commits: the first commit of a transaction finalizes it.
     let (tx, mut commits) = tokio::sync::mpsc::channel::<Arc<CommitEvent>>(1 << 16);
     for h in net.nodes() {
@@ -205,7 +248,6 @@ async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, target_tps: f64) -> Re
     }
     let warmup = Duration::from_secs((cfg.seconds / 4).max(2));
     let window = Duration::from_secs(cfg.seconds);
-    let rate = target_tps.max(50.0);
     let total = (rate * (warmup + window).as_secs_f64()) as usize;
     let users = crate::devnet::user_keys(cfg.users);
     let txs = presign(&users, cfg.shards, &net.genesis.params.chain_id, total);
@@ -261,13 +303,9 @@ async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, target_tps: f64) -> Re
             .copied()
             .unwrap_or(0)
     };
-    Ok((
-        finalized_in_window as f64 / window.as_secs_f64(),
-        pct(50),
-        pct(99),
-        next,
-        done.len(),
-        rate,
-        nodes,
-    ))
+    Ok(Measured {
+        tps: finalized_in_window as f64 / window.as_secs_f64(),
+        p50: pct(50),
+        p99: pct(99),
+    })
 }
