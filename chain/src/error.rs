@@ -81,6 +81,8 @@ impl ChainError {
     /// (malformed, oversized, forged or misaddressed), as opposed to input
     /// that is only stale, early or unaffordable, which honest peers send
     /// during ordinary churn. Transports penalize the first kind only.
+    /// (Replicas ignore votes for other heights before checking membership,
+    /// so a non-member's vote is an error only at the height being decided.)
     pub fn is_peer_fault(&self) -> bool {
         matches!(
             self,
@@ -91,6 +93,9 @@ impl ChainError {
                 | ChainError::WrongShard { .. }
                 | ChainError::InvalidCertificate(_)
                 | ChainError::Pvss(_)
+                // A vote for the current height by a non-member: every
+                // honest node derives the same committee for a height.
+                | ChainError::NotCommitteeMember(_)
         )
     }
 

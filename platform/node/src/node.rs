@@ -20,7 +20,9 @@
 //! A node is also a full node of every shard when its role says so (the
 //! gateway), and serves queries and submissions through [`NodeHandle`].
 
-use crate::p2p::{self, Behaviour, BehaviourEvent, Channel, PeerBook, Refusal, Request, Response};
+use crate::p2p::{
+    self, Behaviour, BehaviourEvent, Channel, Frame, PeerBook, Refusal, Request, Response,
+};
 use crate::unix_ms;
 use anyhow::{Context, Result};
 use futures::StreamExt;
@@ -865,7 +867,7 @@ impl Node {
             .swarm
             .behaviour_mut()
             .rpc
-            .send_request(&peer, Request::EpochChanges { from });
+            .send_request(&peer, Frame::Good(Request::EpochChanges { from }));
         self.pending.insert(id, Pending::Epochs);
     }
 
@@ -958,7 +960,7 @@ impl Node {
                 .swarm
                 .behaviour_mut()
                 .rpc
-                .send_request(&p, Request::Evidence(Box::new(ev.clone())));
+                .send_request(&p, Frame::Good(Request::Evidence(Box::new(ev.clone()))));
             self.pending.insert(id, Pending::Evidence);
         }
         Ok(())
@@ -990,7 +992,7 @@ impl Node {
             .swarm
             .behaviour_mut()
             .rpc
-            .send_request(&peer, Request::Shard { shard, msg });
+            .send_request(&peer, Frame::Good(Request::Shard { shard, msg }));
         self.pending.insert(id, Pending::Shard(shard));
     }
 
@@ -1075,7 +1077,7 @@ impl Node {
             .swarm
             .behaviour_mut()
             .rpc
-            .send_request(&peer, Request::Submit { shard, txs });
+            .send_request(&peer, Frame::Good(Request::Submit { shard, txs }));
         self.pending.insert(id, Pending::Forward(reply, n));
     }
 
@@ -1136,6 +1138,12 @@ impl Node {
                 },
             )) => {
                 debug!(%peer, %error, "request failed");
+                // A response that does not decode (or is oversized) is the peer's fault.
+                if let request_response::OutboundFailure::Io(e) = &error {
+                    if e.kind() == std::io::ErrorKind::InvalidData {
+                        self.fault(peer, "rpc response", e);
+                    }
+                }
                 if let Some(Pending::Forward(reply, n)) = self.pending.remove(&request_id) {
                     let _ = reply.send(vec![
                         Err(Refusal::new(
@@ -1149,12 +1157,6 @@ impl Node {
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => {
-                // A frame that does not decode (or is oversized) is the sender's fault.
-                if let request_response::InboundFailure::Io(e) = &error {
-                    if e.kind() == std::io::ErrorKind::InvalidData {
-                        self.fault(peer, "rpc frame", e);
-                    }
-                }
                 debug!(%peer, %error, "inbound request failed");
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
@@ -1263,10 +1265,17 @@ impl Node {
             .find(|c| p2p::shard_topic(&self.chain_id, s, *c).hash() == *topic)
     }
 
-    fn on_request(&mut self, peer: PeerId, request: Request) -> Result<Response> {
+    fn on_request(&mut self, peer: PeerId, frame: Frame) -> Result<Response> {
         if self.book.is_banned(&peer) {
             return Ok(Response::Refused("banned".into()));
         }
+        let request = match frame {
+            Frame::Good(r) => r,
+            Frame::Bad(reason) => {
+                self.fault(peer, "rpc frame", &reason);
+                return Ok(Response::Refused(format!("refused frame: {reason}")));
+            }
+        };
         let now = unix_ms();
         Ok(match request {
             Request::Shard { shard, msg } => {

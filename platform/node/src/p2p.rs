@@ -144,8 +144,19 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// A request as read off the wire: decoded, or refused (oversized, not a
+/// request) with the reason. libp2p reports nothing to the behaviour when
+/// reading a request fails, so a bad frame is read as `Bad` and the node
+/// answers it, penalizing the sender. `Bad` is never written.
+#[derive(Clone, Debug)]
+pub enum Frame {
+    Good(Request),
+    Bad(String),
+}
+
 /// Borsh frames bounded by [`MAX_FRAME_BYTES`]: a longer stream is refused
-/// unread past the limit, a frame that does not decode is an error.
+/// unread past the limit, a frame that does not decode is refused (a
+/// request as [`Frame::Bad`], a response as an `InvalidData` error).
 #[derive(Clone, Default)]
 pub struct RpcCodec;
 
@@ -169,14 +180,19 @@ fn decode<M: BorshDeserialize>(bytes: &[u8]) -> io::Result<M> {
 
 impl request_response::Codec for RpcCodec {
     type Protocol = StreamProtocol;
-    type Request = Request;
+    type Request = Frame;
     type Response = Response;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Request>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io).await?)
+        let bad = |e: io::Error| Ok(Frame::Bad(e.to_string()));
+        match read_frame(io).await {
+            Ok(bytes) => decode(&bytes).map(Frame::Good).or_else(bad),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => bad(e),
+            Err(e) => Err(e),
+        }
     }
 
     async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
@@ -190,12 +206,15 @@ impl request_response::Codec for RpcCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Request,
+        req: Frame,
     ) -> impl Future<Output = io::Result<()>> + Send
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let bytes = borsh::to_vec(&req);
+        let bytes = match req {
+            Frame::Good(r) => borsh::to_vec(&r),
+            Frame::Bad(_) => Err(io::Error::other("a refused frame is never sent")),
+        };
         async move { io.write_all(&bytes?).await }
     }
 
@@ -378,7 +397,7 @@ mod tests {
     #[tokio::test]
     async fn frames_round_trip_and_bad_frames_are_refused() {
         let mut codec = RpcCodec;
-        let req = Request::EpochChanges { from: 7 };
+        let req = Frame::Good(Request::EpochChanges { from: 7 });
         let mut out = Cursor::new(Vec::new());
         codec
             .write_request(&RPC_PROTOCOL, &mut out, req)
@@ -386,14 +405,23 @@ mod tests {
             .unwrap();
         let mut input = Cursor::new(out.into_inner());
         let back = codec.read_request(&RPC_PROTOCOL, &mut input).await.unwrap();
-        assert!(matches!(back, Request::EpochChanges { from: 7 }));
+        assert!(matches!(
+            back,
+            Frame::Good(Request::EpochChanges { from: 7 })
+        ));
 
         let mut garbage = Cursor::new(vec![0xff; 40]);
-        let err = codec
+        let back = codec
             .read_request(&RPC_PROTOCOL, &mut garbage)
             .await
-            .unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+            .unwrap();
+        assert!(matches!(back, Frame::Bad(_)), "{back:?}");
+        let mut huge = Cursor::new(vec![0u8; MAX_FRAME_BYTES + 10]);
+        let back = codec.read_request(&RPC_PROTOCOL, &mut huge).await.unwrap();
+        assert!(
+            matches!(&back, Frame::Bad(r) if r.contains("frame over")),
+            "{back:?}"
+        );
 
         let mut huge = Cursor::new(vec![0u8; MAX_FRAME_BYTES + 10]);
         let err = codec

@@ -145,3 +145,120 @@ async fn a_sharded_network_over_libp2p_finalizes_follows_the_beacon_and_agrees()
     assert_eq!(a.disagreements, 0, "nodes disagreed on a finalized block");
     Ok(())
 }
+
+/// A peer that sends garbage gossip and an oversized frame is penalized and
+/// banned; the network goes on finalizing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_is_banned_and_the_network_goes_on() -> Result<()> {
+    use futures::StreamExt;
+    use ios_node::p2p::{self, Channel, Request};
+    use libp2p::swarm::SwarmEvent;
+    use std::sync::atomic::Ordering;
+
+    let dir = tempfile::tempdir()?;
+    let cfg = config(dir.path(), 10_000);
+    let net = Devnet::start(&cfg).await?;
+    let gw = net.gateway.clone();
+    wait_for("every shard finalizing", 60, async || {
+        let s = shard_state(&gw).await?;
+        Ok((s.len() == 3 && s.iter().all(|(h, _)| *h > 0)).then_some(()))
+    })
+    .await?;
+    let target = net.validators[0].clone();
+    let shard = target
+        .query(|v| v.replicas.keys().next().copied())
+        .await?
+        .context("validator-0 runs a shard")?;
+    let chain = net.genesis.params.chain_id.0.clone();
+    let topic = p2p::shard_topic(&chain, shard, Channel::Consensus);
+
+    // Garbage on the shard's consensus topic, signed by the hostile peer.
+    let mut bad = p2p::build_swarm(libp2p::identity::Keypair::generate_ed25519())?;
+    bad.behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    bad.dial(target.addrs[0].clone())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut sent = 0u32;
+    let mut banned = false;
+    while tokio::time::Instant::now() < deadline && !banned {
+        tokio::select! {
+            ev = bad.select_next_some() => {
+                if let SwarmEvent::ConnectionClosed { peer_id, .. } = ev {
+                    banned = peer_id == target.peer_id && sent >= 10;
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+                let garbage = vec![0xA5u8, sent as u8, 0xFF, 0x00, 0x13];
+                if bad.behaviour_mut().gossipsub.publish(topic.clone(), garbage).is_ok() {
+                    sent += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        banned,
+        "the target never dropped the peer ({sent} garbage messages sent)"
+    );
+    assert!(target.metrics.faults.load(Ordering::Relaxed) >= 10);
+    assert!(target.metrics.bans.load(Ordering::Relaxed) >= 1);
+
+    // An oversized frame from another peer: refused before decoding, a fault.
+    let faults_before = target.metrics.faults.load(Ordering::Relaxed);
+    let mut big = p2p::build_swarm(libp2p::identity::Keypair::generate_ed25519())?;
+    big.dial(target.addrs[0].clone())?;
+    let users = user_keys(2);
+    let tx = Transaction {
+        chain_id: net.genesis.params.chain_id.clone(),
+        sender: users[0].address(),
+        nonce: 0,
+        fee: 1_000,
+        expires_at: u64::MAX,
+        call: LedgerModule::call(&LedgerCall::Transfer {
+            to: users[1].address(),
+            amount: 1,
+            token: Token::Iost,
+        }),
+    }
+    .sign(&users[0]);
+    let n = p2p::MAX_FRAME_BYTES / tx.to_bytes().len() + 1_000;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut asked = false;
+    while tokio::time::Instant::now() < deadline
+        && target.metrics.faults.load(Ordering::Relaxed) == faults_before
+    {
+        tokio::select! {
+            ev = big.select_next_some() => {
+                if let SwarmEvent::ConnectionEstablished { peer_id, .. } = ev {
+                    if peer_id == target.peer_id && !asked {
+                        asked = true;
+                        big.behaviour_mut().rpc.send_request(
+                            &peer_id,
+                            p2p::Frame::Good(Request::Submit { shard, txs: vec![tx.clone(); n] }),
+                        );
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    assert!(
+        target.metrics.faults.load(Ordering::Relaxed) > faults_before,
+        "the oversized frame was not counted as a fault"
+    );
+
+    // The network goes on.
+    let before = shard_state(&gw).await?;
+    wait_for("more blocks on every shard", 30, async || {
+        let now = shard_state(&gw).await?;
+        Ok(now
+            .iter()
+            .zip(&before)
+            .all(|((h, _), (b, _))| h > b)
+            .then_some(()))
+    })
+    .await?;
+    net.stop().await?;
+    Ok(())
+}
