@@ -110,11 +110,6 @@ pub fn run(
 
 /// Whether every running node agrees on every shard's blocks and roots.
 fn roots_agree(net: &ProcNet) -> Result<bool> {
-    let clients: Vec<Client> = net
-        .nodes
-        .iter()
-        .filter(|n| n.running())
-        .filter_map(|n| n.api_url().map(Client::new))
-        .collect();
+    let clients: Vec<Client> = net.api_urls().iter().map(|u| Client::new(u)).collect();
     Ok(ios_web::client::roots_agree(&clients)?.0)
 }

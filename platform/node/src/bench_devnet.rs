@@ -7,7 +7,6 @@
 use crate::bench::{hardware_limits, HardwareLimits};
 use crate::bench_atomix::{self, AtomixBenchConfig};
 use crate::devnet::{Devnet, DevnetConfig};
-use crate::node::CommitEvent;
 use anyhow::{Context, Result};
 use ios_chain::crypto::Keypair;
 use ios_chain::hash::Hash;
@@ -18,9 +17,7 @@ use ios_chain::types::ShardId;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::broadcast;
 
 #[derive(Clone, Debug)]
 pub struct DevnetBenchConfig {
@@ -213,25 +210,7 @@ async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, rate: f64) -> Result<M
     };
     let net = Devnet::start(&dcfg).await?;
     // Every node's commits: the first commit of a transaction finalizes it.
-    let (tx, mut commits) = tokio::sync::mpsc::channel::<Arc<CommitEvent>>(1 << 16);
-    for h in net.nodes() {
-        let mut rx = h.commits();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(c) => {
-                        if tx.send(c).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-    }
-    drop(tx);
+    let mut commits = net.commits();
     // Wait until every shard finalizes.
     let mut seen_shards = HashSet::new();
     let ready = Instant::now();

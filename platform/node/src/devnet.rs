@@ -126,6 +126,16 @@ pub fn load_or_create_genesis(cfg: &DevnetConfig) -> Result<Genesis> {
     Ok(g)
 }
 
+/// Validators of a devnet genesis (each has a PVSS key); their keys are
+/// `validator_keys(n)`.
+pub fn validator_count(genesis: &Genesis) -> usize {
+    genesis
+        .accounts
+        .iter()
+        .filter(|a| a.pvss_key.is_some())
+        .count()
+}
+
 /// The replica settings of a devnet node: durable votes, short rounds.
 pub fn replica_config() -> ReplicaConfig {
     ReplicaConfig {
@@ -153,12 +163,7 @@ impl Devnet {
             "a committee needs at least one validator"
         );
         let genesis = load_or_create_genesis(cfg)?;
-        let n = genesis
-            .accounts
-            .iter()
-            .filter(|a| a.pvss_key.is_some())
-            .count();
-        let keys = validator_keys(n);
+        let keys = validator_keys(validator_count(&genesis));
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = Vec::new();
         let mut validators: Vec<NodeHandle> = Vec::new();
@@ -214,6 +219,30 @@ impl Devnet {
 
     pub fn shards(&self) -> u16 {
         self.genesis.params.shards
+    }
+
+    /// Every block any node finalizes from now on, merged (a reader that
+    /// falls behind a node's stream misses some of its events).
+    pub fn commits(&self) -> tokio::sync::mpsc::Receiver<Arc<CommitEvent>> {
+        let (commit_tx, commit_rx) = tokio::sync::mpsc::channel::<Arc<CommitEvent>>(65_536);
+        for h in self.nodes() {
+            let mut rx = h.commits();
+            let tx = commit_tx.clone();
+            tokio::spawn(async move {
+                loop {
+                    match rx.recv().await {
+                        Ok(c) => {
+                            if tx.send(c).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            });
+        }
+        commit_rx
     }
 
     /// Every node, validators first.
@@ -313,25 +342,7 @@ pub async fn drive(
     mut on_tick: impl FnMut(&DevnetTick),
 ) -> Result<DevnetSummary> {
     let shards = net.shards();
-    let (commit_tx, mut commit_rx) = tokio::sync::mpsc::channel::<Arc<CommitEvent>>(65_536);
-    for h in net.nodes() {
-        let mut rx = h.commits();
-        let tx = commit_tx.clone();
-        tokio::spawn(async move {
-            loop {
-                match rx.recv().await {
-                    Ok(c) => {
-                        if tx.send(c).await.is_err() {
-                            return;
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
-    }
-    drop(commit_tx);
+    let mut commit_rx = net.commits();
 
     let (load_stop, load_stop_rx) = watch::channel(false);
     let submitted: Arc<Mutex<HashMap<Hash, Instant>>> = Arc::default();

@@ -7,7 +7,7 @@
 //! password [`DEVNET_PASSWORD`] (devnet keys are public test keys anyway).
 
 use crate::config::{NodeFile, NodeInfo, NODE_INFO_FILE};
-use crate::devnet::{load_or_create_genesis, validator_keys, DevnetConfig};
+use crate::devnet::{load_or_create_genesis, validator_count, validator_keys, DevnetConfig};
 use crate::keystore::{Keystore, KeystoreError};
 use crate::node::Role;
 use anyhow::{bail, Context, Result};
@@ -58,11 +58,7 @@ impl ProcNet {
     /// the `ios` binary; the gateway's API listens on `web`.
     pub fn create(exe: &Path, cfg: &DevnetConfig, web: SocketAddr) -> Result<ProcNet> {
         let genesis = load_or_create_genesis(cfg)?;
-        let n = genesis
-            .accounts
-            .iter()
-            .filter(|a| a.pvss_key.is_some())
-            .count();
+        let n = validator_count(&genesis);
         let ks = Keystore::new(cfg.data_dir.join("keys"));
         let mut nodes = Vec::new();
         for (i, key) in validator_keys(n).into_iter().enumerate() {
@@ -232,6 +228,15 @@ impl ProcNet {
                 tracing::warn!("stopping {}: {e:#}", self.nodes[i].name);
             }
         }
+    }
+
+    /// The API URLs of the nodes running now.
+    pub fn api_urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.running())
+            .filter_map(|n| n.api_url().map(str::to_string))
+            .collect()
     }
 
     pub fn gateway(&self) -> &ProcNode {
