@@ -121,7 +121,7 @@ fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
         let before = heights(&gateway)?;
         wait_until(
             &format!("the shards to go on without {}", net.nodes[v].name),
-            30,
+            60,
             || {
                 let now = heights(&gateway)?;
                 Ok(before
