@@ -410,6 +410,8 @@ struct Node {
     /// epoch changes before it opens shards, so that it joins the network
     /// where it is (fast sync) instead of replaying it from genesis.
     joining: Option<TimeMs>,
+    /// Peers that answered a joining node with no newer epoch.
+    joining_empty: BTreeSet<PeerId>,
     /// Full nodes see every shard's blocks and relay Atomix steps.
     relayer: Option<Relayer>,
 }
@@ -473,6 +475,7 @@ impl Node {
             next_epoch_ask: 0,
             connected: BTreeSet::new(),
             joining: None,
+            joining_empty: BTreeSet::new(),
             relayer: (cfg.role == Role::Full).then(Relayer::new),
         })
     }
@@ -1133,11 +1136,13 @@ impl Node {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                // The peer that delivered it answers for it: honest peers
-                // validate before forwarding (and an author could sign each
-                // message with a fresh identity to dodge a ban).
+                // Charged to the author (who signed it). Charging the peer
+                // that forwarded it would also catch authors that sign with
+                // throwaway identities, but an honest forwarder whose view
+                // differed for a moment would be banned with them.
                 if let Err(e) = verdict {
-                    self.fault(propagation_source, "gossip", &e);
+                    let author = message.source.unwrap_or(propagation_source);
+                    self.fault(author, "gossip", &e);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message {
@@ -1410,6 +1415,7 @@ impl Node {
                 // A fresh node stops waiting on the first answer that taught
                 // it an epoch (a fresh or hostile peer's empty answer does not).
                 let known = self.epochs.latest();
+                let changes_empty = changes.is_empty();
                 for c in changes.into_iter().take(p2p::MAX_EPOCH_CHANGES) {
                     if c.info.epoch <= self.epochs.latest() {
                         continue;
@@ -1422,7 +1428,13 @@ impl Node {
                         break;
                     }
                 }
-                if self.joining.is_some() && self.epochs.latest() > known {
+                if changes_empty && self.joining.is_some() {
+                    self.joining_empty.insert(peer);
+                }
+                // Two peers with nothing newer: the network is where we are.
+                if self.joining.is_some()
+                    && (self.epochs.latest() > known || self.joining_empty.len() >= 2)
+                {
                     self.joining = None;
                     info!(epoch = self.epochs.latest(), "joined the network");
                     self.serve_committees()?;
