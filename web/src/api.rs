@@ -17,7 +17,7 @@ use ios_chain::hex;
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
 use ios_chain::relayer::AtomixState;
 use ios_chain::replica::Replica;
-use ios_chain::shard::{home_shard, BEACON};
+use ios_chain::shard::BEACON;
 use ios_chain::tx::{SignedTransaction, Transaction, MAX_TX_BYTES};
 use ios_chain::types::{format_iost, Amount, ShardId};
 use ios_node::node::{NodeHandle, View};
@@ -28,6 +28,8 @@ use utoipa::OpenApi;
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 /// Blocks a built transaction stays valid for by default.
 pub const DEFAULT_EXPIRES_IN: u64 = 600;
+/// The longest validity a built transaction may ask for.
+pub const MAX_EXPIRES_IN: u64 = 100_000;
 /// Output-shard blocks a cross-shard transfer may take to commit before
 /// it can be aborted (and its lock refunded).
 pub const ATOMIX_EXPIRY_BLOCKS: u64 = 100;
@@ -194,17 +196,9 @@ fn parse_units(what: &str, s: &str) -> Result<Amount, ApiError> {
     })
 }
 
-/// The shard that holds `address`'s account: the beacon for validators
-/// (stake and registry live there), else its home shard.
+/// The shard that holds `address`'s account (see `ios_node::node::account_shard`).
 pub fn account_shard(v: &View<'_>, shards: u16, address: &Address) -> ShardId {
-    if let Some(b) = v.replicas.get(&BEACON) {
-        if let Ok(a) = read_account(b.store(), address) {
-            if a.stake > 0 || a.balance > 0 || a.nonce > 0 || a.unbonding > 0 {
-                return BEACON;
-            }
-        }
-    }
-    home_shard(address, shards)
+    ios_node::node::account_shard(v.replicas, shards, address)
 }
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "chain",
@@ -462,12 +456,18 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
                 other => other,
             };
             let height = r.height();
+            let expires_in = req.expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
+            if expires_in == 0 || expires_in > MAX_EXPIRES_IN {
+                return Err(ApiError::bad_request(format!(
+                    "expires_in must be 1 to {MAX_EXPIRES_IN} blocks, got {expires_in}"
+                )));
+            }
             let mut tx = Transaction {
                 chain_id: params.chain_id.clone(),
                 sender,
                 nonce,
                 fee: fee.unwrap_or(0),
-                expires_at: height + req.expires_in.unwrap_or(DEFAULT_EXPIRES_IN),
+                expires_at: height.saturating_add(expires_in),
                 call: LedgerModule::call(&call),
             };
             if fee.is_none() {

@@ -122,7 +122,22 @@ pub fn run(a: NodeArgs) -> Result<ExitCode> {
                 .unwrap_or_default(),
             file.data_dir.display()
         );
-        shutdown_signal().await;
+        let mut task = task;
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            // The node stopped by itself (an error): the process exits with
+            // it, so a service manager can restart it.
+            ended = &mut task => {
+                if let Some(api) = api {
+                    api.stop().await;
+                }
+                return match ended {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("node {} stopped unexpectedly", info.name)),
+                    Ok(Err(e)) => Err(e.context(format!("node {} failed", info.name))),
+                    Err(e) => Err(anyhow::anyhow!("node {} crashed: {e}", info.name)),
+                };
+            }
+        }
         eprintln!("node {}: stopping", info.name);
         if let Some(api) = api {
             api.stop().await;

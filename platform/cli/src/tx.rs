@@ -87,6 +87,9 @@ enum TxCommand {
     },
 }
 
+/// The most a transaction may pay without an explicit --fee (0.01 IOST).
+const MAX_DEFAULT_FEE: Amount = 1_000_000;
+
 fn iost(what: &str, s: &str) -> Result<Amount> {
     parse_iost(s).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
 }
@@ -192,12 +195,35 @@ fn send(
     if tx.sender != sender || !same_effect(&call, got.as_ref(), &sender, built.atomix.as_deref()) {
         bail!("the node built a different transaction than asked; not signing it");
     }
-    if let Some(f) = fee {
-        if tx.fee != f {
+    let status = client.status()?;
+    if tx.chain_id.0 != status.chain_id {
+        bail!(
+            "the node built a transaction for chain {:?}, not its own {:?}; not signing it",
+            tx.chain_id.0,
+            status.chain_id
+        );
+    }
+    match fee {
+        Some(f) if tx.fee != f => {
             bail!(
                 "the node built a fee of {} units, not the {f} asked; not signing it",
                 tx.fee
-            );
+            )
+        }
+        // Unasked, the fee is the minimum for the size: anything far above
+        // is not what the user expects to pay.
+        None if tx.fee > MAX_DEFAULT_FEE => bail!(
+            "the node asks a fee of {} (over {}); pass --fee to pay it",
+            ios_chain::types::format_iost(tx.fee),
+            ios_chain::types::format_iost(MAX_DEFAULT_FEE)
+        ),
+        _ => {}
+    }
+    if let Some(LedgerCall::AtomixLock { x, .. }) = &got {
+        let to_shard = client.account(&x.to.to_string())?.shard;
+        let from_shard = client.account(&sender.to_string())?.shard;
+        if x.output_shard != to_shard || x.inputs[0].shard != from_shard {
+            bail!("the node built a cross-shard transfer between the wrong shards; not signing it");
         }
     }
     if tx.signing_hash().to_hex() != built.signing_hash {

@@ -125,6 +125,37 @@ impl NodeMetrics {
     }
 }
 
+/// The shard that holds `address`'s account as far as `replicas` show:
+/// the beacon for accounts that live there (validators: stake and registry
+/// are on the beacon), else its home shard.
+pub fn account_shard(
+    replicas: &BTreeMap<ShardId, Replica>,
+    shards: u16,
+    address: &ios_chain::crypto::Address,
+) -> ShardId {
+    if let Some(b) = replicas.get(&BEACON) {
+        if let Ok(a) = ios_chain::committee::read_account(b.store(), address) {
+            if a.stake > 0 || a.balance > 0 || a.nonce > 0 || a.unbonding > 0 {
+                return BEACON;
+            }
+        }
+    }
+    ios_chain::shard::home_shard(address, shards)
+}
+
+/// Where a transaction executes: stake calls on the beacon, the rest on
+/// the shard that holds the sender's account.
+pub fn tx_shard(
+    replicas: &BTreeMap<ShardId, Replica>,
+    shards: u16,
+    tx: &SignedTransaction,
+) -> ShardId {
+    match LedgerModule::decode(&tx.tx.call) {
+        Some(LedgerCall::Stake { .. } | LedgerCall::Unstake { .. }) => BEACON,
+        _ => account_shard(replicas, shards, &tx.tx.sender),
+    }
+}
+
 /// A read-only look at a running node, taken on its own task.
 pub struct View<'a> {
     pub genesis: &'a Genesis,
@@ -379,6 +410,8 @@ struct Node {
     /// epoch changes before it opens shards, so that it joins the network
     /// where it is (fast sync) instead of replaying it from genesis.
     joining: Option<TimeMs>,
+    /// Peers that answered a joining node with no newer epoch.
+    joining_empty: BTreeSet<PeerId>,
     /// Full nodes see every shard's blocks and relay Atomix steps.
     relayer: Option<Relayer>,
 }
@@ -442,6 +475,7 @@ impl Node {
             next_epoch_ask: 0,
             connected: BTreeSet::new(),
             joining: None,
+            joining_empty: BTreeSet::new(),
             relayer: (cfg.role == Role::Full).then(Relayer::new),
         })
     }
@@ -694,6 +728,10 @@ impl Node {
         }
         for p in self.book.expired_bans(now) {
             let _ = self.swarm.behaviour_mut().blocked.unblock_peer(p);
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .remove_blacklisted_peer(&p);
             info!(%p, "ban ended");
         }
         if self.connected.is_empty() && !self.bootstrap.is_empty() && now % 5_000 < HOUSEKEEPING_MS
@@ -1044,11 +1082,10 @@ impl Node {
         txs: Vec<SignedTransaction>,
         reply: oneshot::Sender<Vec<Result<Hash, Refusal>>>,
     ) {
-        // All of one submission go to the first sender's home shard; the
-        // replica there refuses any that belong elsewhere.
+        // All of one submission go to where the first one executes.
         let shard = txs
             .first()
-            .map(|t| ios_chain::shard::home_shard(&t.tx.sender, self.shards))
+            .map(|t| tx_shard(&self.replicas, self.shards, t))
             .unwrap_or(BEACON);
         if let Some(r) = self.replicas.get_mut(&shard) {
             let (results, out) = r.submit(txs, unix_ms());
@@ -1099,6 +1136,10 @@ impl Node {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                // Charged to the author (who signed it). Charging the peer
+                // that forwarded it would also catch authors that sign with
+                // throwaway identities, but an honest forwarder whose view
+                // differed for a moment would be banned with them.
                 if let Err(e) = verdict {
                     let author = message.source.unwrap_or(propagation_source);
                     self.fault(author, "gossip", &e);
@@ -1371,7 +1412,10 @@ impl Node {
                 }
             }
             (Pending::Epochs, Response::EpochChanges(changes)) => {
-                let joining = self.joining.take().is_some();
+                // A fresh node stops waiting on the first answer that taught
+                // it an epoch (a fresh or hostile peer's empty answer does not).
+                let known = self.epochs.latest();
+                let changes_empty = changes.is_empty();
                 for c in changes.into_iter().take(p2p::MAX_EPOCH_CHANGES) {
                     if c.info.epoch <= self.epochs.latest() {
                         continue;
@@ -1384,11 +1428,19 @@ impl Node {
                         break;
                     }
                 }
-                if joining {
+                if changes_empty && self.joining.is_some() {
+                    self.joining_empty.insert(peer);
+                }
+                // Two peers with nothing newer: the network is where we are.
+                if self.joining.is_some()
+                    && (self.epochs.latest() > known || self.joining_empty.len() >= 2)
+                {
+                    self.joining = None;
                     info!(epoch = self.epochs.latest(), "joined the network");
                     self.serve_committees()?;
                 }
             }
+            (Pending::Evidence, Response::Replies(_)) => {}
             (Pending::Forward(reply, _), Response::Submitted(results)) => {
                 let _ = reply.send(results);
             }
@@ -1396,6 +1448,16 @@ impl Node {
                 let _ = reply.send(vec![Err(Refusal::new("unavailable", why)); n]);
             }
             (_, Response::Refused(why)) => debug!(%peer, %why, "request refused"),
+            (Pending::Forward(reply, n), _) => {
+                let _ = reply.send(vec![
+                    Err(Refusal::new(
+                        "unavailable",
+                        "the peer answered something else"
+                    ));
+                    n
+                ]);
+                self.fault(peer, "rpc", &"a response that does not answer the request");
+            }
             (_, _) => self.fault(peer, "rpc", &"a response that does not answer the request"),
         }
         Ok(())

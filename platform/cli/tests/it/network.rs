@@ -182,6 +182,20 @@ fn keys_transfers_and_chain_queries_through_the_gateway() {
     let shown = ok_json(&ios(&net, &keys, &["tx", "atomix", x, "--json"]));
     assert_eq!(shown["state"], "done");
 
+    // A validator bonds more stake: built for and executed on the beacon.
+    ok_json(&ios(
+        &net,
+        &keys,
+        &["key", "new", "val", "--devnet-validator", "0", "--json"],
+    ));
+    let staked = ok_json(&ios(
+        &net,
+        &keys,
+        &["tx", "stake", "--from", "val", "--amount", "1", "--json"],
+    ));
+    assert_eq!(staked["state"], "finalized", "{staked}");
+    assert_eq!(staked["shard"], 0, "{staked}");
+
     // Its status and its block are there to see.
     let id = done["id"].as_str().unwrap();
     let status = ok_json(&ios(&net, &keys, &["tx", "status", id, "--json"]));
