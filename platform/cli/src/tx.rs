@@ -90,6 +90,10 @@ enum TxCommand {
 /// The most a transaction may pay without an explicit --fee (0.01 IOST).
 const MAX_DEFAULT_FEE: Amount = 1_000_000;
 
+/// How often a transaction is built again when another one from the same
+/// account took its nonce first.
+const MAX_ATTEMPTS: u32 = 3;
+
 fn iost(what: &str, s: &str) -> Result<Amount> {
     parse_iost(s).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
 }
@@ -157,7 +161,10 @@ pub fn run(a: TxArgs) -> Result<ExitCode> {
         }
         TxCommand::Status { id, wait, timeout } => {
             let status = if wait {
-                wait_final(&client, &id, Duration::from_secs(timeout))?
+                match wait_final(&client, &id, None, Duration::from_secs(timeout))? {
+                    Waited::Done(s) => s,
+                    Waited::Superseded => bail!("transaction {id} was superseded"),
+                }
             } else {
                 client.tx_status(&id)?
             };
@@ -181,18 +188,95 @@ fn send(
 ) -> Result<ExitCode> {
     let ks = keystore.open();
     let sender = ks.info(from)?.address;
+    let mut first = Some(build_checked(client, &sender, &call, &req, fee)?);
+    if let Some((_, built)) = &first {
+        eprintln!("{}", built.summary);
+    }
+    let key = ks.open(from, &password(&format!("password for {from:?}: "), false)?)?;
+    let mut attempt = 0;
+    let (status, built) = loop {
+        attempt += 1;
+        let (tx, built) = match first.take() {
+            Some(b) => b,
+            None => build_checked(client, &sender, &call, &req, fee)?,
+        };
+        let signature = key.sign(&tx.signing_hash());
+        let submitted = client.submit_tx(&SubmitTxRequest {
+            tx: built.tx.clone(),
+            signature: ios_web::hex::encode(&signature.0),
+        })?;
+        eprintln!("submitted {} to shard {}", submitted.id, submitted.shard);
+        if wait.no_wait {
+            if json {
+                print_json(&submitted)?;
+            } else {
+                println!("{}", submitted.id);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let timeout = Duration::from_secs(wait.timeout);
+        match wait_final(client, &submitted.id, Some((&sender, tx.nonce)), timeout)? {
+            Waited::Done(status) => break (status, built),
+            // Another transaction from this account took the nonce (a
+            // validator's node signs its own with the same key): this one
+            // can never be included, so build it again on a fresh nonce.
+            Waited::Superseded if attempt < MAX_ATTEMPTS => eprintln!(
+                "nonce {} was used by another transaction from this account; resubmitting",
+                tx.nonce
+            ),
+            Waited::Superseded => bail!(
+                "transaction {} was superseded {MAX_ATTEMPTS} times: another transaction from this account took its nonce each time",
+                submitted.id
+            ),
+        }
+    };
+    match (&built.atomix, &status.state) {
+        (Some(x), TxState::Finalized) => {
+            let done = follow_atomix(client, x, Duration::from_secs(wait.timeout))?;
+            if json {
+                print_json(&serde_json::json!({"lock": status, "atomix": done}))?;
+            } else {
+                println!(
+                    "{} locked on shard {} at height {}; cross-shard transfer {}: {} ({})",
+                    status.id,
+                    status.shard.unwrap_or(0),
+                    status.height.unwrap_or(0),
+                    done.id,
+                    done.state,
+                    done.detail
+                );
+            }
+            Ok(if done.state == "done" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        _ => report(&status, json),
+    }
+}
+
+/// Builds `call` at the node and checks that what it built is what was
+/// asked, for this chain, at a sane fee: never sign what we did not ask for.
+fn build_checked(
+    client: &Client,
+    sender: &Address,
+    call: &LedgerCall,
+    req: &CallRequest,
+    fee: Option<Amount>,
+) -> Result<(Transaction, ios_web::types::BuiltTx)> {
     let built = client.build_tx(&BuildTxRequest {
         sender: sender.to_string(),
         nonce: None,
         fee: fee.map(|f| f.to_string()),
         expires_in: None,
-        call: req,
+        call: req.clone(),
     })?;
     // Never sign what we did not ask for: decode the node's bytes and compare.
     let bytes = ios_web::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
     let tx: Transaction = ios_chain::codec::decode("built transaction", &bytes, 1 << 16)?;
     let got = LedgerModule::decode(&tx.call);
-    if tx.sender != sender || !same_effect(&call, got.as_ref(), &sender, built.atomix.as_deref()) {
+    if tx.sender != *sender || !same_effect(call, got.as_ref(), sender, built.atomix.as_deref()) {
         bail!("the node built a different transaction than asked; not signing it");
     }
     let status = client.status()?;
@@ -229,47 +313,7 @@ fn send(
     if tx.signing_hash().to_hex() != built.signing_hash {
         bail!("the node's signing hash does not match its transaction; not signing it");
     }
-    eprintln!("{}", built.summary);
-    let key = ks.open(from, &password(&format!("password for {from:?}: "), false)?)?;
-    let signature = key.sign(&tx.signing_hash());
-    let submitted = client.submit_tx(&SubmitTxRequest {
-        tx: built.tx,
-        signature: ios_web::hex::encode(&signature.0),
-    })?;
-    eprintln!("submitted {} to shard {}", submitted.id, submitted.shard);
-    if wait.no_wait {
-        if json {
-            print_json(&submitted)?;
-        } else {
-            println!("{}", submitted.id);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let status = wait_final(client, &submitted.id, Duration::from_secs(wait.timeout))?;
-    match (&built.atomix, &status.state) {
-        (Some(x), TxState::Finalized) => {
-            let done = follow_atomix(client, x, Duration::from_secs(wait.timeout))?;
-            if json {
-                print_json(&serde_json::json!({"lock": status, "atomix": done}))?;
-            } else {
-                println!(
-                    "{} locked on shard {} at height {}; cross-shard transfer {}: {} ({})",
-                    status.id,
-                    status.shard.unwrap_or(0),
-                    status.height.unwrap_or(0),
-                    done.id,
-                    done.state,
-                    done.detail
-                );
-            }
-            Ok(if done.state == "done" {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
-        _ => report(&status, json),
-    }
+    Ok((tx, built))
 }
 
 /// Whether the node's call does what was asked: the same call, or for a
@@ -333,8 +377,25 @@ fn follow_atomix(
     }
 }
 
-fn wait_final(client: &Client, id: &str, timeout: Duration) -> Result<TxStatus> {
+/// How waiting for a transaction ended.
+enum Waited {
+    /// Finalized or failed.
+    Done(TxStatus),
+    /// Never to be included: the sender's committed nonce passed its own.
+    Superseded,
+}
+
+/// Follows `id` until it is final. With `(sender, nonce)`, also notices a
+/// transaction that can no longer be included because another one from
+/// the same account took its nonce.
+fn wait_final(
+    client: &Client,
+    id: &str,
+    nonce_of: Option<(&Address, u64)>,
+    timeout: Duration,
+) -> Result<Waited> {
     let mut progress = Progress::new();
+    let mut polls = 0u32;
     loop {
         let s = client
             .tx_status(id)
@@ -342,11 +403,28 @@ fn wait_final(client: &Client, id: &str, timeout: Duration) -> Result<TxStatus> 
         match s.state {
             TxState::Finalized | TxState::Failed => {
                 progress.finish();
-                return Ok(s);
+                return Ok(Waited::Done(s));
             }
             TxState::Pending => progress.update("waiting for finality: pooled"),
-            TxState::Unknown => progress.update("waiting for finality: not seen yet"),
+            TxState::Unknown => {
+                progress.update("waiting for finality: not seen yet");
+                // Unknown once pooled means included elsewhere or dropped;
+                // look at the account now and then, not on every poll.
+                if let Some((sender, nonce)) = nonce_of.filter(|_| polls % 4 == 3) {
+                    let account = client.account(&sender.to_string())?;
+                    if account.nonce > nonce {
+                        // Included meanwhile? Ask once more before giving up on it.
+                        let again = client.tx_status(id)?;
+                        progress.finish();
+                        return Ok(match again.state {
+                            TxState::Finalized | TxState::Failed => Waited::Done(again),
+                            _ => Waited::Superseded,
+                        });
+                    }
+                }
+            }
         }
+        polls += 1;
         if progress.elapsed() > timeout {
             progress.finish();
             bail!(
