@@ -66,12 +66,20 @@ impl ApiError {
     /// A transaction the chain refuses: the chain's own code, status 422
     /// (400 for input that cannot be a transaction at all).
     pub fn chain(e: &ios_chain::error::ChainError) -> ApiError {
-        let status = if e.is_peer_fault() {
-            StatusCode::BAD_REQUEST
-        } else {
-            StatusCode::UNPROCESSABLE_ENTITY
-        };
-        ApiError::new(status, e.code(), e.to_string())
+        ApiError::new(status_of(e.code()), e.code(), e.to_string())
+    }
+}
+
+/// The HTTP status of a chain error, by its code: the client's mistake
+/// (400), a well-formed request the chain refuses (422), the node busy or
+/// not ready (503), the node's own failure (500).
+fn status_of(code: &str) -> StatusCode {
+    match code {
+        "malformed" | "too_large" | "invalid_address" | "bad_signature" | "wrong_chain_id"
+        | "unknown_module" => StatusCode::BAD_REQUEST,
+        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "storage" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
 }
 
@@ -499,7 +507,8 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
     responses(
         (status = 200, description = "Pooled; poll /api/v1/tx/{id} for finality", body = SubmittedTx),
         (status = 400, description = "Not a transaction, or a bad signature", body = ErrorBody),
-        (status = 422, description = "Refused by the chain (nonce, funds, fee...)", body = ErrorBody)))]
+        (status = 422, description = "Refused by the chain (nonce, funds, fee...)", body = ErrorBody),
+        (status = 503, description = "The shard is not reachable from this node yet; retry", body = ErrorBody)))]
 async fn submit_tx(
     g: web::Data<Gateway>,
     req: web::Json<SubmitTxRequest>,
@@ -527,12 +536,7 @@ async fn submit_tx(
     match results.into_iter().next() {
         Some(Ok(_)) => {}
         Some(Err(r)) => {
-            let status = if r.code == "unavailable" {
-                StatusCode::SERVICE_UNAVAILABLE
-            } else {
-                StatusCode::UNPROCESSABLE_ENTITY
-            };
-            return Err(ApiError::new(status, &r.code, r.message));
+            return Err(ApiError::new(status_of(&r.code), &r.code, r.message));
         }
         None => return Err(ApiError::unavailable("the node returned no result")),
     }

@@ -128,6 +128,26 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
     forged[0] ^= 1;
     let resp = test::call_service(&app, submit(ios_web::hex::encode(&forged))).await;
     assert_eq!(error_code(resp).await, (400, "bad_signature".into()));
+    // Signed, but for another chain: the client's mistake, a 400.
+    let mut other: ios_chain::tx::Transaction = ios_chain::codec::decode(
+        "tx",
+        &ios_web::hex::decode(built["tx"].as_str().unwrap()).unwrap(),
+        1 << 16,
+    )
+    .unwrap();
+    other.chain_id = ios_chain::types::ChainId("another-chain".into());
+    let resp = test::call_service(
+        &app,
+        test::TestRequest::post()
+            .uri("/api/v1/tx")
+            .set_json(json!({
+                "tx": ios_web::hex::encode(&ios_chain::codec::encode(&other)),
+                "signature": ios_web::hex::encode(&user.sign(&other.signing_hash()).0),
+            }))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(error_code(resp).await, (400, "wrong_chain_id".into()));
     let sub: Value = test::call_and_read_body_json(&app, submit(sig.clone())).await;
     let id = sub["id"].as_str().unwrap().to_string();
     // Submitting it again while it is pooled is idempotent (clients retry).

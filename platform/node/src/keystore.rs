@@ -19,6 +19,10 @@ const M_COST_KIB: u32 = 64 * 1024;
 const T_COST: u32 = 3;
 const P_COST: u32 = 1;
 const FORMAT_VERSION: u32 = 1;
+/// The most a key file may ask of argon2id: 1 GiB, 16 passes, 8 lanes.
+const MAX_M_COST_KIB: u32 = 1 << 20;
+const MAX_T_COST: u32 = 16;
+const MAX_P_COST: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoreError {
@@ -172,13 +176,25 @@ impl Keystore {
             path: path.display().to_string(),
             reason: e.to_string(),
         })?;
-        // Written to a temporary name and renamed: a crash leaves no half key.
-        let tmp = self.dir.join(format!(".{name}.json.tmp"));
+        // Written whole under a temporary name of its own, then linked to
+        // its name: a crash leaves no half key, and of two `ios key new`
+        // racing for one name, the second is refused (a link never
+        // replaces a file), not silently overwriting the first.
+        let mut tag = [0u8; 8];
+        random_bytes(&mut tag)?;
+        let tmp = self.dir.join(format!(".{name}.{}.tmp", hex(&tag)));
         crate::node::write_private(&tmp, &json).map_err(|e| KeystoreError::Io {
             path: tmp.display().to_string(),
             source: std::io::Error::other(e.to_string()),
         })?;
-        std::fs::rename(&tmp, &path).map_err(self.io(&path))?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(KeystoreError::Exists(name.into()))
+            }
+            other => other.map_err(self.io(&path))?,
+        }
         Ok(KeyInfo {
             name: name.into(),
             address,
@@ -236,7 +252,11 @@ impl Keystore {
             .filter(|n| n.len() == 24)
             .ok_or_else(|| corrupt("bad nonce"))?;
         let ciphertext = unhex(&file.ciphertext).ok_or_else(|| corrupt("bad ciphertext"))?;
-        let cipher = XChaCha20Poly1305::new(&stretch(password, &file.kdf, &salt)?.into());
+        let stretched = stretch(password, &file.kdf, &salt).map_err(|e| match e {
+            KeystoreError::Corrupt { reason, .. } => corrupt(&reason),
+            e => e,
+        })?;
+        let cipher = XChaCha20Poly1305::new(&stretched.into());
         let secret = cipher
             .decrypt(
                 XNonce::from_slice(&nonce),
@@ -294,6 +314,17 @@ fn stretch(password: &str, kdf: &Kdf, salt: &[u8]) -> Result<[u8; 32]> {
         path: String::new(),
         reason: format!("key derivation parameters: {e}"),
     };
+    // A key file names its own costs; bound them so that a tampered file
+    // cannot make opening it take gigabytes or hours.
+    if kdf.m_cost_kib > MAX_M_COST_KIB || kdf.t_cost > MAX_T_COST || kdf.p_cost > MAX_P_COST {
+        return Err(KeystoreError::Corrupt {
+            path: String::new(),
+            reason: format!(
+                "key derivation costs m={} KiB t={} p={} are over this build's limits ({MAX_M_COST_KIB} KiB, {MAX_T_COST}, {MAX_P_COST})",
+                kdf.m_cost_kib, kdf.t_cost, kdf.p_cost
+            ),
+        });
+    }
     let params = Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32)).map_err(bad)?;
     let mut out = [0u8; 32];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
@@ -380,5 +411,42 @@ mod tests {
         std::fs::write(&info.path, b"not json").unwrap();
         let err = ks.open("k", "pw").unwrap_err();
         assert!(matches!(err, KeystoreError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_file_asking_absurd_costs_is_refused_before_stretching() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = Keystore::new(dir.path());
+        let info = ks.add("k", &generate().unwrap(), "pw").unwrap();
+        let mut file: KeyFile =
+            serde_json::from_slice(&std::fs::read(&info.path).unwrap()).unwrap();
+        file.kdf.m_cost_kib = u32::MAX;
+        std::fs::write(&info.path, serde_json::to_vec(&file).unwrap()).unwrap();
+        let err = ks.open("k", "pw").unwrap_err();
+        assert!(
+            matches!(&err, KeystoreError::Corrupt { path, reason }
+                if path.ends_with("k.json") && reason.contains("over this build's limits")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn of_two_racing_adds_of_one_name_exactly_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let ks = Keystore::new(dir.path());
+        let (a, b) = (generate().unwrap(), generate().unwrap());
+        let results = std::thread::scope(|s| {
+            let ta = s.spawn(|| ks.add("same", &a, "pw").map(|i| i.address));
+            let tb = s.spawn(|| ks.add("same", &b, "pw").map(|i| i.address));
+            [ta.join().unwrap(), tb.join().unwrap()]
+        });
+        let won: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(won.len(), 1, "{results:?}");
+        assert!(results
+            .iter()
+            .any(|r| matches!(r, Err(KeystoreError::Exists(_)))));
+        assert_eq!(ks.open("same", "pw").unwrap().address(), *won[0]);
+        let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files are left behind");
     }
 }

@@ -726,7 +726,7 @@ impl Node {
             self.next_epoch_ask = now + EPOCH_ASK_MS;
             self.ask_epoch_changes();
         }
-        for p in self.book.expired_bans(now) {
+        for p in self.book.housekeeping(now, &self.connected) {
             let _ = self.swarm.behaviour_mut().blocked.unblock_peer(p);
             self.swarm
                 .behaviour_mut()
@@ -1310,9 +1310,11 @@ impl Node {
         if self.book.is_banned(&peer) {
             return Ok(Response::Refused("banned".into()));
         }
-        let request = match frame {
-            Frame::Good(r) => r,
-            Frame::Bad(reason) => {
+        // Taking the request releases the inbound budget it held: it is
+        // handled right here, within this call.
+        let request = match frame.into_request() {
+            Ok(r) => r,
+            Err(reason) => {
                 self.fault(peer, "rpc frame", &reason);
                 return Ok(Response::Refused(format!("refused frame: {reason}")));
             }

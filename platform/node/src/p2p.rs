@@ -17,9 +17,11 @@ use libp2p::{
     allow_block_list, connection_limits, gossipsub, identify, identity, kad, noise, ping,
     request_response, tcp, yamux, PeerId, StreamProtocol, Swarm, SwarmBuilder,
 };
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The request-response protocol: shard messages, epoch changes, transactions.
@@ -27,11 +29,25 @@ pub const RPC_PROTOCOL: StreamProtocol = StreamProtocol::new("/ios/rpc/1");
 /// Our kademlia DHT (the protocol is libp2p's; the name keeps IOS peers apart
 /// from the public IPFS DHT).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/ios/kad/1.0.0");
-/// Largest request or response frame. A sync response of many blocks is the
-/// biggest thing we send; anything larger is refused before it is decoded.
+/// Largest response frame. A sync response of many blocks is the biggest
+/// thing we send; anything larger is refused before it is decoded.
 pub const MAX_FRAME_BYTES: usize = 16 << 20;
 /// Largest gossip message (a proposal carries its block).
 pub const MAX_GOSSIP_BYTES: usize = 4 << 20;
+/// Largest request frame: a shard message as big as the largest gossip
+/// (a block pushed to one peer), with room for its envelope.
+pub const MAX_REQUEST_BYTES: usize = MAX_GOSSIP_BYTES + 4096;
+/// Bytes of inbound requests held at once, from all peers together: read
+/// but not yet taken by the node. Past it, new requests are dropped
+/// unread (not a fault: the sender may retry) so that many peers each
+/// streaming large requests cannot exhaust memory.
+pub const INBOUND_BUDGET_BYTES: usize = 64 << 20;
+/// Peers (connected or gossip authors) the book keeps handles for; the
+/// least recently seen of those not connected are forgotten past it.
+pub const MAX_KNOWN_PEERS: usize = 4096;
+/// A fault score recovers one point per this long (an honest peer's rare
+/// fault is forgotten; a steady offender still reaches the ban line).
+pub const SCORE_RECOVERY_MS: u64 = 30_000;
 /// Epoch changes in one response.
 pub const MAX_EPOCH_CHANGES: usize = 16;
 /// Score at or below which a peer is banned.
@@ -151,27 +167,139 @@ impl std::fmt::Display for Refusal {
 #[derive(Clone, Debug)]
 pub enum Frame {
     Good(Request),
+    /// A request read from a peer, counted against [`INBOUND_BUDGET_BYTES`]
+    /// until the node takes it.
+    Read(Request, Held),
     Bad(String),
 }
+
+impl Frame {
+    /// The request, or why the peer's frame was refused (the budget it held
+    /// is released here).
+    pub fn into_request(self) -> Result<Request, String> {
+        match self {
+            Frame::Good(r) | Frame::Read(r, _) => Ok(r),
+            Frame::Bad(reason) => Err(reason),
+        }
+    }
+}
+
+/// A shared byte budget for what peers send us.
+#[derive(Debug)]
+struct Budget {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl Budget {
+    /// Takes `n` bytes; false (taking nothing) when that would pass the limit.
+    fn reserve(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|t| *t <= self.limit)
+            })
+            .is_ok()
+    }
+}
+
+#[derive(Debug)]
+struct Reservation {
+    budget: Arc<Budget>,
+    n: usize,
+}
+
+impl Reservation {
+    fn new(budget: &Arc<Budget>) -> Reservation {
+        Reservation {
+            budget: budget.clone(),
+            n: 0,
+        }
+    }
+
+    fn grow(&mut self, n: usize) -> bool {
+        let ok = self.budget.reserve(n);
+        if ok {
+            self.n += n;
+        }
+        ok
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.n, Ordering::AcqRel);
+    }
+}
+
+/// Bytes of the inbound budget a read request holds (released when the
+/// last clone is dropped).
+#[derive(Clone, Debug)]
+pub struct Held(#[allow(dead_code)] Arc<Reservation>);
 
 /// Borsh frames bounded by [`MAX_FRAME_BYTES`]: a longer stream is refused
 /// unread past the limit, a frame that does not decode is refused (a
 /// request as [`Frame::Bad`], a response as an `InvalidData` error).
-#[derive(Clone, Default)]
-pub struct RpcCodec;
+/// Requests share one inbound budget over every stream of every peer.
+#[derive(Clone)]
+pub struct RpcCodec {
+    inbound: Arc<Budget>,
+}
 
-async fn read_frame<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io.take(MAX_FRAME_BYTES as u64 + 1)
-        .read_to_end(&mut buf)
-        .await?;
-    if buf.len() > MAX_FRAME_BYTES {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame over {MAX_FRAME_BYTES} bytes"),
-        ));
+impl Default for RpcCodec {
+    fn default() -> Self {
+        RpcCodec::with_budget(INBOUND_BUDGET_BYTES)
     }
-    Ok(buf)
+}
+
+impl RpcCodec {
+    pub fn with_budget(bytes: usize) -> RpcCodec {
+        RpcCodec {
+            inbound: Arc::new(Budget {
+                used: AtomicUsize::new(0),
+                limit: bytes,
+            }),
+        }
+    }
+
+    /// Bytes of inbound requests held now.
+    pub fn inbound_held(&self) -> usize {
+        self.inbound.used.load(Ordering::Acquire)
+    }
+}
+
+/// What a frame is read in: memory grows only as the peer really sends.
+const READ_CHUNK: usize = 64 << 10;
+
+/// Reads one frame of at most `max` bytes, holding `held` for what it read
+/// (when given): an error of kind `OutOfMemory` when the budget runs out.
+async fn read_frame<T: AsyncRead + Unpin + Send>(
+    io: &mut T,
+    max: usize,
+    mut held: Option<&mut Reservation>,
+) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = io.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(buf);
+        }
+        if buf.len() + n > max {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame over {max} bytes"),
+            ));
+        }
+        if let Some(h) = held.as_deref_mut() {
+            if !h.grow(n) {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    "the node's inbound request budget is spent; dropped unread",
+                ));
+            }
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
 }
 
 fn decode<M: BorshDeserialize>(bytes: &[u8]) -> io::Result<M> {
@@ -188,8 +316,12 @@ impl request_response::Codec for RpcCodec {
         T: AsyncRead + Unpin + Send,
     {
         let bad = |e: io::Error| Ok(Frame::Bad(e.to_string()));
-        match read_frame(io).await {
-            Ok(bytes) => decode(&bytes).map(Frame::Good).or_else(bad),
+        let mut held = Reservation::new(&self.inbound);
+        match read_frame(io, MAX_REQUEST_BYTES, Some(&mut held)).await {
+            Ok(bytes) => match decode(&bytes) {
+                Ok(r) => Ok(Frame::Read(r, Held(Arc::new(held)))),
+                Err(e) => bad(e),
+            },
             Err(e) if e.kind() == io::ErrorKind::InvalidData => bad(e),
             Err(e) => Err(e),
         }
@@ -199,7 +331,7 @@ impl request_response::Codec for RpcCodec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io).await?)
+        decode(&read_frame(io, MAX_FRAME_BYTES, None).await?)
     }
 
     fn write_request<T>(
@@ -212,7 +344,7 @@ impl request_response::Codec for RpcCodec {
         T: AsyncWrite + Unpin + Send,
     {
         let bytes = match req {
-            Frame::Good(r) => borsh::to_vec(&r),
+            Frame::Good(r) | Frame::Read(r, _) => borsh::to_vec(&r),
             Frame::Bad(_) => Err(io::Error::other("a refused frame is never sent")),
         };
         async move { io.write_all(&bytes?).await }
@@ -283,7 +415,8 @@ impl Behaviour {
             ping: ping::Behaviour::new(ping::Config::new()),
             kad,
             gossipsub,
-            rpc: request_response::Behaviour::new(
+            rpc: request_response::Behaviour::with_codec(
+                RpcCodec::default(),
                 [(RPC_PROTOCOL, request_response::ProtocolSupport::Full)],
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(15))
@@ -319,29 +452,46 @@ pub fn network_key(validator: &ios_chain::crypto::Keypair) -> anyhow::Result<ide
 }
 
 /// Per-peer standing: the short handles replicas see, and a score that
-/// proven faults lower until the peer is banned.
+/// proven faults lower until the peer is banned. Bounded: handles of peers
+/// long unseen and not connected are forgotten (a forgotten handle never
+/// comes back: a returning peer gets a new one), scores recover with time,
+/// and past [`MAX_KNOWN_PEERS`] scores the mildest are dropped.
 #[derive(Default)]
 pub struct PeerBook {
-    handles: HashMap<PeerId, u64>,
-    peers: Vec<PeerId>,
+    /// Each known peer's handle and when it was last used (a use counter).
+    handles: HashMap<PeerId, (u64, u64)>,
+    peers: HashMap<u64, PeerId>,
+    next_handle: u64,
+    uses: u64,
     scores: HashMap<PeerId, i32>,
     /// Banned peers and when their ban ends.
     banned: HashMap<PeerId, u64>,
+    /// When scores last recovered.
+    recovered_at: Option<u64>,
 }
 
 impl PeerBook {
-    /// The replica-facing handle of `peer` (stable for the node's lifetime).
+    /// The replica-facing handle of `peer` (stable while the book keeps it).
     pub fn handle(&mut self, peer: PeerId) -> ios_chain::message::PeerId {
-        let next = self.peers.len() as u64;
-        let h = *self.handles.entry(peer).or_insert(next);
+        self.uses += 1;
+        let (next, uses) = (self.next_handle, self.uses);
+        let entry = self.handles.entry(peer).or_insert((next, uses));
+        entry.1 = uses;
+        let h = entry.0;
         if h == next {
-            self.peers.push(peer);
+            self.next_handle += 1;
+            self.peers.insert(h, peer);
         }
         ios_chain::message::PeerId(h)
     }
 
     pub fn peer(&self, handle: ios_chain::message::PeerId) -> Option<PeerId> {
-        self.peers.get(handle.0 as usize).copied()
+        self.peers.get(&handle.0).copied()
+    }
+
+    /// Peers the book holds a handle for.
+    pub fn known(&self) -> usize {
+        self.handles.len()
     }
 
     /// Lowers `peer`'s score; true when it just fell to the ban line.
@@ -363,8 +513,10 @@ impl PeerBook {
         self.banned.contains_key(peer)
     }
 
-    /// Bans that have run out (their scores start again from zero).
-    pub fn expired_bans(&mut self, now: u64) -> Vec<PeerId> {
+    /// Periodic upkeep: ends bans that ran out (their scores start again
+    /// from zero) and returns those peers; lets scores recover; forgets
+    /// what is over the bounds, never a `connected` or banned peer.
+    pub fn housekeeping(&mut self, now: u64, connected: &BTreeSet<PeerId>) -> Vec<PeerId> {
         let done: Vec<PeerId> = self
             .banned
             .iter()
@@ -374,6 +526,47 @@ impl PeerBook {
         for p in &done {
             self.banned.remove(p);
             self.scores.remove(p);
+        }
+        let since = *self.recovered_at.get_or_insert(now);
+        let steps = now.saturating_sub(since) / SCORE_RECOVERY_MS;
+        if steps > 0 {
+            self.recovered_at = Some(since + steps * SCORE_RECOVERY_MS);
+            let up = i32::try_from(steps).unwrap_or(i32::MAX);
+            let banned = &self.banned;
+            self.scores.retain(|p, s| {
+                if !banned.contains_key(p) {
+                    *s = s.saturating_add(up).min(0);
+                }
+                *s < 0
+            });
+        }
+        if self.scores.len() > MAX_KNOWN_PEERS {
+            let mut mild: Vec<(i32, PeerId)> = self
+                .scores
+                .iter()
+                .filter(|(p, _)| !self.banned.contains_key(p))
+                .map(|(p, s)| (-*s, *p))
+                .collect();
+            mild.sort_unstable();
+            let excess = self.scores.len() - MAX_KNOWN_PEERS * 3 / 4;
+            for (_, p) in mild.into_iter().take(excess) {
+                self.scores.remove(&p);
+            }
+        }
+        if self.handles.len() > MAX_KNOWN_PEERS {
+            let mut idle: Vec<(u64, PeerId)> = self
+                .handles
+                .iter()
+                .filter(|(p, _)| !connected.contains(p) && !self.banned.contains_key(p))
+                .map(|(p, (_, used))| (*used, *p))
+                .collect();
+            idle.sort_unstable();
+            let excess = self.handles.len() - MAX_KNOWN_PEERS * 3 / 4;
+            for (_, p) in idle.into_iter().take(excess) {
+                if let Some((h, _)) = self.handles.remove(&p) {
+                    self.peers.remove(&h);
+                }
+            }
         }
         done
     }
@@ -396,7 +589,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_round_trip_and_bad_frames_are_refused() {
-        let mut codec = RpcCodec;
+        let mut codec = RpcCodec::default();
         let req = Frame::Good(Request::EpochChanges { from: 7 });
         let mut out = Cursor::new(Vec::new());
         codec
@@ -407,7 +600,7 @@ mod tests {
         let back = codec.read_request(&RPC_PROTOCOL, &mut input).await.unwrap();
         assert!(matches!(
             back,
-            Frame::Good(Request::EpochChanges { from: 7 })
+            Frame::Read(Request::EpochChanges { from: 7 }, _)
         ));
 
         let mut garbage = Cursor::new(vec![0xff; 40]);
@@ -416,7 +609,7 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(back, Frame::Bad(_)), "{back:?}");
-        let mut huge = Cursor::new(vec![0u8; MAX_FRAME_BYTES + 10]);
+        let mut huge = Cursor::new(vec![0u8; MAX_REQUEST_BYTES + 10]);
         let back = codec.read_request(&RPC_PROTOCOL, &mut huge).await.unwrap();
         assert!(
             matches!(&back, Frame::Bad(r) if r.contains("frame over")),
@@ -440,8 +633,9 @@ mod tests {
         }
         assert!(book.fault(p, 9));
         assert!(book.is_banned(&p));
-        assert!(book.expired_bans(10).is_empty());
-        assert_eq!(book.expired_bans(9 + BAN_MS), vec![p]);
+        let none = BTreeSet::new();
+        assert!(book.housekeeping(10, &none).is_empty());
+        assert_eq!(book.housekeeping(9 + BAN_MS, &none), vec![p]);
         assert!(!book.is_banned(&p));
         assert_eq!(book.score(&p), 0);
     }
@@ -455,5 +649,115 @@ mod tests {
         assert_ne!(ha, hb);
         assert_eq!(book.handle(a), ha);
         assert_eq!(book.peer(hb), Some(b));
+    }
+
+    #[test]
+    fn scores_recover_with_time_but_bans_run_their_course() {
+        let mut book = PeerBook::default();
+        let none = BTreeSet::new();
+        let (p, q) = (PeerId::random(), PeerId::random());
+        book.housekeeping(0, &none);
+        book.fault(p, 0);
+        for _ in 0..10 {
+            book.fault(q, 0);
+        }
+        book.housekeeping(SCORE_RECOVERY_MS, &none);
+        assert_eq!(book.score(&p), -FAULT_PENALTY + 1);
+        assert_eq!(book.score(&q), -10 * FAULT_PENALTY, "a ban does not shrink");
+        book.housekeeping(SCORE_RECOVERY_MS * FAULT_PENALTY as u64, &none);
+        assert!(BAN_MS > SCORE_RECOVERY_MS * FAULT_PENALTY as u64);
+        assert_eq!(book.score(&p), 0);
+        assert!(book.is_banned(&q));
+    }
+
+    #[test]
+    fn the_book_forgets_idle_peers_past_its_bound_but_never_connected_ones() {
+        let mut book = PeerBook::default();
+        let first = PeerId::random();
+        let h_first = book.handle(first);
+        let idle = PeerId::random();
+        let h_idle = book.handle(idle);
+        for _ in 0..MAX_KNOWN_PEERS {
+            book.handle(PeerId::random());
+        }
+        let connected = BTreeSet::from([first]);
+        book.housekeeping(1, &connected);
+        assert!(
+            book.known() <= MAX_KNOWN_PEERS * 3 / 4 + 1,
+            "{}",
+            book.known()
+        );
+        assert_eq!(book.peer(h_first), Some(first), "connected: kept");
+        assert_eq!(book.peer(h_idle), None, "the least recently seen go first");
+        let again = book.handle(idle);
+        assert_ne!(again, h_idle, "a forgotten handle is never reused");
+        assert_eq!(book.peer(again), Some(idle));
+    }
+
+    #[test]
+    fn scores_past_the_bound_drop_the_mildest_first() {
+        let mut book = PeerBook::default();
+        let worst = PeerId::random();
+        for _ in 0..5 {
+            book.fault(worst, 0);
+        }
+        for _ in 0..MAX_KNOWN_PEERS {
+            book.fault(PeerId::random(), 0);
+        }
+        book.housekeeping(1, &BTreeSet::new());
+        assert_eq!(book.score(&worst), -5 * FAULT_PENALTY);
+    }
+
+    #[tokio::test]
+    async fn inbound_requests_share_one_byte_budget() {
+        let mut codec = RpcCodec::with_budget(256 << 10);
+        let mut peer = codec.clone();
+        let key = ios_chain::crypto::Keypair::from_seed("t", 1);
+        let big = Request::Submit {
+            shard: 1,
+            txs: vec![ios_chain::tx::Transaction {
+                chain_id: ios_chain::types::ChainId("t".into()),
+                sender: key.address(),
+                nonce: 0,
+                fee: 0,
+                expires_at: 1,
+                call: ios_chain::tx::Call {
+                    module: ios_chain::tx::ModuleId(0),
+                    payload: vec![7; 200 << 10],
+                },
+            }
+            .sign(&key)],
+        };
+        let mut out = Cursor::new(Vec::new());
+        peer.write_request(&RPC_PROTOCOL, &mut out, Frame::Good(big))
+            .await
+            .unwrap();
+        let bytes = out.into_inner();
+        let first = codec
+            .read_request(&RPC_PROTOCOL, &mut Cursor::new(bytes.clone()))
+            .await
+            .unwrap();
+        assert!(matches!(first, Frame::Read(..)));
+        assert_eq!(codec.inbound_held(), bytes.len());
+        // A second one while the first is held: over the budget, dropped
+        // unread, and not called a fault.
+        let err = peer
+            .read_request(&RPC_PROTOCOL, &mut Cursor::new(bytes.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::OutOfMemory, "{err}");
+        assert_eq!(
+            codec.inbound_held(),
+            bytes.len(),
+            "the failed read gave back its bytes"
+        );
+        // Taking the first releases its bytes; the next one fits.
+        first.into_request().unwrap();
+        assert_eq!(codec.inbound_held(), 0);
+        let again = peer
+            .read_request(&RPC_PROTOCOL, &mut Cursor::new(bytes))
+            .await
+            .unwrap();
+        assert!(matches!(again, Frame::Read(..)));
     }
 }
