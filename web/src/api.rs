@@ -77,7 +77,7 @@ fn status_of(code: &str) -> StatusCode {
     match code {
         "malformed" | "too_large" | "invalid_address" | "bad_signature" | "wrong_chain_id"
         | "unknown_module" => StatusCode::BAD_REQUEST,
-        "unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable" | "busy" => StatusCode::SERVICE_UNAVAILABLE,
         "storage" => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     }
@@ -508,7 +508,7 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
         (status = 200, description = "Pooled; poll /api/v1/tx/{id} for finality", body = SubmittedTx),
         (status = 400, description = "Not a transaction, or a bad signature", body = ErrorBody),
         (status = 422, description = "Refused by the chain (nonce, funds, fee...)", body = ErrorBody),
-        (status = 503, description = "The shard is not reachable from this node yet; retry", body = ErrorBody)))]
+        (status = 503, description = "The shard is busy (a backlog waits) or not reachable from this node yet; retry", body = ErrorBody)))]
 async fn submit_tx(
     g: web::Data<Gateway>,
     req: web::Json<SubmitTxRequest>,

@@ -104,6 +104,17 @@ pub fn render(v: &View<'_>) -> String {
         "Blocks this node finalized (all shards).",
         l(&m.finalized_blocks),
     );
+    family(
+        &mut out,
+        "ios_node_busy_seconds_total",
+        "counter",
+        "Time the node's event loop spent handling events (1 per second: saturated).",
+    );
+    let _ = writeln!(
+        out,
+        "ios_node_busy_seconds_total {}",
+        l(&m.busy_us) as f64 / 1e6
+    );
     counter(
         &mut out,
         "ios_finalized_transactions_total",

@@ -10,15 +10,27 @@ use ios_web::api::{self, Gateway};
 use serde_json::{json, Value};
 
 async fn one_node(dir: &std::path::Path) -> (NodeHandle, Keypair) {
-    let validator = Keypair::from_seed("api-test-validator", 0);
+    node_of(dir, 1, ChainParams::devnet("api-test")).await
+}
+
+/// Validator 0 of a genesis with `validators` validators (the others do
+/// not run: with more than one, no block is ever finalized).
+async fn node_of(
+    dir: &std::path::Path,
+    validators: u64,
+    mut params: ChainParams,
+) -> (NodeHandle, Keypair) {
+    let keys: Vec<Keypair> = (0..validators)
+        .map(|i| Keypair::from_seed("api-test-validator", i))
+        .collect();
+    let validator = keys[0].clone();
     let user = Keypair::from_seed("api-test-user", 0);
-    let mut params = ChainParams::devnet("api-test");
-    params.set_committee_size(1);
+    params.set_committee_size(validators as u16);
     let genesis = Genesis::test_network(
         params,
         ios_node::unix_ms(),
         hash_tagged("api-test", b""),
-        std::slice::from_ref(&validator),
+        &keys,
         &[user.address()],
     );
     let (h, _task) = node::start(
@@ -48,6 +60,59 @@ async fn error_code(resp: actix_web::dev::ServiceResponse) -> (u16, String) {
         .to_string();
     assert!(body["error"]["message"].is_string(), "{body}");
     (status, code)
+}
+
+#[actix_web::test]
+async fn a_shard_with_a_backlog_answers_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = ChainParams::devnet("api-test");
+    params.max_block_txs = 2;
+    let limit = ios_node::node::BUSY_BACKLOG_BLOCKS * 2;
+    // Four validators, one running: nothing finalizes, the pool only grows.
+    let (node, user) = node_of(dir.path(), 4, params).await;
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(Gateway { node }))
+            .configure(api::configure),
+    )
+    .await;
+    let to = Keypair::from_seed("api-test-other", 1)
+        .address()
+        .to_string();
+    let mut accepted = 0;
+    let mut busy = 0;
+    for nonce in 0..limit as u64 + 3 {
+        let built: Value = test::call_and_read_body_json(
+            &app,
+            test::TestRequest::post()
+                .uri("/api/v1/tx/build")
+                .set_json(json!({"sender": user.address().to_string(), "nonce": nonce,
+                    "call": {"type": "transfer", "to": to, "amount": "1"}}))
+                .to_request(),
+        )
+        .await;
+        let hash =
+            ios_chain::hash::Hash::from_hex(built["signing_hash"].as_str().unwrap()).unwrap();
+        let resp = test::call_service(
+            &app,
+            test::TestRequest::post()
+                .uri("/api/v1/tx")
+                .set_json(json!({"tx": built["tx"],
+                    "signature": ios_web::hex::encode(&user.sign(&hash).0)}))
+                .to_request(),
+        )
+        .await;
+        if resp.status() == 200 {
+            assert_eq!(busy, 0, "accepted after a busy answer");
+            accepted += 1;
+        } else {
+            assert_eq!(error_code(resp).await, (503, "busy".into()));
+            busy += 1;
+        }
+    }
+    // The validator's own transactions share the pool with the user's.
+    assert!((1..=limit).contains(&accepted), "{accepted} accepted");
+    assert!(busy >= 3, "{busy} busy answers");
 }
 
 #[actix_web::test]

@@ -201,10 +201,14 @@ fn send(
             None => build_checked(client, &sender, &call, &req, fee)?,
         };
         let signature = key.sign(&tx.signing_hash());
-        let submitted = client.submit_tx(&SubmitTxRequest {
-            tx: built.tx.clone(),
-            signature: ios_web::hex::encode(&signature.0),
-        })?;
+        let submitted = submit_when_not_busy(
+            client,
+            &SubmitTxRequest {
+                tx: built.tx.clone(),
+                signature: ios_web::hex::encode(&signature.0),
+            },
+            Duration::from_secs(wait.timeout),
+        )?;
         eprintln!("submitted {} to shard {}", submitted.id, submitted.shard);
         if wait.no_wait {
             if json {
@@ -374,6 +378,28 @@ fn follow_atomix(
             );
         }
         std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Submits, and while the node answers that the shard is busy (a backlog
+/// waits), tries again every second until `timeout`.
+fn submit_when_not_busy(
+    client: &Client,
+    req: &SubmitTxRequest,
+    timeout: Duration,
+) -> Result<ios_web::types::SubmittedTx> {
+    let mut progress = Progress::new();
+    loop {
+        match client.submit_tx(req) {
+            Err(e) if e.code() == Some("busy") && progress.elapsed() < timeout => {
+                progress.update("the shard is busy; submitting again shortly");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            other => {
+                progress.finish();
+                return Ok(other?);
+            }
+        }
     }
 }
 

@@ -84,8 +84,17 @@ fn params(cfg: &DevnetConfig) -> ChainParams {
     p.set_committee_size(cfg.committee as u16);
     p.epoch_length = cfg.epoch_length;
     p.dealing_window = (cfg.epoch_length / 3).max(2);
+    // Blocks a devnet's 2-core machine checks well inside a round's
+    // timeout: with a backlog, 10 000-transaction blocks took longer to
+    // execute on every replica than the proposal timeout, rounds failed,
+    // and the backlog grew (throughput collapsed to half under overload).
+    p.max_block_txs = DEVNET_MAX_BLOCK_TXS;
     p
 }
+
+/// Most transactions in one devnet block (a block every 200 ms or more:
+/// ample for the machine the devnet runs on).
+pub const DEVNET_MAX_BLOCK_TXS: u32 = 2_000;
 
 pub fn user_keys(n: usize) -> Vec<Keypair> {
     (0..n as u64)

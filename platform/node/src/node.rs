@@ -109,6 +109,19 @@ pub struct NodeMetrics {
     /// upper bounds [`FINALITY_BUCKETS_MS`] (the last bucket is +Inf).
     pub finality_buckets: [AtomicU64; FINALITY_BUCKETS_MS.len() + 1],
     pub finality_sum_ms: AtomicU64,
+    /// Microseconds the node task spent handling events (swarm events,
+    /// commands, ticks): near a second per second, the task is saturated.
+    pub busy_us: AtomicU64,
+}
+
+/// What woke the node task. Lives on the stack for one turn of the loop;
+/// boxing the large variant would cost an allocation per swarm event.
+#[allow(clippy::large_enum_variant)]
+enum Wake {
+    Swarm(SwarmEvent<BehaviourEvent>),
+    Command(Command),
+    Tick,
+    Housekeeping,
 }
 
 /// Upper bounds (ms) of the finality latency histogram's buckets.
@@ -141,6 +154,27 @@ pub fn account_shard(
         }
     }
     ios_chain::shard::home_shard(address, shards)
+}
+
+/// Blocks' worth of pooled transactions past which a node refuses new
+/// submissions for a shard. Taking more than the shard can finalize soon
+/// only spends every replica's time on checking and gossiping a backlog
+/// (under overload that collapsed throughput); clients retry instead.
+pub const BUSY_BACKLOG_BLOCKS: usize = 2;
+
+/// Why `r` refuses new submissions now, if it does: its pool holds
+/// [`BUSY_BACKLOG_BLOCKS`] blocks' worth.
+fn busy(r: &Replica, shard: ShardId) -> Option<Refusal> {
+    let limit = BUSY_BACKLOG_BLOCKS * r.runtime().params().max_block_txs as usize;
+    let pooled = r.mempool_len();
+    (pooled >= limit).then(|| {
+        Refusal::new(
+            "busy",
+            format!(
+                "shard {shard} has {pooled} transactions waiting (limit {limit}); retry shortly"
+            ),
+        )
+    })
 }
 
 /// Where a transaction executes: stake calls on the beacon, the rest on
@@ -519,16 +553,26 @@ impl Node {
                 .min()
                 .unwrap_or(TimeMs::MAX);
             let wait = deadline.saturating_sub(unix_ms()).min(1_000);
-            tokio::select! {
-                ev = self.swarm.select_next_some() => self.on_swarm_event(ev)?,
+            let wake = tokio::select! {
+                ev = self.swarm.select_next_some() => Wake::Swarm(ev),
                 cmd = commands.recv() => match cmd {
-                    Some(c) => self.on_command(c),
+                    Some(c) => Wake::Command(c),
                     None => break,
                 },
-                _ = tokio::time::sleep(Duration::from_millis(wait)) => self.tick()?,
-                _ = housekeeping.tick() => self.housekeeping()?,
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => Wake::Tick,
+                _ = housekeeping.tick() => Wake::Housekeeping,
                 _ = &mut stop => break,
+            };
+            let started = std::time::Instant::now();
+            match wake {
+                Wake::Swarm(ev) => self.on_swarm_event(ev)?,
+                Wake::Command(c) => self.on_command(c),
+                Wake::Tick => self.tick()?,
+                Wake::Housekeeping => self.housekeeping()?,
             }
+            self.metrics
+                .busy_us
+                .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
         }
         for db in self.dbs.values() {
             let _ = db.flush();
@@ -1088,6 +1132,10 @@ impl Node {
             .map(|t| tx_shard(&self.replicas, self.shards, t))
             .unwrap_or(BEACON);
         if let Some(r) = self.replicas.get_mut(&shard) {
+            if let Some(busy) = busy(r, shard) {
+                let _ = reply.send(vec![Err(busy); txs.len()]);
+                return;
+            }
             let (results, out) = r.submit(txs, unix_ms());
             let results = results
                 .into_iter()
@@ -1125,7 +1173,7 @@ impl Node {
                 message_id,
                 message,
             })) => {
-                let verdict = self.on_gossip(&message);
+                let verdict = self.on_gossip(propagation_source, &message);
                 let acceptance = match &verdict {
                     Ok(true) => gossipsub::MessageAcceptance::Accept,
                     Ok(false) => gossipsub::MessageAcceptance::Ignore,
@@ -1136,13 +1184,11 @@ impl Node {
                     .behaviour_mut()
                     .gossipsub
                     .report_message_validation_result(&message_id, &propagation_source, acceptance);
-                // Charged to the author (who signed it). Charging the peer
-                // that forwarded it would also catch authors that sign with
-                // throwaway identities, but an honest forwarder whose view
-                // differed for a moment would be banned with them.
+                // Charged to the peer that sent it to us: gossip carries no
+                // transport signature, and an honest peer forwards only
+                // what its own replica accepted.
                 if let Err(e) = verdict {
-                    let author = message.source.unwrap_or(propagation_source);
-                    self.fault(author, "gossip", &e);
+                    self.fault(propagation_source, "gossip", &e);
                 }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Rpc(request_response::Event::Message {
@@ -1233,18 +1279,17 @@ impl Node {
         Ok(())
     }
 
-    /// One gossip message: Ok(true) to forward it, Ok(false) to drop it
-    /// quietly (stale, not ours), Err when it proves its author faulty.
-    fn on_gossip(&mut self, message: &gossipsub::Message) -> Result<bool, ChainError> {
+    /// One gossip message, sent to us by `from`: Ok(true) to forward it,
+    /// Ok(false) to drop it quietly (stale, not ours), Err when it proves
+    /// the peer that sent it faulty.
+    fn on_gossip(
+        &mut self,
+        from: PeerId,
+        message: &gossipsub::Message,
+    ) -> Result<bool, ChainError> {
         self.metrics
             .gossip_in_bytes
             .fetch_add(message.data.len() as u64, Ordering::Relaxed);
-        let Some(author) = message.source else {
-            return Err(ChainError::Malformed {
-                what: "gossip",
-                reason: "unsigned message".into(),
-            });
-        };
         if message.topic == p2p::epoch_topic(&self.chain_id).hash() {
             let change: EpochChange =
                 ios_chain::codec::decode("epoch change", &message.data, p2p::MAX_GOSSIP_BYTES)?;
@@ -1271,7 +1316,8 @@ impl Node {
                 reason: format!("a {} message on the {:?} topic", msg.kind(), expected),
             });
         }
-        let h = self.book.handle(author);
+        // Replies go to the peer it came from (connected, unlike its publisher).
+        let h = self.book.handle(from);
         let now = unix_ms();
         let Some(r) = self.replicas.get_mut(&shard) else {
             return Ok(false);
@@ -1362,6 +1408,9 @@ impl Node {
                         "this node does not run shard {shard}"
                     )));
                 };
+                if let Some(busy) = busy(r, shard) {
+                    return Ok(Response::Submitted(vec![Err(busy); txs.len()]));
+                }
                 let (results, out) = r.submit(txs, now);
                 self.route(shard, out)?;
                 Response::Submitted(
