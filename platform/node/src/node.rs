@@ -177,6 +177,69 @@ fn busy(r: &Replica, shard: ShardId) -> Option<Refusal> {
     })
 }
 
+/// Finalized blocks of each shard a full node's relayer reads again when
+/// it starts: Atomix transfers whose lock is older and that are still not
+/// finished are left to other relayers (the API's transfers expire after
+/// 100 blocks).
+pub const RELAYER_REPLAY_BLOCKS: Height = 2_000;
+
+/// Feeds `relayer` the last [`RELAYER_REPLAY_BLOCKS`] finalized blocks of
+/// each shard in `stores` (pruned ones are skipped), all shards merged in
+/// block-time order as they were finalized (a transfer's lock comes before
+/// its outcomes on other shards); returns how many blocks it read.
+pub fn replay_relayer(
+    relayer: &mut Relayer,
+    stores: &[(ShardId, &ios_chain::state::StateStore)],
+    now: TimeMs,
+) -> Result<usize> {
+    type Loaded = (
+        ios_chain::block::Block,
+        ios_chain::block::CommitCertificate,
+        Vec<ios_chain::block::Receipt>,
+    );
+    let load = |store: &ios_chain::state::StateStore, h: Height| -> Result<Option<Loaded>> {
+        Ok(match (store.block(h)?, store.receipts(h)?) {
+            (Some((b, c)), Some(r)) => Some((b, c, r)),
+            _ => None,
+        })
+    };
+    // Per shard: the next height to read, the last one, the block read ahead.
+    let mut cursors = Vec::new();
+    for (shard, store) in stores {
+        let Some(head) = store.head().map(|h| h.height) else {
+            continue;
+        };
+        let from = head.saturating_sub(RELAYER_REPLAY_BLOCKS - 1).max(1);
+        cursors.push((*shard, *store, from, head, None::<Loaded>));
+    }
+    let mut n = 0;
+    loop {
+        for (_, store, next, head, ahead) in cursors.iter_mut() {
+            while ahead.is_none() && *next <= *head {
+                *ahead = load(store, *next)?;
+                *next += 1;
+            }
+        }
+        let Some(i) = (0..cursors.len())
+            .filter(|i| cursors[*i].4.is_some())
+            .min_by_key(|i| {
+                let b = &cursors[*i]
+                    .4
+                    .as_ref()
+                    .map(|l| (l.0.header.time, l.0.header.height));
+                (*b, cursors[*i].0)
+            })
+        else {
+            return Ok(n);
+        };
+        let shard = cursors[i].0;
+        if let Some((block, cert, receipts)) = cursors[i].4.take() {
+            relayer.observe(shard, &block, &cert, &receipts, now);
+            n += 1;
+        }
+    }
+}
+
 /// Where a transaction executes: stake calls on the beacon, the rest on
 /// the shard that holds the sender's account.
 pub fn tx_shard(
@@ -448,6 +511,8 @@ struct Node {
     joining_empty: BTreeSet<PeerId>,
     /// Full nodes see every shard's blocks and relay Atomix steps.
     relayer: Option<Relayer>,
+    /// The event loop runs (replicas opened before it were replayed together).
+    started: bool,
 }
 
 /// How long a fresh node waits for epoch changes before it opens shards.
@@ -511,6 +576,7 @@ impl Node {
             joining: None,
             joining_empty: BTreeSet::new(),
             relayer: (cfg.role == Role::Full).then(Relayer::new),
+            started: false,
         })
     }
 
@@ -536,6 +602,16 @@ impl Node {
             self.joining = Some(unix_ms() + JOIN_WAIT_MS);
         }
         self.serve_committees()?;
+        self.started = true;
+        if let Some(relayer) = self.relayer.as_mut() {
+            let stores: Vec<_> = self.replicas.iter().map(|(s, r)| (*s, r.store())).collect();
+            let n = replay_relayer(relayer, &stores, unix_ms())?;
+            info!(
+                blocks = n,
+                transfers = relayer.len(),
+                "relayer caught up on recent blocks"
+            );
+        }
         info!(
             peer = %self.swarm.local_peer_id(),
             addr = %self.listen.first().map(|a| a.to_string()).unwrap_or_default(),
@@ -692,6 +768,13 @@ impl Node {
             epoch = replica.committee().epoch,
             "replica started"
         );
+        // The relayer keeps no state of its own: it reads recent blocks
+        // again (all shards' at start, a shard opened later alone), so a
+        // restarted full node goes on with transfers in flight.
+        if let Some(relayer) = self.relayer.as_mut().filter(|_| self.started) {
+            let n = replay_relayer(relayer, &[(shard, replica.store())], unix_ms())?;
+            debug!(shard, blocks = n, "relayer caught up on recent blocks");
+        }
         self.replicas.insert(shard, replica);
         self.dbs.insert(shard, db);
         Ok(())

@@ -275,4 +275,24 @@ fn keys_transfers_and_chain_queries_through_the_gateway() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot reach the node"));
+
+    // The gateway's relayer keeps nothing of its own: killed and started
+    // again, it learns the cross-shard transfer back from its stored blocks.
+    drop(net);
+    let x = ios_chain::hash::Hash::from_hex(x).unwrap();
+    let mut relayer = ios_chain::relayer::Relayer::new();
+    let stores: Vec<_> = (0..=2u16)
+        .map(|s| {
+            let db = ios_chain::state::open_db(
+                &dir.path().join(format!("devnet/gateway/shard-{s}")),
+                None,
+            )
+            .unwrap();
+            (s, ios_chain::state::StateStore::open(&db).unwrap())
+        })
+        .collect();
+    let refs: Vec<_> = stores.iter().map(|(s, st)| (*s, st)).collect();
+    assert!(ios_node::node::replay_relayer(&mut relayer, &refs, 0).unwrap() > 0);
+    let t = relayer.get(&x).expect("the transfer is known again");
+    assert!(t.terminal(), "{:?}", t.state());
 }
