@@ -1558,6 +1558,12 @@ impl Replica {
     }
 
     fn cast(&mut self, kind: VoteKind, block: Option<Hash>) -> Result<()> {
+        // A replica off the committee (a full node, a validator serving a
+        // shard in another epoch) follows consensus but never signs: its
+        // votes would only be refused by everyone, and each cost a WAL write.
+        if !self.committee.is_member(&self.me) {
+            return Ok(());
+        }
         let round = self.round;
         tracing::debug!(me = ?self.me, height = self.height, round, ?kind, ?block, "vote");
         let sv = match self.sent_votes.get(&(round, kind)) {
@@ -1583,12 +1589,10 @@ impl Replica {
                 sv
             }
         };
-        if self.committee.is_member(&self.me) {
-            self.votes.entry(round).or_default().insert(&sv);
-            self.round_senders.entry(round).or_default().insert(self.me);
-            self.outputs
-                .push(Output::Broadcast(Arc::new(Message::Vote(sv))));
-        }
+        self.votes.entry(round).or_default().insert(&sv);
+        self.round_senders.entry(round).or_default().insert(self.me);
+        self.outputs
+            .push(Output::Broadcast(Arc::new(Message::Vote(sv))));
         Ok(())
     }
 
@@ -1952,11 +1956,14 @@ impl Replica {
             self.outputs
                 .push(Output::Broadcast(Arc::new(Message::Txs(own))));
         }
-        // Re-send what this replica said in the current round: lost messages are harmless.
+        // Re-send what this replica said in the current round: lost messages
+        // are harmless. Only as a member: votes signed before the committee
+        // changed (restored from the WAL, say) are not ours to send now.
+        let member = self.committee.is_member(&self.me);
         let mine: Vec<SignedVote> = self
             .sent_votes
             .iter()
-            .filter(|((r, _), _)| *r == self.round)
+            .filter(|((r, _), _)| member && *r == self.round)
             .map(|(_, v)| v.clone())
             .collect();
         for v in mine {

@@ -572,3 +572,35 @@ fn a_tampered_block_body_is_refused_and_the_real_block_still_commits() {
     net.check_stores();
     assert_eq!(net.rejected, 0);
 }
+
+#[test]
+fn a_replica_off_the_committee_never_signs_a_vote() {
+    let keys: Vec<Keypair> = (0..VALIDATORS as u64)
+        .map(|i| Keypair::from_seed("replica-validator", i))
+        .collect();
+    let genesis = sim_genesis(sim_params(VALIDATORS), &keys, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = open_db(&dir.path().join("follower"));
+    let mut follower = Replica::open(
+        &db,
+        Keypair::from_seed("not-a-validator", 1),
+        Runtime::new(genesis.params.clone()),
+        &genesis,
+        ReplicaConfig::default(),
+        0,
+    )
+    .unwrap();
+    // Alone, it times out waiting for a proposal (the step where a member
+    // prevotes nil) and keeps re-gossiping what it said in the round.
+    let mut votes = 0;
+    for now in (0..20_000).step_by(50) {
+        for out in follower.tick(now).unwrap() {
+            if let Output::Broadcast(m) | Output::Send(_, m) = &out {
+                if matches!(m.as_ref(), Message::Vote(_)) {
+                    votes += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(votes, 0, "a non-member sent votes");
+}
