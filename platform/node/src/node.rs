@@ -517,6 +517,8 @@ struct Node {
     relayer: Option<Relayer>,
     /// The event loop runs (replicas opened before it were replayed together).
     started: bool,
+    /// Inbound request rates of connected peers.
+    rpc_rates: HashMap<PeerId, p2p::RateLimit>,
 }
 
 /// How long a fresh node waits for epoch changes before it opens shards.
@@ -581,6 +583,7 @@ impl Node {
             joining_empty: BTreeSet::new(),
             relayer: (cfg.role == Role::Full).then(Relayer::new),
             started: false,
+            rpc_rates: HashMap::new(),
         })
     }
 
@@ -1360,6 +1363,7 @@ impl Node {
                 ..
             } => {
                 self.connected.remove(&peer_id);
+                self.rpc_rates.remove(&peer_id);
             }
             _ => {}
         }
@@ -1480,6 +1484,26 @@ impl Node {
                 return Ok(Response::Refused(format!("refused frame: {reason}")));
             }
         };
+        if !matches!(request, Request::Submit { .. }) {
+            let now = unix_ms();
+            let verdict = self
+                .rpc_rates
+                .entry(peer)
+                .or_insert_with(|| p2p::RateLimit::new(now))
+                .admit(now);
+            match verdict {
+                p2p::Admit::Yes => {}
+                p2p::Admit::Refuse => return Ok(Response::Refused("rate limited".into())),
+                p2p::Admit::RefuseAndFault => {
+                    self.fault(
+                        peer,
+                        "rpc flood",
+                        &format!("over {} requests per second", p2p::RPC_RATE_PER_S),
+                    );
+                    return Ok(Response::Refused("rate limited".into()));
+                }
+            }
+        }
         let now = unix_ms();
         Ok(match request {
             Request::Shard { shard, msg } => {

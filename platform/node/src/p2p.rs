@@ -45,6 +45,14 @@ pub const INBOUND_BUDGET_BYTES: usize = 64 << 20;
 /// Peers (connected or gossip authors) the book keeps handles for; the
 /// least recently seen of those not connected are forgotten past it.
 pub const MAX_KNOWN_PEERS: usize = 4096;
+/// Inbound requests (other than submissions, which the pool's `busy`
+/// answer governs) a peer may make per second, sustained, and in a burst.
+/// Honest peers stay far below: a few per second each in a loaded devnet.
+pub const RPC_RATE_PER_S: u64 = 200;
+pub const RPC_BURST: u64 = 2_000;
+/// While a peer stays over its rate, one fault per this long (ten seconds
+/// of flooding: a ban).
+pub const FLOOD_FAULT_MS: u64 = 1_000;
 /// A fault score recovers one point per this long (an honest peer's rare
 /// fault is forgotten; a steady offender still reaches the ban line).
 pub const SCORE_RECOVERY_MS: u64 = 30_000;
@@ -589,6 +597,54 @@ impl PeerBook {
     }
 }
 
+/// A token bucket of one peer's inbound requests.
+#[derive(Clone, Debug)]
+pub struct RateLimit {
+    /// Thousandths of a request.
+    tokens_milli: u64,
+    at: u64,
+    last_fault: Option<u64>,
+}
+
+/// What to do with one request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admit {
+    Yes,
+    /// Over the rate: refuse it.
+    Refuse,
+    /// Over the rate, and a fault is due (at most one per [`FLOOD_FAULT_MS`]).
+    RefuseAndFault,
+}
+
+impl RateLimit {
+    pub fn new(now: u64) -> RateLimit {
+        RateLimit {
+            tokens_milli: RPC_BURST * 1000,
+            at: now,
+            last_fault: None,
+        }
+    }
+
+    pub fn admit(&mut self, now: u64) -> Admit {
+        let elapsed = now.saturating_sub(self.at);
+        self.at = self.at.max(now);
+        // RPC_RATE_PER_S requests per second are as many thousandths per ms.
+        self.tokens_milli = self
+            .tokens_milli
+            .saturating_add(elapsed.saturating_mul(RPC_RATE_PER_S))
+            .min(RPC_BURST * 1000);
+        if self.tokens_milli >= 1000 {
+            self.tokens_milli -= 1000;
+            return Admit::Yes;
+        }
+        if self.last_fault.is_none_or(|t| now >= t + FLOOD_FAULT_MS) {
+            self.last_fault = Some(now);
+            return Admit::RefuseAndFault;
+        }
+        Admit::Refuse
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -776,5 +832,34 @@ mod tests {
             .await
             .unwrap();
         assert!(matches!(again, Frame::Read(..)));
+    }
+
+    #[test]
+    fn a_flooding_peer_is_refused_and_faulted_once_a_second() {
+        let mut r = RateLimit::new(0);
+        // The burst passes at once.
+        for i in 0..RPC_BURST {
+            assert_eq!(r.admit(0), Admit::Yes, "request {i}");
+        }
+        assert_eq!(r.admit(0), Admit::RefuseAndFault);
+        assert_eq!(r.admit(1), Admit::Refuse);
+        // Refilled at the sustained rate: 200 per second, one per 5 ms.
+        assert_eq!(r.admit(5), Admit::Yes);
+        assert_eq!(r.admit(5), Admit::Refuse);
+        // Still flooding a second later: the next fault.
+        let mut faults = 1;
+        for now in 6..10_000 {
+            for _ in 0..2 {
+                if r.admit(now) == Admit::RefuseAndFault {
+                    faults += 1;
+                }
+            }
+        }
+        assert_eq!(faults, 10, "one fault per second of flooding");
+        // A peer that keeps to the rate is never refused.
+        let mut calm = RateLimit::new(0);
+        for k in 0..100_000u64 {
+            assert_eq!(calm.admit(k * 1000 / RPC_RATE_PER_S), Admit::Yes);
+        }
     }
 }

@@ -305,6 +305,37 @@ async fn a_hostile_peer_is_banned_and_the_network_goes_on() -> Result<()> {
         target.metrics.faults.load(Ordering::Relaxed) - faults_before
     );
 
+    // A peer that floods requests past the burst: refused, a fault.
+    let faults_before = target.metrics.faults.load(Ordering::Relaxed);
+    let mut flood = p2p::build_swarm(libp2p::identity::Keypair::generate_ed25519())?;
+    flood.dial(target.addrs[0].clone())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut sent = 0u64;
+    while tokio::time::Instant::now() < deadline
+        && target.metrics.faults.load(Ordering::Relaxed) == faults_before
+    {
+        tokio::select! {
+            ev = flood.select_next_some() => {
+                if let SwarmEvent::ConnectionEstablished { peer_id, .. } = ev {
+                    if peer_id == target.peer_id {
+                        for _ in 0..p2p::RPC_BURST * 3 / 2 {
+                            flood.behaviour_mut().rpc.send_request(
+                                &peer_id,
+                                p2p::Frame::Good(Request::EpochChanges { from: 0 }),
+                            );
+                            sent += 1;
+                        }
+                    }
+                }
+            }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+    assert!(
+        target.metrics.faults.load(Ordering::Relaxed) > faults_before,
+        "{sent} requests at once were not counted as a flood"
+    );
+
     // The network goes on.
     let before = shard_state(&gw).await?;
     wait_for("more blocks on every shard", 30, async || {
