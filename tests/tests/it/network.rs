@@ -75,6 +75,13 @@ async fn wait_for<T>(
     }
 }
 
+/// A steady tick every `ms`, whatever else the loop is woken by.
+fn ticker(ms: u64) -> tokio::time::Interval {
+    let mut t = tokio::time::interval(Duration::from_millis(ms));
+    t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    t
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sharded_network_over_libp2p_finalizes_follows_the_beacon_and_agrees() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -181,11 +188,14 @@ async fn a_hostile_peer_is_banned_and_the_network_goes_on() -> Result<()> {
     bad.dial(target.addrs[0].clone())?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let mut sent = 0u32;
+    // One ticker for the whole loop: the swarm hears the shard's votes more
+    // often than a fresh 100 ms sleep per turn would ever fire.
+    let mut tick = ticker(100);
     while tokio::time::Instant::now() < deadline && target.metrics.bans.load(Ordering::Relaxed) == 0
     {
         tokio::select! {
             _ = bad.select_next_some() => {}
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {
+            _ = tick.tick() => {
                 let garbage = vec![0xA5u8, sent as u8, 0xFF, 0x00, 0x13];
                 if bad.behaviour_mut().gossipsub.publish(topic.clone(), garbage).is_ok() {
                     sent += 1;
@@ -266,6 +276,7 @@ async fn a_hostile_peer_is_banned_and_the_network_goes_on() -> Result<()> {
     // Cheap requests (no epoch that far: an empty answer), a steady stream
     // of them well over the sustained rate, whatever this machine's speed.
     let ask = p2p::Frame::Good(Request::EpochChanges { from: u64::MAX });
+    let mut tick = ticker(50);
     while tokio::time::Instant::now() < deadline
         && target.metrics.faults.load(Ordering::Relaxed) == faults_before
     {
@@ -275,7 +286,7 @@ async fn a_hostile_peer_is_banned_and_the_network_goes_on() -> Result<()> {
                     connected |= peer_id == target.peer_id;
                 }
             }
-            _ = tokio::time::sleep(Duration::from_millis(50)) => {
+            _ = tick.tick() => {
                 if connected && flood.is_connected(&target.peer_id) {
                     for _ in 0..p2p::RPC_RATE_PER_S {
                         flood.behaviour_mut().rpc.send_request(&target.peer_id, ask.clone());
