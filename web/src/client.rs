@@ -139,6 +139,43 @@ impl Client {
     }
 
     /// The OpenAPI document, as JSON.
+    /// A metric of the node's Prometheus page: the sum of its samples over
+    /// all labels, or None when the node does not export it.
+    pub fn metric(&self, name: &str) -> Result<Option<f64>> {
+        let url = format!("{}/metrics", self.base);
+        let mut resp = self
+            .agent
+            .get(&url)
+            .call()
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let text = resp
+            .body_mut()
+            .read_to_string()
+            .map_err(|e| ClientError::Decode {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut sum = None;
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some(rest) = line.strip_prefix(name) else {
+                continue;
+            };
+            if !rest.starts_with([' ', '{']) {
+                continue;
+            }
+            let value = rest.rsplit(' ').next().unwrap_or_default();
+            let v: f64 = value.parse().map_err(|_| ClientError::Decode {
+                url: url.clone(),
+                reason: format!("{name} has the value {value:?}"),
+            })?;
+            *sum.get_or_insert(0.0) += v;
+        }
+        Ok(sum)
+    }
+
     pub fn openapi(&self) -> Result<serde_json::Value> {
         self.get("/api/openapi.json")
     }

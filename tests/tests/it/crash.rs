@@ -82,7 +82,7 @@ fn one_per_committee(net: &ProcNet, gateway: &Client) -> Result<Vec<usize>> {
 
 #[test]
 fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
-    let dir = tempfile::tempdir()?;
+    let dir = KeepOnFailure::new()?;
     let cfg = DevnetConfig {
         shards: 2,
         committee: 4,
@@ -187,22 +187,25 @@ fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
     // No finalized transaction is lost: every transfer the gateway saw
     // finalized is finalized on every restarted validator that runs its shard.
     std::thread::sleep(Duration::from_secs(2));
-    let mut finalized: Vec<(String, u16)> = Vec::new();
+    let mut finalized: Vec<(String, u16, u64)> = Vec::new();
     for (id, _) in &report.accepted {
         let s = gateway.tx_status(&id.to_hex())?;
         if s.state == TxState::Finalized {
-            finalized.push((id.to_hex(), s.shard.unwrap_or(0)));
+            finalized.push((id.to_hex(), s.shard.unwrap_or(0), s.height.unwrap_or(0)));
         }
     }
     assert!(finalized.len() > 50, "only {} finalized", finalized.len());
     for &v in victims.iter().chain(&minority) {
         let c = Client::new(net.nodes[v].api_url().context("API")?);
         let runs: Vec<u16> = heights(&c)?.keys().copied().collect();
-        for (id, shard) in finalized.iter().filter(|(_, s)| runs.contains(s)) {
+        for (id, shard, height) in finalized.iter().filter(|(_, s, _)| runs.contains(s)) {
             let s = c.tx_status(id)?;
-            // A node that fast-synced into a shard has no blocks (and so no
-            // index) from before its snapshot; it has their effects.
-            if s.state == TxState::Unknown && c.status()?.fast_syncs > 0 {
+            // A node that fast-synced into a shard (perhaps before it was
+            // killed) has no blocks, and so no index, from before its
+            // snapshot; it has their effects.
+            if s.state == TxState::Unknown
+                && matches!(c.block(*shard, *height), Err(e) if e.code() == Some("not_found"))
+            {
                 continue;
             }
             assert_eq!(
@@ -214,13 +217,52 @@ fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
         }
     }
 
+    // Honest nodes never ban each other, whatever crashed in between.
+    for url in net.api_urls() {
+        let bans = Client::new(&url).metric("ios_peer_bans_total")?;
+        assert_eq!(bans, Some(0.0), "{url} banned an honest peer");
+    }
+
     // Every node that runs a shard has the same blocks and state roots.
     assert!(
         ios_node_roots_agree(&net)?,
         "nodes disagree on a finalized block"
     );
     net.stop_all();
+    dir.passed();
     Ok(())
+}
+
+/// A test directory deleted when the test passes and kept (its path
+/// printed) when it fails, so the nodes' logs can be read afterwards.
+struct KeepOnFailure(Option<tempfile::TempDir>);
+
+impl KeepOnFailure {
+    fn new() -> Result<KeepOnFailure> {
+        Ok(KeepOnFailure(Some(tempfile::tempdir()?)))
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0
+            .as_ref()
+            .expect("the directory lives until drop")
+            .path()
+    }
+
+    fn passed(mut self) {
+        drop(self.0.take());
+    }
+}
+
+impl Drop for KeepOnFailure {
+    fn drop(&mut self) {
+        if let Some(d) = self.0.take() {
+            eprintln!(
+                "the failed test's directory (node logs) is kept: {}",
+                d.keep().display()
+            );
+        }
+    }
 }
 
 /// The same check `ios devnet --processes` ends with.
