@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use ios_node::bench::{self, ChainBenchConfig};
 use ios_node::bench_atomix::{self, AtomixBenchConfig};
 use ios_node::bench_devnet::{self, DevnetBenchConfig};
+use ios_node::bench_huds;
 use std::process::ExitCode;
 
 #[derive(Args, Debug)]
@@ -27,6 +28,15 @@ enum BenchWhat {
         /// Offered transfers per second (default: the engines' own rate).
         #[arg(long)]
         tps: Option<f64>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// HUDS codec: encode/decode GB/s for 4+2 and 10+4 on one core, vs blake3 and memcpy.
+    Huds {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -139,6 +149,45 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                 println!(
                     "ed25519 verify/s      {:.0} batch of 1024 (1 core)",
                     r.limits.ed25519_batch_verify_per_sec
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchWhat::Huds { seconds, json } => {
+            anyhow::ensure!(
+                seconds.is_finite() && (0.05..=600.0).contains(&seconds),
+                "--seconds must be between 0.05 and 600"
+            );
+            eprintln!("bench: the HUDS codec on one core...");
+            let r = bench_huds::run(std::time::Duration::from_secs_f64(seconds))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                for c in &r.codecs {
+                    println!(
+                        "{:>2}+{:<2} {} MiB segments   RS encode {:.2} GB/s, decode {:.2} GB/s ({} lost); with hashing {:.2} / {:.2} GB/s",
+                        c.data,
+                        c.parity,
+                        c.segment_mib,
+                        c.encode_gb_per_sec,
+                        c.decode_gb_per_sec,
+                        c.parity,
+                        c.encode_pipeline_gb_per_sec,
+                        c.decode_pipeline_gb_per_sec
+                    );
+                }
+                println!(
+                    "blake3 / memcpy        {:.2} / {:.2} GB/s (1 core)",
+                    r.blake3_gb_per_sec, r.memcpy_gb_per_sec
+                );
+                println!(
+                    "10+4 RS encode         {:.2} x memcpy; target 2 GB/s {}",
+                    r.encode_vs_memcpy,
+                    if r.encode_target_met {
+                        "met"
+                    } else {
+                        "NOT met"
+                    }
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -207,6 +207,40 @@ fn bench_chain_prints_its_ratio_as_json() {
     }
 }
 
+/// The codec bench measures both codes and checks its own round trip.
+#[test]
+fn bench_huds_reports_both_codes_as_json() {
+    let o = ios(&["bench", "huds", "--json", "--seconds", "0.05"]);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let codes: Vec<(u64, u64)> = v["codecs"]
+        .as_array()
+        .expect("codecs")
+        .iter()
+        .map(|c| (c["data"].as_u64().unwrap(), c["parity"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(codes, vec![(4, 2), (10, 4)]);
+    for c in v["codecs"].as_array().unwrap() {
+        for key in [
+            "encode_gb_per_sec",
+            "decode_gb_per_sec",
+            "encode_pipeline_gb_per_sec",
+            "decode_pipeline_gb_per_sec",
+        ] {
+            assert!(c[key].as_f64().expect(key) > 0.0, "{key} in {out}");
+        }
+    }
+    assert!(v["blake3_gb_per_sec"].as_f64().expect("blake3") > 0.0);
+    assert!(v["memcpy_gb_per_sec"].as_f64().expect("memcpy") > 0.0);
+    let bad = ios(&["bench", "huds", "--seconds", "0"]);
+    assert!(!bad.status.success(), "zero seconds is refused");
+}
+
 /// Each (S, share) runs in its own process; the report parses and every
 /// cross-shard transfer of the 100% run committed (its latency is measured).
 #[test]
