@@ -34,9 +34,12 @@ enum BenchWhat {
     },
     /// HUDS codec: encode/decode GB/s for 4+2 and 10+4 on one core, vs blake3 and memcpy.
     Huds {
-        /// Seconds per measurement.
+        /// Seconds per codec measurement.
         #[arg(long, default_value_t = 2.0)]
         seconds: f64,
+        /// Documents to index for the search measurement (0 skips it).
+        #[arg(long, default_value_t = 1_000_000)]
+        docs: u64,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -153,13 +156,24 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        BenchWhat::Huds { seconds, json } => {
+        BenchWhat::Huds {
+            seconds,
+            docs,
+            json,
+        } => {
             anyhow::ensure!(
                 seconds.is_finite() && (0.05..=600.0).contains(&seconds),
                 "--seconds must be between 0.05 and 600"
             );
-            eprintln!("bench: the HUDS codec on one core...");
-            let r = bench_huds::run(std::time::Duration::from_secs_f64(seconds))?;
+            let dir = bench_dir()?;
+            let r = bench_huds::run(
+                std::time::Duration::from_secs_f64(seconds),
+                docs,
+                &dir.join("search"),
+                |p| eprintln!("bench: {p}..."),
+            );
+            let _ = std::fs::remove_dir_all(&dir);
+            let r = r?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -189,6 +203,17 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                         "NOT met"
                     }
                 );
+                if let Some(s) = &r.search {
+                    println!(
+                        "search                 {} docs indexed at {:.0}/s; {} queries p50 {:.2} ms, p99 {:.2} ms (target 10 ms {})",
+                        s.docs,
+                        s.index_docs_per_sec,
+                        s.queries,
+                        s.query_p50_ms,
+                        s.query_p99_ms,
+                        if s.p99_target_met { "met" } else { "NOT met" }
+                    );
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

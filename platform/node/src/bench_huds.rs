@@ -2,15 +2,20 @@
 //! devnet (4+2) and network (10+4) codes on one core, against blake3 and
 //! memcpy measured in the same run on the same core.
 //!
+//! Then search: synthetic object metadata indexed on disk (docs/s), and
+//! the latency of a mix of queries over it (p50, p99).
+//!
 //! Each code is measured twice: the Reed-Solomon coding alone (encode a
 //! 16 MiB segment; decode it with m data fragments lost, the worst case),
 //! and the whole per-segment pipeline an upload or download runs, which
 //! adds blake3 over every fragment (roots) and the object (content id).
 
 use crate::bench::HardwareLimits;
+use crate::search::{ObjectDoc, SearchIndex, SearchQuery, SortBy};
 use anyhow::{anyhow, Result};
 use ios_storage::codec::{Codec, Coding, Layout, ObjectDecoder, ObjectEncoder};
 use serde::Serialize;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Debug, Serialize)]
@@ -33,8 +38,25 @@ pub struct CodecRate {
 }
 
 #[derive(Clone, Debug, Serialize)]
+pub struct SearchRate {
+    /// Documents in the index (synthetic object metadata, on disk).
+    pub docs: u64,
+    /// Documents indexed per second, commits included (one writer thread).
+    pub index_docs_per_sec: f64,
+    /// Queries run (a mix: one and two words, a tag filter, a size range,
+    /// newest first, a second page), each returning 20 hits with snippets.
+    pub queries: usize,
+    pub query_p50_ms: f64,
+    pub query_p99_ms: f64,
+    /// Whether p99 is under the 10 ms target.
+    pub p99_target_met: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
 pub struct HudsBenchReport {
     pub codecs: Vec<CodecRate>,
+    /// None when skipped (`--docs 0`).
+    pub search: Option<SearchRate>,
     pub blake3_gb_per_sec: f64,
     pub memcpy_gb_per_sec: f64,
     /// 10+4 Reed-Solomon encode / memcpy (both one core).
@@ -129,14 +151,157 @@ fn measure(coding: Coding, budget: Duration) -> Result<CodecRate> {
     })
 }
 
-/// The codec part of `ios bench huds`, `budget` per measurement.
-pub fn run(budget: Duration) -> Result<HudsBenchReport> {
+const WORDS: usize = 5_000;
+
+/// A synthetic word: syllables from an index, so the vocabulary is stable.
+fn word(i: usize) -> String {
+    const SYL: [&str; 16] = [
+        "ka", "lo", "mi", "ren", "sto", "vu", "pe", "dar", "ni", "qua", "zel", "to", "bri", "ox",
+        "fen", "ul",
+    ];
+    let mut w = String::new();
+    let mut x = i + 16;
+    while x > 0 {
+        w.push_str(SYL[x % 16]);
+        x /= 16;
+    }
+    w
+}
+
+/// A small xorshift generator (the bench is reproducible run to run).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Roughly Zipf-distributed word index: small indexes are common.
+    fn zipf(&mut self, n: usize) -> usize {
+        let a = (self.next() % n as u64) as usize;
+        (self.next() % (a as u64 + 1)) as usize
+    }
+}
+
+fn synthetic_doc(i: u64, rng: &mut Rng, words: &[String]) -> ObjectDoc {
+    let pick = |rng: &mut Rng, n: usize| -> Vec<&str> {
+        (0..n)
+            .map(|_| words[rng.zipf(words.len())].as_str())
+            .collect()
+    };
+    const MIMES: [&str; 5] = [
+        "text/plain",
+        "image/jpeg",
+        "application/pdf",
+        "video/mp4",
+        "audio/ogg",
+    ];
+    ObjectDoc {
+        cid: format!("{:064x}", i),
+        name: pick(rng, 3).join(" "),
+        description: pick(rng, 12).join(" "),
+        tags: pick(rng, 2).iter().map(|t| t.to_string()).collect(),
+        mime: MIMES[(rng.next() % 5) as usize].to_string(),
+        owner: format!("ios1owner{}", rng.next() % 10_000),
+        size: rng.next() % (1 << 30),
+        created: 1_700_000_000_000 + i,
+        body: i.is_multiple_of(10).then(|| pick(rng, 60).join(" ")),
+    }
+}
+
+fn percentile(sorted: &[f64], p: usize) -> f64 {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+/// Indexes `docs` synthetic documents on disk in `dir`, then times queries.
+pub fn search_rate(docs: u64, dir: &Path, progress: impl Fn(String)) -> Result<SearchRate> {
+    let words: Vec<String> = (0..WORDS).map(word).collect();
+    let mut ix = SearchIndex::open(dir)?;
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let t = Instant::now();
+    for i in 0..docs {
+        ix.upsert(&synthetic_doc(i, &mut rng, &words))?;
+        if (i + 1) % 200_000 == 0 {
+            ix.commit()?;
+            progress(format!("indexed {} of {docs} documents", i + 1));
+        }
+    }
+    ix.commit()?;
+    let index_rate = docs as f64 / t.elapsed().as_secs_f64();
+    let mut lat = Vec::new();
+    for n in 0..1_000usize {
+        let w = |rng: &mut Rng| words[rng.zipf(200)].clone();
+        let q = match n % 6 {
+            0 => SearchQuery {
+                text: w(&mut rng),
+                ..Default::default()
+            },
+            1 => SearchQuery {
+                text: format!("{} {}", w(&mut rng), w(&mut rng)),
+                ..Default::default()
+            },
+            2 => SearchQuery {
+                text: w(&mut rng),
+                tags: vec![w(&mut rng)],
+                ..Default::default()
+            },
+            3 => SearchQuery {
+                text: w(&mut rng),
+                min_size: Some(1 << 20),
+                max_size: Some(1 << 28),
+                ..Default::default()
+            },
+            4 => SearchQuery {
+                text: w(&mut rng),
+                sort: SortBy::Newest,
+                ..Default::default()
+            },
+            _ => SearchQuery {
+                text: w(&mut rng),
+                offset: 20,
+                ..Default::default()
+            },
+        };
+        let t = Instant::now();
+        std::hint::black_box(ix.search(&q)?);
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    lat.sort_by(f64::total_cmp);
+    let p99 = percentile(&lat, 99);
+    Ok(SearchRate {
+        docs,
+        index_docs_per_sec: index_rate,
+        queries: lat.len(),
+        query_p50_ms: percentile(&lat, 50),
+        query_p99_ms: p99,
+        p99_target_met: p99 < 10.0,
+    })
+}
+
+/// `ios bench huds`: the codec (`budget` per measurement), then search over
+/// `docs` documents in `dir` (skipped when 0).
+pub fn run(
+    budget: Duration,
+    docs: u64,
+    dir: &Path,
+    progress: impl Fn(String),
+) -> Result<HudsBenchReport> {
     let limits: HardwareLimits = crate::bench::hardware_limits(budget * 4);
     let gib = (1u64 << 30) as f64 / 1e9;
     let mut codecs = Vec::new();
     for coding in [Coding::DEVNET, Coding::NETWORK] {
+        progress(format!("codec {}+{}", coding.data, coding.parity));
         codecs.push(measure(coding, budget)?);
     }
+    let search = if docs > 0 {
+        progress(format!("search: indexing {docs} documents"));
+        Some(search_rate(docs, dir, &progress)?)
+    } else {
+        None
+    };
     let memcpy = limits.memcpy_gib_per_sec * gib;
     let network = codecs
         .iter()
@@ -148,5 +313,6 @@ pub fn run(budget: Duration) -> Result<HudsBenchReport> {
         encode_vs_memcpy: network / memcpy,
         encode_target_met: network >= 2.0,
         codecs,
+        search,
     })
 }

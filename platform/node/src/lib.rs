@@ -17,6 +17,7 @@ pub mod keystore;
 pub mod node;
 pub mod p2p;
 pub mod procnet;
+pub mod search;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

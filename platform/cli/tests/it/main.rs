@@ -210,7 +210,15 @@ fn bench_chain_prints_its_ratio_as_json() {
 /// The codec bench measures both codes and checks its own round trip.
 #[test]
 fn bench_huds_reports_both_codes_as_json() {
-    let o = ios(&["bench", "huds", "--json", "--seconds", "0.05"]);
+    let o = ios(&[
+        "bench",
+        "huds",
+        "--json",
+        "--seconds",
+        "0.05",
+        "--docs",
+        "2000",
+    ]);
     let out = stdout(&o);
     assert!(
         o.status.success(),
@@ -237,6 +245,9 @@ fn bench_huds_reports_both_codes_as_json() {
     }
     assert!(v["blake3_gb_per_sec"].as_f64().expect("blake3") > 0.0);
     assert!(v["memcpy_gb_per_sec"].as_f64().expect("memcpy") > 0.0);
+    assert_eq!(v["search"]["docs"], 2000);
+    assert_eq!(v["search"]["queries"], 1000);
+    assert!(v["search"]["query_p99_ms"].as_f64().expect("p99") > 0.0);
     let bad = ios(&["bench", "huds", "--seconds", "0"]);
     assert!(!bad.status.success(), "zero seconds is refused");
 }
