@@ -51,6 +51,11 @@ pub enum StorageError {
     Malformed { what: &'static str, reason: String },
     #[error("out of order: {0}")]
     OutOfOrder(String),
+    /// Fewer eligible providers (room, price) than a segment has fragments.
+    #[error("{need} distinct providers are needed, {eligible} are eligible")]
+    NotEnoughProviders { need: usize, eligible: usize },
+    #[error("arithmetic overflow in {0}")]
+    Overflow(&'static str),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("database: {0}")]
@@ -74,6 +79,8 @@ impl StorageError {
             StorageError::Decrypt(_) => "decrypt",
             StorageError::Malformed { .. } => "malformed",
             StorageError::OutOfOrder(_) => "out_of_order",
+            StorageError::NotEnoughProviders { .. } => "not_enough_providers",
+            StorageError::Overflow(_) => "overflow",
             StorageError::Io(_) => "io",
             StorageError::Db(_) => "storage",
         }

@@ -10,6 +10,10 @@
 //! - [`crypt`]: private objects encrypted on the client (XChaCha20-Poly1305
 //!   in authenticated frames) under a per-object key sealed to each reader's
 //!   X25519 key.
+//! - [`deal`]: the deterministic rules of deals: placement of fragments on
+//!   distinct providers (weighted by believability x free capacity, seeded
+//!   by the epoch randomness), costs and payments in integers, audit
+//!   challenges and their checks.
 //! - [`store`]: a provider's fragments, metadata in sled and bytes in files,
 //!   with a capacity limit; a fragment that no longer matches its root is
 //!   detected on read and never served.
@@ -18,6 +22,7 @@
 
 pub mod codec;
 pub mod crypt;
+pub mod deal;
 pub mod error;
 pub mod store;
 pub mod tree;
