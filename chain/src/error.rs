@@ -72,6 +72,12 @@ pub enum ChainError {
     Atomix(String),
     #[error("snapshot: {0}")]
     Snapshot(String),
+    /// A module's own refusal of a call (`module` is its name).
+    #[error("{module}: {reason}")]
+    Module {
+        module: &'static str,
+        reason: String,
+    },
     #[error("epoch {epoch} is unknown to this shard (it knows up to {known}): its epoch change has not arrived yet")]
     UnknownEpoch { epoch: u64, known: u64 },
 }
@@ -130,6 +136,7 @@ impl ChainError {
             ChainError::Relay(_) => "relay",
             ChainError::Atomix(_) => "atomix",
             ChainError::Snapshot(_) => "snapshot",
+            ChainError::Module { .. } => "module_refused",
             ChainError::UnknownEpoch { .. } => "unknown_epoch",
         }
     }

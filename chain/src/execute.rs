@@ -629,6 +629,10 @@ pub fn total_supply(store: &StateStore) -> Result<Amount> {
         .unwrap_or(0)
         .checked_add(crate::atomix::locked(store)?)
         .ok_or(ChainError::Overflow)?;
+    for (_, v) in store.scan(keys::HELD_PREFIX)? {
+        let held: Amount = codec::decode("module custody", &v, 16)?;
+        total = total.checked_add(held).ok_or(ChainError::Overflow)?;
+    }
     for (_, v) in store.scan(keys::ACCOUNT_PREFIX)? {
         let acct: crate::account::Account = codec::decode("account", &v, 1024)?;
         total = total

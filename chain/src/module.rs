@@ -11,7 +11,7 @@ use crate::hash::Hash;
 use crate::params::ChainParams;
 use crate::state::{Overlay, StateRead};
 use crate::tx::ModuleId;
-use crate::types::{ChainId, Epoch, Height, Round, ShardId, TimeMs};
+use crate::types::{Amount, ChainId, Epoch, Height, Round, ShardId, TimeMs};
 use borsh::{BorshDeserialize, BorshSerialize};
 
 /// Bound on a single decoded state value.
@@ -35,6 +35,14 @@ pub mod keys {
     use crate::crypto::Address;
 
     pub const ACCOUNT_PREFIX: &[u8] = b"acct/";
+    /// IOST a module holds in custody (escrows, stakes): `core/held/<module id BE>`.
+    pub const HELD_PREFIX: &[u8] = b"core/held/";
+
+    pub fn held(module: crate::tx::ModuleId) -> Vec<u8> {
+        let mut k = HELD_PREFIX.to_vec();
+        k.extend_from_slice(&module.0.to_be_bytes());
+        k
+    }
 
     pub fn account(a: &Address) -> Vec<u8> {
         let mut k = ACCOUNT_PREFIX.to_vec();
@@ -123,6 +131,43 @@ impl<'a, 'b> CallContext<'a, 'b> {
     /// arithmetic, non-transferable Servi) are enforced by `Account`'s methods.
     pub fn set_account(&mut self, a: &Address, account: &Account) {
         self.state.put(keys::account(a), codec::encode(account));
+    }
+
+    /// IOST this module holds in custody.
+    pub fn held(&self) -> Result<Amount> {
+        Ok(self.get(&keys::held(self.module))?.unwrap_or(0))
+    }
+
+    /// Moves `amount` of `from`'s balance into this module's custody (an
+    /// escrow, a stake). Supply counts custody, so IOST stays conserved.
+    pub fn hold(&mut self, from: &Address, amount: Amount) -> Result<()> {
+        let mut a = self.account(from)?;
+        a.debit(amount)?;
+        let held = self
+            .held()?
+            .checked_add(amount)
+            .ok_or(ChainError::Overflow)?;
+        self.set_account(from, &a);
+        self.state
+            .put(keys::held(self.module), codec::encode(&held));
+        Ok(())
+    }
+
+    /// Pays `amount` out of this module's custody to `to`'s balance.
+    pub fn release(&mut self, to: &Address, amount: Amount) -> Result<()> {
+        let held = self.held()?;
+        let left = held
+            .checked_sub(amount)
+            .ok_or(ChainError::InsufficientFunds {
+                need: amount,
+                have: held,
+            })?;
+        let mut a = self.account(to)?;
+        a.credit(amount)?;
+        self.set_account(to, &a);
+        self.state
+            .put(keys::held(self.module), codec::encode(&left));
+        Ok(())
     }
 
     pub fn emit<T: BorshSerialize>(&mut self, kind: &str, data: &T) {

@@ -24,6 +24,7 @@ pub mod codec;
 pub mod crypt;
 pub mod deal;
 pub mod error;
+pub mod module;
 pub mod store;
 pub mod tree;
 

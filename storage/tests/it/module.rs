@@ -1,0 +1,456 @@
+use ios_chain::block::{Receipt, ReceiptStatus};
+use ios_chain::committee::{read, read_account};
+use ios_chain::crypto::Keypair;
+use ios_chain::execute::{total_supply, Runtime};
+use ios_chain::light_client::latest_epoch;
+use ios_chain::params::Genesis;
+use ios_chain::replica::{Output, Replica, ReplicaConfig};
+use ios_chain::sim::{sim_genesis, sim_params};
+use ios_chain::tx::{SignedTransaction, Transaction};
+use ios_chain::types::{Amount, TimeMs, UNITS_PER_IOST};
+use ios_storage::codec::{Codec, Coding, Layout, ObjectEncoder};
+use ios_storage::deal::storage_cost;
+use ios_storage::module::{
+    keys, AuditRound, AuditState, Deal, Provider, StorageCall, StorageModule, StorageParams,
+};
+use ios_storage::tree;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const IOST: Amount = UNITS_PER_IOST;
+/// Enough for any call here at the devnet's fee per byte.
+const FEE: Amount = 100_000;
+
+struct Chain {
+    replica: Replica,
+    now: TimeMs,
+    nonces: BTreeMap<[u8; 32], u64>,
+    supply: Amount,
+    genesis: Genesis,
+    _db: sled::Db,
+    _dir: tempfile::TempDir,
+}
+
+impl Chain {
+    fn new(users: &[Keypair], params: StorageParams) -> Chain {
+        let validator = Keypair::from_seed("storage-validator", 0);
+        let genesis = sim_genesis(sim_params(1), std::slice::from_ref(&validator), users);
+        let dir = tempfile::tempdir().unwrap();
+        let db = ios_chain::state::open_db(dir.path(), None).unwrap();
+        let runtime =
+            Runtime::new(genesis.params.clone()).with_module(Arc::new(StorageModule::new(params)));
+        let replica = Replica::open(
+            &db,
+            validator,
+            runtime,
+            &genesis,
+            ReplicaConfig::default(),
+            0,
+        )
+        .unwrap();
+        let supply = genesis.total_supply().unwrap();
+        Chain {
+            replica,
+            now: 0,
+            nonces: BTreeMap::new(),
+            supply,
+            genesis,
+            _db: db,
+            _dir: dir,
+        }
+    }
+
+    /// Commits one block; returns its receipts.
+    fn block(&mut self) -> Vec<Receipt> {
+        let start = self.replica.height();
+        for _ in 0..200 {
+            self.now = self.now.max(self.replica.next_deadline());
+            for out in self.replica.tick(self.now).unwrap() {
+                if let Output::Committed(cb) = out {
+                    assert_eq!(cb.block.header.height, start);
+                    assert_eq!(
+                        total_supply(self.replica.store()).unwrap(),
+                        self.supply,
+                        "IOST conserved at height {start}"
+                    );
+                    return cb.receipts.clone();
+                }
+            }
+        }
+        panic!("no commit of height {start}");
+    }
+
+    fn tx(&mut self, key: &Keypair, call: &StorageCall) -> SignedTransaction {
+        let n = self.nonces.entry(key.address().0).or_insert(0);
+        let tx = Transaction {
+            chain_id: self.genesis.params.chain_id.clone(),
+            sender: key.address(),
+            nonce: *n,
+            fee: FEE,
+            expires_at: u64::MAX,
+            call: call.to_call(),
+        }
+        .sign(key);
+        *n += 1;
+        tx
+    }
+
+    /// Submits the calls and commits blocks until all of them are in one;
+    /// returns each one's status.
+    fn run(&mut self, calls: Vec<(&Keypair, StorageCall)>) -> Vec<ReceiptStatus> {
+        let txs: Vec<SignedTransaction> = calls.iter().map(|(k, c)| self.tx(k, c)).collect();
+        let ids: Vec<_> = txs.iter().map(|t| t.id()).collect();
+        let (results, _) = self.replica.submit(txs, self.now);
+        for r in &results {
+            assert!(r.is_ok(), "{r:?}");
+        }
+        let mut got: BTreeMap<_, ReceiptStatus> = BTreeMap::new();
+        for _ in 0..10 {
+            for r in self.block() {
+                got.insert(r.tx, r.status);
+            }
+            if ids.iter().all(|i| got.contains_key(i)) {
+                return ids.iter().map(|i| got[i].clone()).collect();
+            }
+        }
+        panic!("transactions not included");
+    }
+
+    /// The epoch the next block executes in.
+    fn epoch(&self) -> u64 {
+        self.replica.committee().epoch
+    }
+
+    fn until_epoch(&mut self, e: u64) {
+        for _ in 0..500 {
+            if self.epoch() >= e {
+                // One block in the new epoch: its end_block opens the round.
+                self.block();
+                return;
+            }
+            self.block();
+        }
+        panic!(
+            "epoch {e} never came (at {}, latest known {})",
+            self.epoch(),
+            latest_epoch(self.replica.store()).unwrap()
+        );
+    }
+
+    fn get<T: borsh::BorshDeserialize>(&self, key: &[u8]) -> Option<T> {
+        read(self.replica.store(), key).unwrap()
+    }
+}
+
+fn ok(s: &ReceiptStatus) {
+    assert_eq!(*s, ReceiptStatus::Success);
+}
+
+fn refused(s: &ReceiptStatus, needle: &str) {
+    match s {
+        ReceiptStatus::Failed { message, .. } => {
+            assert!(message.contains(needle), "{message:?} lacks {needle:?}")
+        }
+        ReceiptStatus::Success => panic!("succeeded; expected a refusal with {needle:?}"),
+    }
+}
+
+fn encode(bytes: &[u8]) -> (Layout, Vec<Vec<Vec<u8>>>) {
+    let coding = Coding::new(4, 2, 32 << 10).unwrap();
+    let mut enc = ObjectEncoder::new(Codec::new(coding).unwrap(), bytes, u64::MAX);
+    let mut frags = Vec::new();
+    while let Some(s) = enc.next_segment().unwrap() {
+        frags.push(s.fragments);
+    }
+    (enc.finish().unwrap(), frags)
+}
+
+#[test]
+fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
+    let providers: Vec<Keypair> = (0..7).map(|i| Keypair::from_seed("provider", i)).collect();
+    let owner = Keypair::from_seed("owner", 0);
+    let mut users = providers.clone();
+    users.push(owner.clone());
+    let params = StorageParams {
+        min_provider_stake: 100 * IOST,
+        audit_window: 5,
+        max_strikes: 2,
+        servi_per_gib_epoch: 1 << 20,
+        ..StorageParams::default()
+    };
+    let mut c = Chain::new(&users, params);
+
+    // Registration: under the minimum stake is refused; 7 providers join.
+    let st = c.run(vec![(
+        &providers[0],
+        StorageCall::RegisterProvider {
+            capacity: 1 << 30,
+            price_per_gib_epoch: 1_000 * IOST,
+            stake: 10 * IOST,
+        },
+    )]);
+    refused(&st[0], "stakes at least");
+    let regs = providers
+        .iter()
+        .map(|p| {
+            (
+                p,
+                StorageCall::RegisterProvider {
+                    capacity: 1 << 30,
+                    price_per_gib_epoch: 1_000 * IOST,
+                    stake: 100 * IOST,
+                },
+            )
+        })
+        .collect();
+    c.run(regs).iter().for_each(ok);
+    let before = read_account(c.replica.store(), &owner.address())
+        .unwrap()
+        .balance;
+
+    // A deal: placed on 6 of the 7, its cost held in escrow.
+    let object: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 253) as u8).collect();
+    let (layout, frags) = encode(&object);
+    let price = 1_000 * IOST;
+    let st = c.run(vec![(
+        &owner,
+        StorageCall::CreateDeal {
+            layout: layout.clone(),
+            epochs: 50,
+            price_per_gib_epoch: price,
+        },
+    )]);
+    ok(&st[0]);
+    let cost = storage_cost(layout.coding.stored_bytes(layout.size), price, 50).unwrap();
+    let after = read_account(c.replica.store(), &owner.address())
+        .unwrap()
+        .balance;
+    assert_eq!(before - after, cost + FEE, "cost and fee");
+    let deal: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+    assert_eq!(deal.escrow, cost);
+    assert_eq!(deal.placement.len(), 4, "100 000 bytes in 32 KiB segments");
+    // The same object again, and a deal below every provider's price: refused.
+    let st = c.run(vec![
+        (
+            &owner,
+            StorageCall::CreateDeal {
+                layout: layout.clone(),
+                epochs: 5,
+                price_per_gib_epoch: price,
+            },
+        ),
+        (
+            &owner,
+            StorageCall::CreateDeal {
+                layout: encode(b"another object").0,
+                epochs: 5,
+                price_per_gib_epoch: price - 1,
+            },
+        ),
+    ]);
+    refused(&st[0], "already stored");
+    refused(&st[1], "are eligible");
+
+    // Receipts: each placed provider for its own fragments; a receipt for a
+    // fragment placed elsewhere is refused.
+    let key_of =
+        |a: &ios_chain::crypto::Address| providers.iter().find(|p| p.address() == *a).unwrap();
+    let mut by_provider: BTreeMap<[u8; 32], Vec<(u32, u16)>> = BTreeMap::new();
+    for (s, seg) in deal.placement.iter().enumerate() {
+        for (i, a) in seg.iter().enumerate() {
+            by_provider
+                .entry(a.0)
+                .or_default()
+                .push((s as u32, i as u16));
+        }
+    }
+    let stranger = providers
+        .iter()
+        .find(|p| deal.placement[0].iter().all(|a| *a != p.address()))
+        .unwrap();
+    let st = c.run(vec![(
+        stranger,
+        StorageCall::Receipt {
+            content: layout.content,
+            fragments: vec![(0, 0)],
+        },
+    )]);
+    refused(&st[0], "placed on another provider");
+    let receipts = by_provider
+        .iter()
+        .map(|(a, f)| {
+            (
+                key_of(&ios_chain::crypto::Address(*a)),
+                StorageCall::Receipt {
+                    content: layout.content,
+                    fragments: f.clone(),
+                },
+            )
+        })
+        .collect();
+    c.run(receipts).iter().for_each(ok);
+
+    // The next epoch opens an audit round: one challenge per holder.
+    let e = c.epoch() + 1;
+    c.until_epoch(e);
+    let round: AuditRound = c.get(keys::AUDITS).unwrap();
+    assert_eq!(round.epoch, e);
+    assert_eq!(round.challenges.len(), by_provider.len());
+    let holders: Vec<ios_chain::crypto::Address> =
+        round.challenges.iter().map(|(ch, _)| ch.provider).collect();
+    let (lazy, forger) = (holders[0], holders[1]);
+    let mut calls = Vec::new();
+    for (ch, _) in &round.challenges {
+        if ch.provider == lazy {
+            continue;
+        }
+        let frag = &frags[ch.segment as usize][usize::from(ch.index)];
+        let mut proof = tree::prove(frag, ch.chunk).unwrap();
+        if ch.provider == forger {
+            proof.chunk[0] ^= 1;
+        }
+        calls.push((
+            key_of(&ch.provider),
+            StorageCall::Prove {
+                content: layout.content,
+                proof,
+            },
+        ));
+    }
+    let servi_before: Vec<u64> = holders
+        .iter()
+        .map(|a| read_account(c.replica.store(), a).unwrap().servi)
+        .collect();
+    c.run(calls).iter().for_each(ok);
+    // Past the window: the lazy one is struck too.
+    for _ in 0..6 {
+        c.block();
+    }
+    let round: AuditRound = c.get(keys::AUDITS).unwrap();
+    assert!(round.settled);
+    for (i, (ch, state)) in round.challenges.iter().enumerate() {
+        let p: Provider = c.get(&keys::provider(&ch.provider)).unwrap();
+        let servi = read_account(c.replica.store(), &ch.provider).unwrap().servi;
+        if ch.provider == lazy || ch.provider == forger {
+            assert_eq!(*state, AuditState::Failed);
+            assert_eq!((p.audits_failed, p.strikes, p.audits_passed), (1, 1, 0));
+            assert_eq!(p.iost_earned, 0);
+        } else {
+            assert_eq!(*state, AuditState::Passed);
+            assert_eq!(p.audits_passed, 1);
+            assert!(p.iost_earned > 0, "paid from escrow");
+            assert!(servi > servi_before[i], "Servi credited");
+        }
+    }
+    let deal2: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+    let paid: Amount = holders
+        .iter()
+        .map(|a| c.get::<Provider>(&keys::provider(a)).unwrap().iost_earned)
+        .sum();
+    assert_eq!(deal2.escrow, cost - paid, "payments come out of the escrow");
+
+    // The lazy provider keeps missing: strikes are per fragment, and the
+    // first fragment to reach two is declared lost and leaves its holdings.
+    let promised_before = c.get::<Provider>(&keys::provider(&lazy)).unwrap().promised;
+    let mut lost = None;
+    for _ in 0..12 {
+        let e = c.epoch() + 1;
+        c.until_epoch(e);
+        for _ in 0..6 {
+            c.block();
+        }
+        let d: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+        lost = d
+            .lost
+            .iter()
+            .enumerate()
+            .flat_map(|(s, seg)| seg.iter().enumerate().map(move |(i, l)| (s, i, *l)))
+            .find(|(s, i, l)| *l && d.placement[*s][*i] == lazy);
+        if lost.is_some() {
+            break;
+        }
+    }
+    let (s, i, _) = lost.expect("a fragment of the lazy provider is lost within 12 epochs");
+    let d: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+    assert_eq!(d.strikes[s][i], 2);
+    let p: Provider = c.get(&keys::provider(&lazy)).unwrap();
+    assert_eq!(p.promised, promised_before - layout.fragment_len(s as u32));
+    let held: Vec<ios_storage::deal::Held> = c.get(&keys::held(&lazy)).unwrap();
+    assert!(!held
+        .iter()
+        .any(|h| h.segment == s as u32 && usize::from(h.index) == i));
+}
+
+#[test]
+fn an_expired_deal_refunds_its_escrow_and_frees_capacity() {
+    let providers: Vec<Keypair> = (0..6).map(|i| Keypair::from_seed("provider", i)).collect();
+    let owner = Keypair::from_seed("owner", 1);
+    let mut users = providers.clone();
+    users.push(owner.clone());
+    let mut c = Chain::new(
+        &users,
+        StorageParams {
+            min_provider_stake: IOST,
+            ..StorageParams::default()
+        },
+    );
+    let regs = providers
+        .iter()
+        .map(|p| {
+            (
+                p,
+                StorageCall::RegisterProvider {
+                    capacity: 1 << 20,
+                    price_per_gib_epoch: 10 * IOST,
+                    stake: IOST,
+                },
+            )
+        })
+        .collect();
+    c.run(regs).iter().for_each(ok);
+    let (layout, _) = encode(&[5u8; 40_000]);
+    let start = read_account(c.replica.store(), &owner.address())
+        .unwrap()
+        .balance;
+    c.run(vec![(
+        &owner,
+        StorageCall::CreateDeal {
+            layout: layout.clone(),
+            epochs: 1,
+            price_per_gib_epoch: 10 * IOST,
+        },
+    )])
+    .iter()
+    .for_each(ok);
+    let promised: u64 = providers
+        .iter()
+        .map(|p| {
+            c.get::<Provider>(&keys::provider(&p.address()))
+                .unwrap()
+                .promised
+        })
+        .sum();
+    assert_eq!(promised, layout.coding.stored_bytes(layout.size));
+    let e = c.epoch() + 2;
+    c.until_epoch(e);
+    assert!(
+        c.get::<Deal>(&keys::deal(&layout.content)).is_none(),
+        "expired"
+    );
+    let end = read_account(c.replica.store(), &owner.address())
+        .unwrap()
+        .balance;
+    assert_eq!(
+        start - end,
+        FEE,
+        "only the fee: nothing was received, nothing paid"
+    );
+    for p in &providers {
+        assert_eq!(
+            c.get::<Provider>(&keys::provider(&p.address()))
+                .unwrap()
+                .promised,
+            0
+        );
+    }
+}
