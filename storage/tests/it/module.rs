@@ -454,3 +454,136 @@ fn an_expired_deal_refunds_its_escrow_and_frees_capacity() {
         );
     }
 }
+
+#[test]
+fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
+    let providers: Vec<Keypair> = (0..6).map(|i| Keypair::from_seed("provider", i)).collect();
+    let owner = Keypair::from_seed("owner", 2);
+    let mut users = providers.clone();
+    users.push(owner.clone());
+    let mut c = Chain::new(
+        &users,
+        StorageParams {
+            min_provider_stake: IOST,
+            max_object_bytes: 50_000,
+            max_deal_epochs: 100,
+            ..StorageParams::default()
+        },
+    );
+    let regs = providers
+        .iter()
+        .map(|p| {
+            (
+                p,
+                StorageCall::RegisterProvider {
+                    capacity: 1 << 20,
+                    price_per_gib_epoch: IOST,
+                    stake: IOST,
+                },
+            )
+        })
+        .collect();
+    c.run(regs).iter().for_each(ok);
+    let (small, _) = encode(&[1u8; 10_000]);
+    let (big, _) = encode(&[2u8; 60_000]);
+    let mut inconsistent = small.clone();
+    inconsistent.segments.pop();
+    let unknown = ios_storage::ContentId::of(b"never stored");
+    let st = c.run(vec![
+        (
+            &owner,
+            StorageCall::CreateDeal {
+                layout: big,
+                epochs: 5,
+                price_per_gib_epoch: IOST,
+            },
+        ),
+        (
+            &owner,
+            StorageCall::CreateDeal {
+                layout: small.clone(),
+                epochs: 0,
+                price_per_gib_epoch: IOST,
+            },
+        ),
+        (
+            &owner,
+            StorageCall::CreateDeal {
+                layout: small.clone(),
+                epochs: 101,
+                price_per_gib_epoch: IOST,
+            },
+        ),
+        (
+            &owner,
+            StorageCall::CreateDeal {
+                layout: inconsistent,
+                epochs: 5,
+                price_per_gib_epoch: IOST,
+            },
+        ),
+        (
+            &providers[0],
+            StorageCall::Receipt {
+                content: unknown,
+                fragments: vec![(0, 0)],
+            },
+        ),
+        (
+            &providers[0],
+            StorageCall::Prove {
+                content: unknown,
+                proof: tree::prove(&[0u8; 10], 0).unwrap(),
+            },
+        ),
+        (
+            &providers[0],
+            StorageCall::RegisterProvider {
+                capacity: 1 << 20,
+                price_per_gib_epoch: IOST,
+                stake: u64::MAX,
+            },
+        ),
+    ]);
+    refused(&st[0], "over the limit");
+    refused(&st[1], "0 epochs");
+    refused(&st[2], "101 epochs");
+    refused(&st[3], "segments for");
+    refused(&st[4], "no deal for");
+    refused(&st[5], "no challenge for the sender");
+    assert!(matches!(&st[6], ReceiptStatus::Failed { .. }));
+    // Garbage in the call payload: a typed decode error in the receipt.
+    let garbage = ios_chain::tx::Call {
+        module: ios_storage::module::STORAGE_MODULE,
+        payload: vec![0xFF, 0x00, 0x13],
+    };
+    let n = *c.nonces.get(&owner.address().0).unwrap_or(&0);
+    let tx = Transaction {
+        chain_id: c.genesis.params.chain_id.clone(),
+        sender: owner.address(),
+        nonce: n,
+        fee: FEE,
+        expires_at: u64::MAX,
+        call: garbage,
+    }
+    .sign(&owner);
+    c.nonces.insert(owner.address().0, n + 1);
+    let id = tx.id();
+    let (r, _) = c.replica.submit(vec![tx], c.now);
+    assert!(r[0].is_ok());
+    let mut status = None;
+    for _ in 0..5 {
+        if let Some(rc) = c.block().into_iter().find(|r| r.tx == id) {
+            status = Some(rc.status);
+            break;
+        }
+    }
+    match status.expect("included") {
+        ReceiptStatus::Failed { code, .. } => assert_eq!(code, "malformed"),
+        s => panic!("{s:?}"),
+    }
+    assert!(c
+        .get::<Vec<ios_storage::ContentId>>(keys::DEALS)
+        .unwrap_or_default()
+        .is_empty());
+}
