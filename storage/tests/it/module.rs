@@ -155,6 +155,38 @@ fn refused(s: &ReceiptStatus, needle: &str) {
     }
 }
 
+/// `n` providers and an owner on a fresh chain; the providers registered
+/// with `capacity` at `price`, staking `stake`.
+fn market(
+    n: u64,
+    owner_seed: u64,
+    params: StorageParams,
+    capacity: u64,
+    price: Amount,
+    stake: Amount,
+) -> (Chain, Vec<Keypair>, Keypair) {
+    let providers: Vec<Keypair> = (0..n).map(|i| Keypair::from_seed("provider", i)).collect();
+    let owner = Keypair::from_seed("owner", owner_seed);
+    let mut users = providers.clone();
+    users.push(owner.clone());
+    let mut c = Chain::new(&users, params);
+    let regs = providers
+        .iter()
+        .map(|p| {
+            (
+                p,
+                StorageCall::RegisterProvider {
+                    capacity,
+                    price_per_gib_epoch: price,
+                    stake,
+                },
+            )
+        })
+        .collect();
+    c.run(regs).iter().for_each(ok);
+    (c, providers, owner)
+}
+
 fn encode(bytes: &[u8]) -> (Layout, Vec<Vec<Vec<u8>>>) {
     let coding = Coding::new(4, 2, 32 << 10).unwrap();
     let mut enc = ObjectEncoder::new(Codec::new(coding).unwrap(), bytes, u64::MAX);
@@ -383,31 +415,11 @@ fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
 
 #[test]
 fn an_expired_deal_refunds_its_escrow_and_frees_capacity() {
-    let providers: Vec<Keypair> = (0..6).map(|i| Keypair::from_seed("provider", i)).collect();
-    let owner = Keypair::from_seed("owner", 1);
-    let mut users = providers.clone();
-    users.push(owner.clone());
-    let mut c = Chain::new(
-        &users,
-        StorageParams {
-            min_provider_stake: IOST,
-            ..StorageParams::default()
-        },
-    );
-    let regs = providers
-        .iter()
-        .map(|p| {
-            (
-                p,
-                StorageCall::RegisterProvider {
-                    capacity: 1 << 20,
-                    price_per_gib_epoch: 10 * IOST,
-                    stake: IOST,
-                },
-            )
-        })
-        .collect();
-    c.run(regs).iter().for_each(ok);
+    let params = StorageParams {
+        min_provider_stake: IOST,
+        ..StorageParams::default()
+    };
+    let (mut c, providers, owner) = market(6, 1, params, 1 << 20, 10 * IOST, IOST);
     let (layout, _) = encode(&[5u8; 40_000]);
     let start = read_account(c.replica.store(), &owner.address())
         .unwrap()
@@ -457,33 +469,13 @@ fn an_expired_deal_refunds_its_escrow_and_frees_capacity() {
 
 #[test]
 fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
-    let providers: Vec<Keypair> = (0..6).map(|i| Keypair::from_seed("provider", i)).collect();
-    let owner = Keypair::from_seed("owner", 2);
-    let mut users = providers.clone();
-    users.push(owner.clone());
-    let mut c = Chain::new(
-        &users,
-        StorageParams {
-            min_provider_stake: IOST,
-            max_object_bytes: 50_000,
-            max_deal_epochs: 100,
-            ..StorageParams::default()
-        },
-    );
-    let regs = providers
-        .iter()
-        .map(|p| {
-            (
-                p,
-                StorageCall::RegisterProvider {
-                    capacity: 1 << 20,
-                    price_per_gib_epoch: IOST,
-                    stake: IOST,
-                },
-            )
-        })
-        .collect();
-    c.run(regs).iter().for_each(ok);
+    let params = StorageParams {
+        min_provider_stake: IOST,
+        max_object_bytes: 50_000,
+        max_deal_epochs: 100,
+        ..StorageParams::default()
+    };
+    let (mut c, providers, owner) = market(6, 2, params, 1 << 20, IOST, IOST);
     let (small, _) = encode(&[1u8; 10_000]);
     let (big, _) = encode(&[2u8; 60_000]);
     let mut inconsistent = small.clone();
