@@ -177,10 +177,6 @@ fn busy(r: &Replica, shard: ShardId) -> Option<Refusal> {
     })
 }
 
-/// Epochs back (from the newest known) whose committee members are not
-/// penalized for a message the replica finds from a non-member.
-const RECENT_EPOCHS: Epoch = 4;
-
 /// Finalized blocks of each shard a full node's relayer reads again when
 /// it starts: Atomix transfers whose lock is older and that are still not
 /// finished are left to other relayers (the API's transfers expire after
@@ -1418,39 +1414,11 @@ impl Node {
                 Ok(true)
             }
             Err(e) if e.is_peer_fault() => Err(e),
-            // Signed by a key on none of this shard's recent committees: no
-            // honest node sends or forwards that. A member of another recent
-            // epoch's committee is excused (around a rotation, nodes briefly
-            // differ on which committee decides a height).
-            Err(ChainError::NotCommitteeMember(who)) if !self.recent_member(shard, &who) => {
-                Err(ChainError::NotCommitteeMember(who))
-            }
             Err(e) => {
                 debug!(shard, kind = msg.kind(), error = %e, "message not taken");
                 Ok(false)
             }
         }
-    }
-
-    /// Whether `who` sits on `shard`'s committee in its replica's epoch or
-    /// in any of the last [`RECENT_EPOCHS`] epochs this node knows.
-    fn recent_member(&self, shard: ShardId, who: &ios_chain::crypto::Address) -> bool {
-        let latest = self.epochs.latest();
-        let mut epochs: Vec<Epoch> = (0..RECENT_EPOCHS)
-            .map_while(|back| latest.checked_sub(back))
-            .collect();
-        if let Some(r) = self.replicas.get(&shard) {
-            if r.committee().is_member(who) {
-                return true;
-            }
-            epochs.push(r.committee().epoch);
-        }
-        epochs.iter().any(|e| {
-            self.epochs
-                .info(*e)
-                .and_then(|i| i.committee(shard).ok())
-                .is_some_and(|c| c.is_member(who))
-        })
     }
 
     fn topic_shard(&self, topic: &gossipsub::TopicHash) -> Option<ShardId> {
@@ -1524,9 +1492,7 @@ impl Node {
                         Response::Replies(replies)
                     }
                     Err(e) => {
-                        let stranger = matches!(&e, ChainError::NotCommitteeMember(who)
-                            if !self.recent_member(shard, who));
-                        if e.is_peer_fault() || stranger {
+                        if e.is_peer_fault() {
                             self.fault(peer, msg.kind(), &e);
                         }
                         Response::Refused(e.to_string())
