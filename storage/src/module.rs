@@ -186,6 +186,11 @@ impl StorageModule {
         ctx.get(&keys::provider(a))
     }
 
+    fn deal(ctx: &CallContext<'_, '_>, content: &ContentId) -> Result<Deal> {
+        ctx.get(&keys::deal(content))?
+            .ok_or_else(|| bad(format!("no deal for {content}")))
+    }
+
     fn list<T: BorshDeserialize>(ctx: &CallContext<'_, '_>, key: &[u8]) -> Result<Vec<T>> {
         Ok(ctx.get(key)?.unwrap_or_default())
     }
@@ -320,9 +325,7 @@ impl StorageModule {
         fragments: Vec<(u32, u16)>,
     ) -> Result<()> {
         let me = ctx.sender;
-        let mut d: Deal = ctx
-            .get(&keys::deal(&content))?
-            .ok_or_else(|| bad(format!("no deal for {content}")))?;
+        let mut d = StorageModule::deal(ctx, &content)?;
         if fragments.is_empty() || fragments.len() > d.layout.coding.fragments() * d.placement.len()
         {
             return Err(bad(format!("{} fragments in a receipt", fragments.len())));
@@ -390,14 +393,12 @@ impl StorageModule {
                 c.content
             )));
         }
-        let d: Deal = ctx
-            .get(&keys::deal(&content))?
-            .ok_or_else(|| bad(format!("no deal for {content}")))?;
+        let d = StorageModule::deal(ctx, &content)?;
         match deal::check_answer(&d.layout, &c, &proof) {
             Ok(()) => {
                 round.challenges[pos].1 = AuditState::Passed;
                 ctx.put(keys::AUDITS, &round)?;
-                self.pay(ctx, &me, round.epoch)?;
+                self.pay(ctx, &me)?;
                 ctx.emit("audit_passed", &(me, round.epoch));
             }
             Err(e) => {
@@ -412,7 +413,7 @@ impl StorageModule {
     }
 
     /// Pays `provider` for one epoch of every fragment it holds.
-    fn pay(&self, ctx: &mut CallContext<'_, '_>, provider: &Address, _epoch: Epoch) -> Result<()> {
+    fn pay(&self, ctx: &mut CallContext<'_, '_>, provider: &Address) -> Result<()> {
         let held: Vec<Held> = StorageModule::list(ctx, &keys::held(provider))?;
         let mut earned: Amount = 0;
         let mut bytes: u64 = 0;
@@ -560,15 +561,13 @@ impl Module for StorageModule {
     fn end_block(&self, ctx: &mut CallContext<'_, '_>) -> Result<()> {
         let mut round: AuditRound = ctx.get(keys::AUDITS)?.unwrap_or_default();
         let fresh = round == AuditRound::default();
-        if !round.settled && !fresh && ctx.env.height > round.deadline {
+        let new_epoch = fresh || ctx.env.epoch > round.epoch;
+        if !fresh && !round.settled && (new_epoch || ctx.env.height > round.deadline) {
             self.settle(ctx, &mut round)?;
             ctx.put(keys::AUDITS, &round)?;
         }
-        if !fresh && ctx.env.epoch <= round.epoch {
+        if !new_epoch {
             return Ok(());
-        }
-        if !round.settled && !fresh {
-            self.settle(ctx, &mut round)?;
         }
         self.expire(ctx, ctx.env.epoch)?;
         let randomness: Hash = ctx.get(K_RANDOMNESS)?.unwrap_or_default();

@@ -65,16 +65,10 @@ pub struct HudsBenchReport {
     pub encode_target_met: bool,
 }
 
+/// Segment bytes that do not compress or repeat.
 fn pattern(len: usize) -> Vec<u8> {
-    let mut x = 0x9E37_79B9u32;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
+    let mut r = Rng(0x9E37_79B9);
+    (0..len).map(|_| r.next() as u8).collect()
 }
 
 /// Runs `f` repeatedly for about `budget`; returns bytes per second.
