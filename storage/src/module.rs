@@ -65,6 +65,8 @@ pub enum StorageCall {
         capacity: u64,
         price_per_gib_epoch: Amount,
         stake: Amount,
+        /// Where clients reach it (replaces what was registered).
+        endpoint: Endpoint,
     },
     /// Stores an object: its layout, for `epochs` epochs, at `price` per
     /// GiB-epoch (providers asking more are not chosen).
@@ -94,8 +96,47 @@ impl StorageCall {
     }
 }
 
+/// How a provider is reached on the network: its libp2p peer id (bytes)
+/// and listen addresses (multiaddr text). The chain only bounds them;
+/// clients dial what they read here.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct Endpoint {
+    pub peer: Vec<u8>,
+    pub addrs: Vec<String>,
+}
+
+impl Endpoint {
+    pub const MAX_PEER_BYTES: usize = 64;
+    pub const MAX_ADDRS: usize = 4;
+    pub const MAX_ADDR_BYTES: usize = 256;
+
+    fn validate(&self) -> Result<()> {
+        if self.peer.is_empty() || self.peer.len() > Endpoint::MAX_PEER_BYTES {
+            return Err(bad(format!(
+                "a peer id of {} bytes (1 to {})",
+                self.peer.len(),
+                Endpoint::MAX_PEER_BYTES
+            )));
+        }
+        if self.addrs.len() > Endpoint::MAX_ADDRS
+            || self
+                .addrs
+                .iter()
+                .any(|a| a.is_empty() || a.len() > Endpoint::MAX_ADDR_BYTES)
+        {
+            return Err(bad(format!(
+                "at most {} addresses of 1 to {} bytes each",
+                Endpoint::MAX_ADDRS,
+                Endpoint::MAX_ADDR_BYTES
+            )));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Provider {
+    pub endpoint: Endpoint,
     pub capacity: u64,
     /// Bytes placed on it by live deals (stored or not yet receipted).
     pub promised: u64,
@@ -201,7 +242,9 @@ impl StorageModule {
         capacity: u64,
         price: Amount,
         stake: Amount,
+        endpoint: Endpoint,
     ) -> Result<()> {
+        endpoint.validate()?;
         let me = ctx.sender;
         let mut p = StorageModule::provider(ctx, &me)?.unwrap_or_default();
         if capacity < p.promised {
@@ -221,6 +264,7 @@ impl StorageModule {
             ctx.hold(&me, stake)?;
         }
         let new = p == Provider::default();
+        p.endpoint = endpoint;
         p.capacity = capacity;
         p.price_per_gib_epoch = price;
         p.stake = total;
@@ -545,7 +589,8 @@ impl Module for StorageModule {
                 capacity,
                 price_per_gib_epoch,
                 stake,
-            } => self.register(ctx, capacity, price_per_gib_epoch, stake),
+                endpoint,
+            } => self.register(ctx, capacity, price_per_gib_epoch, stake, endpoint),
             StorageCall::CreateDeal {
                 layout,
                 epochs,

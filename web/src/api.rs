@@ -22,6 +22,7 @@ use ios_chain::tx::{SignedTransaction, Transaction, MAX_TX_BYTES};
 use ios_chain::types::{format_iost, Amount, ShardId};
 use ios_node::node::{NodeHandle, View};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use utoipa::OpenApi;
 
 /// Largest request body (a signed transaction is at most 64 KiB, hex doubles it).
@@ -110,12 +111,28 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<web::Json<T>, ApiError>;
+pub(crate) type ApiResult<T> = Result<web::Json<T>, ApiError>;
 
 /// What the handlers share: the node they answer for.
 #[derive(Clone)]
 pub struct Gateway {
     pub node: NodeHandle,
+    /// HUDS uploads waiting for their deals (None: no uploads taken).
+    pub staging: Option<Arc<ios_node::huds::Staging>>,
+}
+
+impl Gateway {
+    /// A gateway for `node`, holding uploads in `<node data>/uploads`.
+    pub fn new(node: NodeHandle) -> anyhow::Result<Gateway> {
+        let staging = ios_node::huds::Staging::open(
+            &node.data_dir.join("uploads"),
+            crate::store::STAGING_BYTES,
+        )?;
+        Ok(Gateway {
+            node,
+            staging: Some(Arc::new(staging)),
+        })
+    }
 }
 
 #[derive(OpenApi)]
@@ -132,7 +149,12 @@ pub struct Gateway {
         build_tx,
         submit_tx,
         tx_status,
-        atomix_status
+        atomix_status,
+        crate::store::upload,
+        crate::store::object,
+        crate::store::objects,
+        crate::store::content,
+        crate::store::providers
     )
 )]
 pub struct ApiDoc;
@@ -160,6 +182,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tx", web::post().to(submit_tx))
             .route("/tx/{id}", web::get().to(tx_status))
             .route("/atomix/{id}", web::get().to(atomix_status))
+            .configure(crate::store::configure)
             .default_service(web::to(|| async {
                 ApiError::not_found("no such API route (see /api/openapi.json)").error_response()
             })),
@@ -191,7 +214,7 @@ fn replica<'a>(v: &'a View<'_>, shard: ShardId) -> Result<&'a Replica, ApiError>
     })
 }
 
-fn parse_address(s: &str) -> Result<Address, ApiError> {
+pub fn parse_address(s: &str) -> Result<Address, ApiError> {
     s.parse()
         .map_err(|e| ApiError::bad_request(format!("invalid address {s:?}: {e}")))
 }
@@ -379,11 +402,14 @@ fn ledger_call(c: &CallRequest) -> Result<LedgerCall, ApiError> {
         CallRequest::Unstake { amount } => LedgerCall::Unstake {
             amount: parse_units("amount", amount)?,
         },
+        CallRequest::StoreDeal { .. } => {
+            return Err(ApiError::bad_request("a storage deal is not a ledger call"))
+        }
     })
 }
 
-fn summary(sender: &Address, call: &LedgerCall, fee: Amount, shard: ShardId) -> String {
-    let what = match call {
+fn describe(call: &LedgerCall) -> String {
+    match call {
         LedgerCall::Transfer { to, amount, token } => match token {
             Token::Iost => format!("send {} to {to}", format_iost(*amount)),
             Token::Servi => {
@@ -400,8 +426,7 @@ fn summary(sender: &Address, call: &LedgerCall, fee: Amount, shard: ShardId) -> 
             x.expires_at
         ),
         other => other.kind().to_string(),
-    };
-    format!("{sender}: {what}; fee {} (shard {shard})", format_iost(fee))
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/tx/build", tag = "transactions",
@@ -412,6 +437,78 @@ fn summary(sender: &Address, call: &LedgerCall, fee: Amount, shard: ShardId) -> 
 async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiResult<BuiltTx> {
     let req = req.into_inner();
     let sender = parse_address(&req.sender)?;
+    if let CallRequest::StoreDeal {
+        content,
+        epochs,
+        price_per_gib_epoch,
+    } = &req.call
+    {
+        let content: ios_storage::ContentId = content
+            .parse()
+            .map_err(|e: ios_storage::StorageError| ApiError::bad_request(e.to_string()))?;
+        let layout = g
+            .staging
+            .as_ref()
+            .and_then(|s| s.layout(&content))
+            .ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "{content} was not uploaded to this gateway (POST /api/v1/store/uploads first)"
+                ))
+            })?;
+        let price = match price_per_gib_epoch {
+            Some(p) => parse_units("price_per_gib_epoch", p)?,
+            None => ios_node::huds::ProviderConfig::default().price_per_gib_epoch,
+        };
+        let cost = ios_storage::deal::storage_cost(
+            layout.coding.stored_bytes(layout.size),
+            price,
+            *epochs,
+        )
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let what = format!(
+            "store {content} ({} bytes, {}+{}) for {epochs} epochs at up to {} per GiB-epoch: {} into escrow",
+            layout.size,
+            layout.coding.data,
+            layout.coding.parity,
+            format_iost(price),
+            format_iost(cost)
+        );
+        let call = ios_storage::module::StorageCall::CreateDeal {
+            layout,
+            epochs: *epochs,
+            price_per_gib_epoch: price,
+        }
+        .to_call();
+        let fee = req
+            .fee
+            .as_deref()
+            .map(|f| parse_units("fee", f))
+            .transpose()?;
+        let built = g
+            .node
+            .query(move |v| -> Result<BuiltTx, ApiError> {
+                let shard = account_shard(v, v.genesis.params.shards, &sender);
+                let r = replica(v, shard)?;
+                let nonce = match req.nonce {
+                    Some(n) => n,
+                    None => r.next_nonce(&sender).map_err(|e| ApiError::chain(&e))?,
+                };
+                finish_tx(
+                    v,
+                    r,
+                    shard,
+                    sender,
+                    nonce,
+                    fee,
+                    req.expires_in,
+                    call,
+                    what,
+                    None,
+                )
+            })
+            .await??;
+        return Ok(web::Json(built));
+    }
     let call = ledger_call(&req.call)?;
     let fee = req
         .fee
@@ -463,43 +560,76 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
                 }
                 other => other,
             };
-            let height = r.height();
-            let expires_in = req.expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
-            if expires_in == 0 || expires_in > MAX_EXPIRES_IN {
-                return Err(ApiError::bad_request(format!(
-                    "expires_in must be 1 to {MAX_EXPIRES_IN} blocks, got {expires_in}"
-                )));
-            }
-            let mut tx = Transaction {
-                chain_id: params.chain_id.clone(),
+            let what = describe(&call);
+            finish_tx(
+                v,
+                r,
+                shard,
                 sender,
                 nonce,
-                fee: fee.unwrap_or(0),
-                expires_at: height.saturating_add(expires_in),
-                call: LedgerModule::call(&call),
-            };
-            if fee.is_none() {
-                // The fee covers the signed encoding (the signature is 64 bytes).
-                let len = SignedTransaction {
-                    tx: tx.clone(),
-                    signature: Signature([0; 64]),
-                }
-                .to_bytes()
-                .len() as u64;
-                tx.fee = params.min_fee_per_byte.saturating_mul(len);
-            }
-            Ok(BuiltTx {
-                tx: hex::encode(&ios_chain::codec::encode(&tx)),
-                signing_hash: tx.signing_hash().to_hex(),
-                shard,
-                nonce,
-                fee: tx.fee.to_string(),
-                summary: summary(&sender, &call, tx.fee, shard),
+                fee,
+                req.expires_in,
+                LedgerModule::call(&call),
+                what,
                 atomix,
-            })
+            )
         })
         .await??;
     Ok(web::Json(built))
+}
+
+/// The transaction of `call` from `sender` at `nonce` on `shard` (whose
+/// replica is `r`), at the minimum fee for its size unless `fee` is given.
+#[allow(clippy::too_many_arguments)]
+fn finish_tx(
+    v: &View<'_>,
+    r: &Replica,
+    shard: ShardId,
+    sender: Address,
+    nonce: u64,
+    fee: Option<Amount>,
+    expires_in: Option<u64>,
+    call: ios_chain::tx::Call,
+    what: String,
+    atomix: Option<String>,
+) -> Result<BuiltTx, ApiError> {
+    let params = &v.genesis.params;
+    let expires_in = expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
+    if expires_in == 0 || expires_in > MAX_EXPIRES_IN {
+        return Err(ApiError::bad_request(format!(
+            "expires_in must be 1 to {MAX_EXPIRES_IN} blocks, got {expires_in}"
+        )));
+    }
+    let mut tx = Transaction {
+        chain_id: params.chain_id.clone(),
+        sender,
+        nonce,
+        fee: fee.unwrap_or(0),
+        expires_at: r.height().saturating_add(expires_in),
+        call,
+    };
+    if fee.is_none() {
+        // The fee covers the signed encoding (the signature is 64 bytes).
+        let len = SignedTransaction {
+            tx: tx.clone(),
+            signature: Signature([0; 64]),
+        }
+        .to_bytes()
+        .len() as u64;
+        tx.fee = params.min_fee_per_byte.saturating_mul(len);
+    }
+    Ok(BuiltTx {
+        tx: hex::encode(&ios_chain::codec::encode(&tx)),
+        signing_hash: tx.signing_hash().to_hex(),
+        shard,
+        nonce,
+        fee: tx.fee.to_string(),
+        summary: format!(
+            "{sender}: {what}; fee {} (shard {shard})",
+            format_iost(tx.fee)
+        ),
+        atomix,
+    })
 }
 
 #[utoipa::path(post, path = "/api/v1/tx", tag = "transactions",

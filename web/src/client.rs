@@ -36,6 +36,8 @@ pub type Result<T> = std::result::Result<T, ClientError>;
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// For uploads and downloads: no overall time limit, only between reads.
+    bulk: ureq::Agent,
 }
 
 impl Client {
@@ -45,9 +47,16 @@ impl Client {
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(30)))
             .build();
+        let bulk = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(600)))
+            .timeout_recv_body(Some(Duration::from_secs(120)))
+            .build();
         Client {
             base: base.trim_end_matches('/').to_string(),
             agent: ureq::Agent::new_with_config(config),
+            bulk: ureq::Agent::new_with_config(bulk),
         }
     }
 
@@ -176,6 +185,85 @@ impl Client {
         Ok(sum)
     }
 
+    /// Uploads an object's bytes (streamed from `reader`, `progress` told
+    /// the bytes sent so far) for a `data`+`parity` code; the gateway
+    /// encodes and holds it until its deal is on chain.
+    pub fn upload(
+        &self,
+        reader: impl std::io::Read,
+        data: u8,
+        parity: u8,
+        progress: impl FnMut(u64),
+    ) -> Result<StagedUpload> {
+        let url = format!(
+            "{}/api/v1/store/uploads?data={data}&parity={parity}",
+            self.base
+        );
+        let mut counting = Counting {
+            inner: reader,
+            n: 0,
+            progress,
+        };
+        let r = self
+            .bulk
+            .post(&url)
+            .header("content-type", "application/octet-stream")
+            .send(ureq::SendBody::from_reader(&mut counting));
+        self.answer(&url, r)
+    }
+
+    pub fn object(&self, content: &str) -> Result<ObjectView> {
+        self.get(&format!("/api/v1/store/objects/{content}"))
+    }
+
+    pub fn objects(&self, owner: &str) -> Result<Vec<ObjectView>> {
+        self.get(&format!("/api/v1/store/objects?owner={owner}"))
+    }
+
+    pub fn providers(&self) -> Result<Vec<ProviderView>> {
+        self.get("/api/v1/store/providers")
+    }
+
+    /// Downloads an object (or `range`, `[from, to)`) into `out`, telling
+    /// `progress` the bytes written so far; returns how many were.
+    pub fn download(
+        &self,
+        content: &str,
+        range: Option<(u64, u64)>,
+        out: &mut dyn std::io::Write,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64> {
+        let url = format!("{}/api/v1/store/objects/{content}/content", self.base);
+        let mut req = self.bulk.get(&url);
+        if let Some((from, to)) = range {
+            req = req.header("range", format!("bytes={from}-{}", to.saturating_sub(1)));
+        }
+        let mut resp = req.call().map_err(|e| ClientError::Unreachable {
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            return self.answer::<serde_json::Value>(&url, Ok(resp)).map(|_| 0);
+        }
+        let mut reader = resp.body_mut().as_reader();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        let fail = |e: std::io::Error| ClientError::Decode {
+            url: url.clone(),
+            reason: format!("the download broke off: {e}"),
+        };
+        loop {
+            let got = std::io::Read::read(&mut reader, &mut buf).map_err(fail)?;
+            if got == 0 {
+                return Ok(n);
+            }
+            out.write_all(&buf[..got]).map_err(fail)?;
+            n += got as u64;
+            progress(n);
+        }
+    }
+
     pub fn openapi(&self) -> Result<serde_json::Value> {
         self.get("/api/openapi.json")
     }
@@ -218,4 +306,20 @@ pub fn roots_agree(nodes: &[Client]) -> Result<(bool, usize)> {
         }
     }
     Ok((true, compared))
+}
+
+/// A reader that reports how much was read.
+struct Counting<R, F> {
+    inner: R,
+    n: u64,
+    progress: F,
+}
+
+impl<R: std::io::Read, F: FnMut(u64)> std::io::Read for Counting<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let got = self.inner.read(buf)?;
+        self.n += got as u64;
+        (self.progress)(self.n);
+        Ok(got)
+    }
 }

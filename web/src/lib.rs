@@ -8,6 +8,7 @@ pub mod api;
 pub mod client;
 pub mod load;
 pub mod metrics;
+pub mod store;
 pub mod types;
 
 pub use ios_chain::hex;
@@ -38,7 +39,7 @@ impl ApiServer {
 
 /// Serves the API for `node` on `addr` (on the current tokio runtime).
 pub async fn serve(node: NodeHandle, addr: SocketAddr) -> Result<ApiServer> {
-    let gateway = actix_web::web::Data::new(api::Gateway { node });
+    let gateway = actix_web::web::Data::new(api::Gateway::new(node)?);
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(gateway.clone())

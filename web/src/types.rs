@@ -121,6 +121,18 @@ pub enum CallRequest {
     Stake { amount: String },
     /// Starts unbonding IOST.
     Unstake { amount: String },
+    /// Stores an object uploaded to this gateway (`POST
+    /// /api/v1/store/uploads`) for `epochs` epochs: its layout goes into a
+    /// HUDS deal, its cost into escrow.
+    StoreDeal {
+        /// The upload's content id (hex).
+        content: String,
+        epochs: u64,
+        /// Most base units per GiB-epoch to pay (default 0.01 IOST);
+        /// providers asking more are not chosen.
+        #[serde(default)]
+        price_per_gib_epoch: Option<String>,
+    },
 }
 
 /// Ask the node to build a transaction's canonical bytes.
@@ -215,4 +227,79 @@ pub struct AtomixView {
     pub amount: String,
     /// Output-shard height after which it may be aborted.
     pub expires_at: u64,
+}
+
+/// An upload the gateway encoded and holds until its deal is on chain:
+/// make the deal (`StoreDeal`) and the gateway sends the fragments to the
+/// providers the chain places them on.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct StagedUpload {
+    /// blake3 of the bytes (hex): the object's address.
+    pub content: String,
+    pub size: u64,
+    pub segments: usize,
+    /// Reed-Solomon data and parity fragments per segment.
+    pub data: u8,
+    pub parity: u8,
+    pub segment_bytes: u32,
+    /// Bytes stored over all fragments (what a deal pays for).
+    pub stored_bytes: u64,
+}
+
+/// A stored object, as its deal on chain says, with the gateway's upload
+/// progress while it still pushes fragments.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ObjectView {
+    pub content: String,
+    pub shard: u16,
+    pub owner: String,
+    pub size: u64,
+    pub segments: usize,
+    pub data: u8,
+    pub parity: u8,
+    /// Fragments in all (segments x (data + parity)).
+    pub fragments: usize,
+    /// Fragments whose providers signed a receipt.
+    pub receipted: usize,
+    /// Fragments declared lost (after repeated failed audits).
+    pub lost: usize,
+    pub start_epoch: u64,
+    /// The first epoch not paid for.
+    pub end_epoch: u64,
+    /// Base units left in escrow.
+    pub escrow: String,
+    pub price_per_gib_epoch: String,
+    /// While the gateway pushes the fragments: how far it is.
+    #[serde(default)]
+    pub upload: Option<UploadProgress>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct UploadProgress {
+    pub state: String,
+    pub total: usize,
+    pub pushed: usize,
+    pub errors: Vec<String>,
+}
+
+/// A storage provider on one shard.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ProviderView {
+    pub address: String,
+    pub shard: u16,
+    pub peer_id: String,
+    pub addrs: Vec<String>,
+    pub capacity: u64,
+    /// Bytes placed on it by live deals.
+    pub promised: u64,
+    /// Bytes of fragments it holds (receipted).
+    pub held_bytes: u64,
+    pub held_fragments: usize,
+    pub price_per_gib_epoch: String,
+    pub stake: String,
+    pub audits_passed: u64,
+    pub audits_failed: u64,
+    pub strikes: u64,
+    pub iost_earned: String,
+    pub servi_earned: u64,
 }

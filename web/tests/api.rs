@@ -43,6 +43,7 @@ async fn node_of(
             genesis,
             key: Some(validator),
             replica: ios_node::devnet::replica_config(),
+            provider: None,
         },
         std::future::pending(),
     )
@@ -72,7 +73,7 @@ async fn a_shard_with_a_backlog_answers_busy() {
     let (node, user) = node_of(dir.path(), 4, params).await;
     let app = test::init_service(
         App::new()
-            .app_data(web::Data::new(Gateway { node }))
+            .app_data(web::Data::new(Gateway::new(node).unwrap()))
             .configure(api::configure),
     )
     .await;
@@ -121,7 +122,7 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
     let (node, user) = one_node(dir.path()).await;
     let app = test::init_service(
         App::new()
-            .app_data(web::Data::new(Gateway { node }))
+            .app_data(web::Data::new(Gateway::new(node).unwrap()))
             .configure(api::configure),
     )
     .await;

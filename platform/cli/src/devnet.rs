@@ -28,6 +28,9 @@ pub struct DevnetArgs {
     /// Funded accounts the load sends from.
     #[arg(long, default_value_t = 256)]
     users: usize,
+    /// HUDS storage providers (each serves every account shard).
+    #[arg(long, default_value_t = 6)]
+    providers: usize,
     /// Stop after this many seconds (default: run until Ctrl-C).
     #[arg(long)]
     seconds: Option<u64>,
@@ -53,6 +56,7 @@ impl DevnetArgs {
             load_tps: self.tps,
             users: self.users,
             duration: self.seconds.map(Duration::from_secs),
+            providers: self.providers,
         }
     }
 }
@@ -68,9 +72,10 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
         return crate::procdevnet::run(&a.config(data_dir), a.web, a.seconds, a.json);
     }
     eprintln!(
-        "devnet: beacon + {} shards x {} validators over libp2p on 127.0.0.1, plus a gateway; data in {} (one directory per node; logs: stderr, IOS_LOG=info for more)",
+        "devnet: beacon + {} shards x {} validators over libp2p on 127.0.0.1, {} storage providers and a gateway; data in {} (one directory per node; logs: stderr, IOS_LOG=info for more)",
         a.shards,
         a.committee,
+        a.providers,
         data_dir.display()
     );
     eprintln!("devnet: built-in load {} transfers/s; Ctrl-C stops", a.tps);

@@ -10,6 +10,7 @@ mod node;
 mod procdevnet;
 mod risk;
 mod sim;
+mod store;
 mod tx;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,10 @@ enum Command {
     Key(key::KeyArgs),
     /// Build, sign, submit and follow transactions (talks to --node).
     Tx(tx::TxArgs),
+    /// HUDS storage: put, get, ls, status (talks to --node).
+    Store(store::StoreArgs),
+    /// HUDS storage providers: status (providers register themselves from their node config).
+    Provider(store::ProviderArgs),
     /// Chain status, blocks and accounts (talks to --node).
     Chain(chain::ChainArgs),
     /// Run the deterministic simulator: many seeds, faults, safety and liveness checks.
@@ -64,6 +69,8 @@ fn main() -> ExitCode {
         Command::Init(a) => node::init(a),
         Command::Key(a) => key::run(a),
         Command::Tx(a) => tx::run(a),
+        Command::Store(a) => store::run(a),
+        Command::Provider(a) => store::run_provider(a),
         Command::Chain(a) => chain::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),

@@ -383,7 +383,7 @@ fn follow_atomix(
 
 /// Submits, and while the node answers that the shard is busy (a backlog
 /// waits), tries again every second until `timeout`.
-fn submit_when_not_busy(
+pub(crate) fn submit_when_not_busy(
     client: &Client,
     req: &SubmitTxRequest,
     timeout: Duration,
@@ -404,7 +404,7 @@ fn submit_when_not_busy(
 }
 
 /// How waiting for a transaction ended.
-enum Waited {
+pub(crate) enum Waited {
     /// Finalized or failed.
     Done(TxStatus),
     /// Never to be included: the sender's committed nonce passed its own.
@@ -414,7 +414,7 @@ enum Waited {
 /// Follows `id` until it is final. With `(sender, nonce)`, also notices a
 /// transaction that can no longer be included because another one from
 /// the same account took its nonce.
-fn wait_final(
+pub(crate) fn wait_final(
     client: &Client,
     id: &str,
     nonce_of: Option<(&Address, u64)>,

@@ -220,6 +220,8 @@ async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, rate: f64) -> Result<M
         duration: None,
         // No committee changes while measuring.
         epoch_length: 100_000,
+        // Transfers only.
+        providers: 0,
     };
     let net = Devnet::start(&dcfg).await?;
     // Every node's commits: the first commit of a transaction finalizes it.

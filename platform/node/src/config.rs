@@ -30,6 +30,9 @@ pub struct NodeFile {
     pub key: Option<String>,
     #[serde(default)]
     pub keystore: Option<PathBuf>,
+    /// Serve as a HUDS storage provider.
+    #[serde(default)]
+    pub provider: Option<crate::huds::ProviderConfig>,
 }
 
 fn default_name() -> String {
@@ -84,6 +87,15 @@ api = ""
 
 # The keystore directory (default: $IOS_HOME/keys or ~/.ios/keys).
 # keystore = "/home/me/.ios/keys"
+
+# Serve as a HUDS storage provider: keep erasure-coded fragments, answer
+# audits, earn IOST and Servi. The provider has one account per account
+# shard, derived from this node's key (`ios provider status` lists them);
+# fund each with at least `stake` before it can register there.
+# [provider]
+# capacity = 8589934592          # bytes of fragments kept at most (8 GiB)
+# price_per_gib_epoch = 1000000  # base units (0.01 IOST) per GiB per epoch
+# stake = 100000000000           # base units (1,000 IOST) held on each shard
 "#;
 
 impl NodeFile {
@@ -137,6 +149,7 @@ impl NodeFile {
             genesis,
             key,
             replica: crate::devnet::replica_config(),
+            provider: self.provider.clone(),
         })
     }
 }

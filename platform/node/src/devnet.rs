@@ -37,6 +37,8 @@ pub struct DevnetConfig {
     pub duration: Option<Duration>,
     /// Blocks per epoch (committees rotate at each boundary).
     pub epoch_length: u64,
+    /// HUDS storage providers (each serves every account shard).
+    pub providers: usize,
 }
 
 impl Default for DevnetConfig {
@@ -49,6 +51,7 @@ impl Default for DevnetConfig {
             users: 256,
             duration: None,
             epoch_length: 50,
+            providers: 6,
         }
     }
 }
@@ -102,6 +105,22 @@ pub fn user_keys(n: usize) -> Vec<Keypair> {
         .collect()
 }
 
+/// The master keys of a devnet's storage providers (node keys; each
+/// provider's account on a shard is derived from it).
+pub fn provider_keys(n: usize) -> Vec<Keypair> {
+    (0..n as u64)
+        .map(|i| Keypair::from_seed("devnet-provider", i))
+        .collect()
+}
+
+/// What a devnet provider offers: 4 GiB, 0.01 IOST per GiB-epoch.
+pub fn provider_config() -> crate::huds::ProviderConfig {
+    crate::huds::ProviderConfig {
+        capacity: 4 << 30,
+        ..Default::default()
+    }
+}
+
 pub fn validator_keys(n: usize) -> Vec<Keypair> {
     (0..n as u64)
         .map(|i| Keypair::from_seed("devnet-validator", i))
@@ -119,7 +138,13 @@ pub fn load_or_create_genesis(cfg: &DevnetConfig) -> Result<Genesis> {
         return Ok(g);
     }
     let validators = validator_keys(cfg.committee * (cfg.shards as usize + 1));
-    let users: Vec<Address> = user_keys(cfg.users).iter().map(|k| k.address()).collect();
+    let mut users: Vec<Address> = user_keys(cfg.users).iter().map(|k| k.address()).collect();
+    // Every provider's account on every shard it serves starts funded.
+    for m in provider_keys(cfg.providers) {
+        for s in crate::huds::provider_shards(cfg.shards) {
+            users.push(crate::huds::provider_key(&m, s, cfg.shards).address());
+        }
+    }
     let now = unix_ms();
     let g = Genesis::test_network(
         params(cfg),
@@ -159,6 +184,9 @@ pub struct Devnet {
     pub genesis: Genesis,
     pub validators: Vec<NodeHandle>,
     pub gateway: NodeHandle,
+    /// HUDS storage providers.
+    pub providers: Vec<NodeHandle>,
+    provider_stops: Vec<watch::Sender<bool>>,
     pub data_dir: PathBuf,
     stop: watch::Sender<bool>,
     tasks: Vec<(String, tokio::task::JoinHandle<Result<()>>)>,
@@ -189,6 +217,7 @@ impl Devnet {
                     genesis: genesis.clone(),
                     key: Some(key),
                     replica: replica_config(),
+                    provider: None,
                 },
                 stopped(stop_rx.clone()),
             )
@@ -206,24 +235,66 @@ impl Devnet {
                 role: Role::Full,
                 data_dir: cfg.data_dir.join("gateway"),
                 listen: "/ip4/127.0.0.1/tcp/0".parse()?,
-                bootstrap,
+                bootstrap: bootstrap.clone(),
                 genesis: genesis.clone(),
                 key: None,
                 replica: replica_config(),
+                provider: None,
             },
-            stopped(stop_rx),
+            stopped(stop_rx.clone()),
         )
         .await
         .context("starting the gateway")?;
         tasks.push(("gateway".into(), task));
+        let mut providers = Vec::new();
+        let mut provider_stops = Vec::new();
+        for (i, key) in provider_keys(cfg.providers).into_iter().enumerate() {
+            let name = format!("provider-{i}");
+            // Each provider also stops alone (tests take them down one by one).
+            let (own_stop, own_rx) = watch::channel(false);
+            let all = stop_rx.clone();
+            provider_stops.push(own_stop);
+            let (h, task) = node::start(
+                NodeConfig {
+                    name: name.clone(),
+                    role: Role::Validator,
+                    data_dir: cfg.data_dir.join(&name),
+                    listen: "/ip4/127.0.0.1/tcp/0".parse()?,
+                    bootstrap: bootstrap.clone(),
+                    genesis: genesis.clone(),
+                    key: Some(key),
+                    replica: replica_config(),
+                    provider: Some(provider_config()),
+                },
+                async move {
+                    tokio::select! {
+                        _ = stopped(all) => {}
+                        _ = stopped(own_rx) => {}
+                    }
+                },
+            )
+            .await
+            .with_context(|| format!("starting {name}"))?;
+            providers.push(h);
+            tasks.push((name, task));
+        }
         Ok(Devnet {
             genesis,
             validators,
             gateway,
+            providers,
+            provider_stops,
             data_dir: cfg.data_dir.clone(),
             stop,
             tasks,
         })
+    }
+
+    /// Stops provider `i` (its node shuts down; its data stays).
+    pub fn stop_provider(&self, i: usize) {
+        if let Some(s) = self.provider_stops.get(i) {
+            let _ = s.send(true);
+        }
     }
 
     pub fn shards(&self) -> u16 {
@@ -254,9 +325,12 @@ impl Devnet {
         commit_rx
     }
 
-    /// Every node, validators first.
+    /// Every node: validators, the gateway, providers.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeHandle> {
-        self.validators.iter().chain(std::iter::once(&self.gateway))
+        self.validators
+            .iter()
+            .chain(std::iter::once(&self.gateway))
+            .chain(&self.providers)
     }
 
     /// Stops every node and waits for them (each flushes its stores).

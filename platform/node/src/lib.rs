@@ -13,6 +13,7 @@ pub mod bench_huds;
 pub mod config;
 pub mod devnet;
 pub mod fifo;
+pub mod huds;
 pub mod keystore;
 pub mod node;
 pub mod p2p;

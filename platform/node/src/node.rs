@@ -20,6 +20,7 @@
 //! A node is also a full node of every shard when its role says so (the
 //! gateway), and serves queries and submissions through [`NodeHandle`].
 
+use crate::huds::{HudsRequest, HudsResponse, ProviderState};
 use crate::p2p::{
     self, Behaviour, BehaviourEvent, Channel, Frame, PeerBook, Refusal, Request, Response,
 };
@@ -41,6 +42,10 @@ use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
 use ios_chain::shard::BEACON;
 use ios_chain::tx::{SignedTransaction, Transaction};
 use ios_chain::types::{Epoch, Height, ShardId, TimeMs};
+use ios_storage::module::{
+    AuditRound, AuditState, Endpoint, StorageCall, StorageModule, StorageParams,
+};
+use ios_storage::store::FragmentId;
 use libp2p::swarm::SwarmEvent;
 use libp2p::{gossipsub, identify, kad, request_response, Multiaddr, PeerId, Swarm};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -75,6 +80,8 @@ pub struct NodeConfig {
     /// The validator's key; a full node without one makes and keeps its own.
     pub key: Option<Keypair>,
     pub replica: ReplicaConfig,
+    /// Serve as a HUDS storage provider (fragments in `<data>/huds`).
+    pub provider: Option<crate::huds::ProviderConfig>,
 }
 
 /// A block a replica of this node finalized.
@@ -250,6 +257,18 @@ pub fn tx_shard(
     }
 }
 
+/// The modules a node runs on `shard`: the ledger everywhere, HUDS's
+/// storage module on account shards (on the beacon of a one-shard chain).
+/// Every node of a network must agree on this.
+pub fn runtime(genesis: &Genesis, shard: ShardId) -> Runtime {
+    let r = Runtime::for_shard(genesis.params.clone(), shard);
+    if shard != BEACON || genesis.params.shards == 0 {
+        r.with_module(Arc::new(StorageModule::new(StorageParams::default())))
+    } else {
+        r
+    }
+}
+
 /// A read-only look at a running node, taken on its own task.
 pub struct View<'a> {
     pub genesis: &'a Genesis,
@@ -273,6 +292,25 @@ enum Command {
     },
     Query(Query),
     Dial(Multiaddr),
+    /// A HUDS request to a peer (dialled at `addrs` if not connected).
+    Huds {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: HudsRequest,
+        reply: oneshot::Sender<Result<HudsResponse, String>>,
+    },
+    /// The answer to an inbound HUDS request, made off the node's task;
+    /// `stored` is a fragment this provider now owes a receipt for.
+    HudsReply {
+        channel: request_response::ResponseChannel<HudsResponse>,
+        response: HudsResponse,
+        stored: Option<(ShardId, FragmentId)>,
+    },
+    /// A storage call this provider signs and pools on `shard`.
+    ProviderCall {
+        shard: ShardId,
+        call: StorageCall,
+    },
 }
 
 /// The way into a running node from other tasks.
@@ -285,9 +323,32 @@ pub struct NodeHandle {
     pub addrs: Vec<Multiaddr>,
     pub metrics: Arc<NodeMetrics>,
     pub name: String,
+    pub data_dir: PathBuf,
 }
 
 impl NodeHandle {
+    /// Sends a HUDS request to `peer` and waits for its answer.
+    pub async fn huds(
+        &self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        request: HudsRequest,
+    ) -> Result<HudsResponse> {
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Huds {
+                peer,
+                addrs,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("node {} has stopped", self.name))?;
+        rx.await
+            .map_err(|_| anyhow::anyhow!("node {} stopped before answering", self.name))?
+            .map_err(|e| anyhow::anyhow!("{peer}: {e}"))
+    }
+
     /// Pools transactions on their senders' home shards (forwarded to a
     /// peer of that shard when this node runs none); per transaction its id
     /// or why it was refused.
@@ -413,6 +474,7 @@ pub async fn start(
     let meta = sled::open(cfg.data_dir.join("node"))
         .with_context(|| format!("opening {}", cfg.data_dir.join("node").display()))?;
     let (commands_tx, commands) = mpsc::channel(1_024);
+    let commands_tx_self = commands_tx.clone();
     let (commits, _) = broadcast::channel(4_096);
     let metrics = Arc::new(NodeMetrics::default());
     let handle = NodeHandle {
@@ -422,9 +484,15 @@ pub async fn start(
         addrs: vec![dialable.clone()],
         metrics: metrics.clone(),
         name: cfg.name.clone(),
+        data_dir: cfg.data_dir.clone(),
     };
     let span = tracing::info_span!("node", name = %cfg.name);
-    let mut node = Node::new(cfg, key, swarm, meta, commits, metrics, vec![dialable])?;
+    let outlets = Outlets {
+        commits,
+        metrics,
+        commands: commands_tx_self,
+    };
+    let mut node = Node::new(cfg, key, swarm, meta, outlets, vec![dialable])?;
     let task = tokio::spawn(
         async move {
             let _lock = lock;
@@ -465,6 +533,17 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all()?;
     Ok(())
 }
+
+/// Where a node's task reports: its commits, its counters, its own queue.
+struct Outlets {
+    commits: broadcast::Sender<Arc<CommitEvent>>,
+    metrics: Arc<NodeMetrics>,
+    commands: mpsc::Sender<Command>,
+}
+
+/// Disk work for an inbound HUDS request, run off the node's task: the
+/// answer, and the fragment stored (a receipt owed), if any.
+type HudsWork = Box<dyn FnOnce() -> (HudsResponse, Option<(ShardId, FragmentId)>) + Send>;
 
 /// What an outbound request was for.
 enum Pending {
@@ -512,6 +591,13 @@ struct Node {
     started: bool,
     /// Inbound request rates of connected peers.
     rpc_rates: HashMap<PeerId, p2p::RateLimit>,
+    /// The node's own command queue (work done off its task reports back).
+    commands: mpsc::Sender<Command>,
+    /// HUDS requests this node sent, by id.
+    pending_huds:
+        HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<HudsResponse, String>>>,
+    /// A storage provider's store, accounts and duties.
+    provider: Option<ProviderState>,
 }
 
 /// How long a fresh node waits for epoch changes before it opens shards.
@@ -531,11 +617,24 @@ impl Node {
         key: Keypair,
         swarm: Swarm<Behaviour>,
         meta: sled::Db,
-        commits: broadcast::Sender<Arc<CommitEvent>>,
-        metrics: Arc<NodeMetrics>,
+        outlets: Outlets,
         listen: Vec<Multiaddr>,
     ) -> Result<Node> {
+        let Outlets {
+            commits,
+            metrics,
+            commands,
+        } = outlets;
         cfg.genesis.validate().context("the genesis is invalid")?;
+        let provider = match &cfg.provider {
+            Some(pc) => Some(ProviderState::open(
+                &cfg.data_dir.join("huds"),
+                pc.clone(),
+                &key,
+                cfg.genesis.params.shards,
+            )?),
+            None => None,
+        };
         let mut epochs = EpochChain::new(&cfg.genesis);
         let mut changes = BTreeMap::new();
         let tree = meta.open_tree(CHANGES_TREE)?;
@@ -577,6 +676,9 @@ impl Node {
             relayer: (cfg.role == Role::Full).then(Relayer::new),
             started: false,
             rpc_rates: HashMap::new(),
+            commands,
+            pending_huds: HashMap::new(),
+            provider,
         })
     }
 
@@ -668,6 +770,9 @@ impl Node {
         let me = self.key.address();
         let latest = self.epochs.latest();
         let mut out = BTreeSet::new();
+        if let Some(p) = &self.provider {
+            out.extend(p.keys.keys().copied());
+        }
         for s in 0..=self.shards {
             let mut epochs = vec![latest, latest.saturating_sub(1)];
             if let Some(r) = self.replicas.get(&s) {
@@ -751,7 +856,7 @@ impl Node {
         let replica = Replica::open(
             &db,
             self.key.clone(),
-            Runtime::for_shard(self.genesis.params.clone(), shard),
+            runtime(&self.genesis, shard),
             &self.genesis,
             self.replica_config.clone(),
             unix_ms(),
@@ -844,6 +949,7 @@ impl Node {
         self.step_fast_syncs(now)?;
         self.relay_epoch_changes(now);
         self.relay_atomix(now);
+        self.provider_duties(now);
         if self.joining.is_some_and(|t| now >= t) {
             info!("no peer told of later epochs: starting from what this node knows");
             self.joining = None;
@@ -1201,7 +1307,285 @@ impl Node {
                 q(&view);
             }
             Command::Dial(addr) => self.dial(addr),
+            Command::Huds {
+                peer,
+                addrs,
+                request,
+                reply,
+            } => {
+                if peer == *self.swarm.local_peer_id() {
+                    let _ = reply.send(Err("that is this node".into()));
+                    return;
+                }
+                for a in addrs {
+                    self.swarm.add_peer_address(peer, a);
+                }
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .huds
+                    .send_request(&peer, Frame::Good(request));
+                self.pending_huds.insert(id, reply);
+            }
+            Command::HudsReply {
+                channel,
+                response,
+                stored,
+            } => {
+                if let (Some((shard, id)), Some(p)) = (stored, self.provider.as_mut()) {
+                    p.receipts
+                        .entry((shard, id.content))
+                        .or_default()
+                        .insert((id.segment, id.index));
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .huds
+                    .send_response(channel, response);
+            }
+            Command::ProviderCall { shard, call } => self.provider_submit(shard, call),
         }
+    }
+
+    // ---- HUDS ----------------------------------------------------------------
+
+    /// A HUDS request from `peer`: checked here against chain state, the
+    /// disk work done off the node's task (its answer comes back as
+    /// [`Command::HudsReply`]).
+    fn on_huds_request(
+        &mut self,
+        peer: PeerId,
+        frame: Frame<HudsRequest>,
+        channel: request_response::ResponseChannel<HudsResponse>,
+    ) {
+        let answer = |node: &mut Node, channel, response| {
+            let _ = node
+                .swarm
+                .behaviour_mut()
+                .huds
+                .send_response(channel, response);
+        };
+        let request = match frame.into_request() {
+            Ok(r) => r,
+            Err(reason) => {
+                self.fault(peer, "huds frame", &reason);
+                return answer(self, channel, crate::huds::refused("malformed", reason));
+            }
+        };
+        let Some(p) = self.provider.as_ref() else {
+            return answer(
+                self,
+                channel,
+                crate::huds::refused("not_provider", "this node stores no fragments"),
+            );
+        };
+        let store = p.store.clone();
+        let work: HudsWork = match request {
+            HudsRequest::Put { shard, id, bytes } => {
+                let (Some(key), Some(r)) = (p.keys.get(&shard), self.replicas.get(&shard)) else {
+                    return answer(
+                        self,
+                        channel,
+                        crate::huds::refused(
+                            "unavailable",
+                            format!("this provider does not serve shard {shard} (yet)"),
+                        ),
+                    );
+                };
+                let deal = ios_chain::committee::read::<ios_storage::module::Deal>(
+                    r.store(),
+                    &ios_storage::module::keys::deal(&id.content),
+                )
+                .ok()
+                .flatten();
+                let root =
+                    match crate::huds::check_put(deal.as_ref(), &key.address(), &id, bytes.len()) {
+                        Ok(root) => root,
+                        Err(refusal) => return answer(self, channel, refusal),
+                    };
+                Box::new(move || {
+                    let r = store
+                        .lock()
+                        .expect("store lock")
+                        .put(id, root, &bytes, unix_ms());
+                    match r {
+                        Ok(_) => (HudsResponse::Stored, Some((shard, id))),
+                        Err(e) => (crate::huds::refused(e.code(), e.to_string()), None),
+                    }
+                })
+            }
+            HudsRequest::Get { id } => {
+                Box::new(move || match store.lock().expect("store lock").get(&id) {
+                    Ok(b) => (HudsResponse::Fragment(b), None),
+                    Err(e) => (crate::huds::refused(e.code(), e.to_string()), None),
+                })
+            }
+            HudsRequest::Chunk { id, chunk } => {
+                Box::new(
+                    move || match store.lock().expect("store lock").prove(&id, chunk) {
+                        Ok(p) => (HudsResponse::Chunk(p), None),
+                        Err(e) => (crate::huds::refused(e.code(), e.to_string()), None),
+                    },
+                )
+            }
+        };
+        let back = self.commands.clone();
+        tokio::task::spawn_blocking(move || {
+            let (response, stored) = work();
+            let _ = back.blocking_send(Command::HudsReply {
+                channel,
+                response,
+                stored,
+            });
+        });
+    }
+
+    /// A provider's duties, once a second: register on every shard it
+    /// serves (again when its offer or address changed), sign receipts for
+    /// what it stored, answer its audit challenges.
+    fn provider_duties(&mut self, now: TimeMs) {
+        let Some(p) = self.provider.as_mut() else {
+            return;
+        };
+        if now < p.next_duty {
+            return;
+        }
+        p.next_duty = now + 1_000;
+        let endpoint = Endpoint {
+            peer: self.swarm.local_peer_id().to_bytes(),
+            addrs: self
+                .listen
+                .iter()
+                .take(Endpoint::MAX_ADDRS)
+                .map(|a| a.to_string())
+                .collect(),
+        };
+        let mut calls = Vec::new();
+        let mut proofs = Vec::new();
+        for (shard, key) in p.keys.iter() {
+            let Some(r) = self.replicas.get(shard) else {
+                continue;
+            };
+            let me = key.address();
+            let store = r.store();
+            let registered: Option<ios_storage::module::Provider> =
+                ios_chain::committee::read(store, &ios_storage::module::keys::provider(&me))
+                    .ok()
+                    .flatten();
+            let current = registered.as_ref().is_some_and(|reg| {
+                reg.endpoint == endpoint
+                    && reg.capacity == p.config.capacity
+                    && reg.price_per_gib_epoch == p.config.price_per_gib_epoch
+            });
+            let last = p.registered_at.get(shard).copied().unwrap_or(0);
+            if !current && now.saturating_sub(last) >= 10_000 {
+                p.registered_at.insert(*shard, now);
+                calls.push((
+                    *shard,
+                    StorageCall::RegisterProvider {
+                        capacity: p.config.capacity,
+                        price_per_gib_epoch: p.config.price_per_gib_epoch,
+                        stake: if registered.is_some() {
+                            0
+                        } else {
+                            p.config.stake
+                        },
+                        endpoint: endpoint.clone(),
+                    },
+                ));
+            }
+            let owed: Vec<_> = p
+                .receipts
+                .keys()
+                .filter(|(s, _)| s == shard)
+                .copied()
+                .collect();
+            for k in owed {
+                if let Some(frags) = p.receipts.remove(&k) {
+                    calls.push((
+                        *shard,
+                        StorageCall::Receipt {
+                            content: k.1,
+                            fragments: frags.into_iter().collect(),
+                        },
+                    ));
+                }
+            }
+            let round: Option<AuditRound> =
+                ios_chain::committee::read(store, ios_storage::module::keys::AUDITS)
+                    .ok()
+                    .flatten();
+            if let Some(round) = round {
+                let open = !round.settled && r.height() <= round.deadline;
+                let mine = round
+                    .challenges
+                    .iter()
+                    .find(|(c, st)| c.provider == me && *st == AuditState::Open);
+                if let (true, Some((c, _))) = (open, mine) {
+                    if p.proving.insert((*shard, round.epoch)) {
+                        proofs.push((*shard, *c));
+                    }
+                }
+            }
+        }
+        for (shard, c) in proofs {
+            let store = p.store.clone();
+            let back = self.commands.clone();
+            tokio::task::spawn_blocking(move || {
+                let id = FragmentId {
+                    content: c.content,
+                    segment: c.segment,
+                    index: c.index,
+                };
+                match store.lock().expect("store lock").prove(&id, c.chunk) {
+                    Ok(proof) => {
+                        let _ = back.blocking_send(Command::ProviderCall {
+                            shard,
+                            call: StorageCall::Prove {
+                                content: c.content,
+                                proof,
+                            },
+                        });
+                    }
+                    Err(e) => warn!(shard, %id, error = %e, "cannot answer this epoch's audit"),
+                }
+            });
+        }
+        for (shard, call) in calls {
+            self.provider_submit(shard, call);
+        }
+    }
+
+    /// Signs `call` with this provider's account on `shard` and pools it.
+    fn provider_submit(&mut self, shard: ShardId, call: StorageCall) {
+        let (Some(p), Some(r)) = (self.provider.as_ref(), self.replicas.get(&shard)) else {
+            return;
+        };
+        let key = p.keys[&shard].clone();
+        let nonce = match r.next_nonce(&key.address()) {
+            Ok(n) => n,
+            Err(e) => return warn!(shard, error = %e, "no nonce for a provider transaction"),
+        };
+        let mut tx = Transaction {
+            chain_id: self.genesis.params.chain_id.clone(),
+            sender: key.address(),
+            nonce,
+            fee: 0,
+            expires_at: r.height().saturating_add(600),
+            call: call.to_call(),
+        };
+        let len = ios_chain::codec::encode(&tx.clone().sign(&key)).len() as u64;
+        tx.fee = self.genesis.params.min_fee_per_byte.saturating_mul(len);
+        let what = match &call {
+            StorageCall::RegisterProvider { .. } => "registration",
+            StorageCall::Receipt { .. } => "receipt",
+            StorageCall::Prove { .. } => "audit proof",
+            StorageCall::CreateDeal { .. } => "deal",
+        };
+        let (reply, _) = oneshot::channel();
+        info!(shard, what, "provider transaction");
+        self.submit(vec![tx.sign(&key)], reply);
     }
 
     fn submit(
@@ -1328,6 +1712,32 @@ impl Node {
                 request_response::Event::InboundFailure { peer, error, .. },
             )) => {
                 debug!(%peer, %error, "inbound request failed");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Huds(request_response::Event::Message {
+                peer,
+                message,
+                ..
+            })) => match message {
+                request_response::Message::Request {
+                    request, channel, ..
+                } => self.on_huds_request(peer, request, channel),
+                request_response::Message::Response {
+                    request_id,
+                    response,
+                } => {
+                    if let Some(reply) = self.pending_huds.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            SwarmEvent::Behaviour(BehaviourEvent::Huds(
+                request_response::Event::OutboundFailure {
+                    request_id, error, ..
+                },
+            )) => {
+                if let Some(reply) = self.pending_huds.remove(&request_id) {
+                    let _ = reply.send(Err(error.to_string()));
+                }
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,

@@ -20,6 +20,7 @@ use libp2p::{
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::io;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -173,18 +174,18 @@ impl std::fmt::Display for Refusal {
 /// reading a request fails, so a bad frame is read as `Bad` and the node
 /// answers it, penalizing the sender. `Bad` is never written.
 #[derive(Clone, Debug)]
-pub enum Frame {
-    Good(Request),
+pub enum Frame<R = Request> {
+    Good(R),
     /// A request read from a peer, counted against [`INBOUND_BUDGET_BYTES`]
     /// until the node takes it.
-    Read(Request, Held),
+    Read(R, Held),
     Bad(String),
 }
 
-impl Frame {
+impl<R> Frame<R> {
     /// The request, or why the peer's frame was refused (the budget it held
     /// is released here).
-    pub fn into_request(self) -> Result<Request, String> {
+    pub fn into_request(self) -> Result<R, String> {
         match self {
             Frame::Good(r) | Frame::Read(r, _) => Ok(r),
             Frame::Bad(reason) => Err(reason),
@@ -248,10 +249,26 @@ pub struct Held(#[allow(dead_code)] Arc<Reservation>);
 /// unread past the limit, a frame that does not decode is refused (a
 /// request as [`Frame::Bad`], a response as an `InvalidData` error).
 /// Requests share one inbound budget over every stream of every peer.
-#[derive(Clone)]
-pub struct RpcCodec {
+pub struct BorshCodec<Req, Resp> {
     inbound: Arc<Budget>,
+    max_request: usize,
+    max_response: usize,
+    _messages: PhantomData<fn() -> (Req, Resp)>,
 }
+
+impl<Req, Resp> Clone for BorshCodec<Req, Resp> {
+    fn clone(&self) -> Self {
+        BorshCodec {
+            inbound: self.inbound.clone(),
+            max_request: self.max_request,
+            max_response: self.max_response,
+            _messages: PhantomData,
+        }
+    }
+}
+
+/// The node's protocol: shard messages, epoch changes, submissions.
+pub type RpcCodec = BorshCodec<Request, Response>;
 
 impl Default for RpcCodec {
     fn default() -> Self {
@@ -261,11 +278,22 @@ impl Default for RpcCodec {
 
 impl RpcCodec {
     pub fn with_budget(bytes: usize) -> RpcCodec {
-        RpcCodec {
+        BorshCodec::new(bytes, MAX_REQUEST_BYTES, MAX_FRAME_BYTES)
+    }
+}
+
+impl<Req, Resp> BorshCodec<Req, Resp> {
+    /// A codec whose inbound requests share `budget` bytes, with these
+    /// frame limits.
+    pub fn new(budget: usize, max_request: usize, max_response: usize) -> Self {
+        BorshCodec {
             inbound: Arc::new(Budget {
                 used: AtomicUsize::new(0),
-                limit: bytes,
+                limit: budget,
             }),
+            max_request,
+            max_response,
+            _messages: PhantomData,
         }
     }
 
@@ -314,18 +342,22 @@ fn decode<M: BorshDeserialize>(bytes: &[u8]) -> io::Result<M> {
     borsh::from_slice(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-impl request_response::Codec for RpcCodec {
+impl<Req, Resp> request_response::Codec for BorshCodec<Req, Resp>
+where
+    Req: BorshSerialize + BorshDeserialize + Send + 'static,
+    Resp: BorshSerialize + BorshDeserialize + Send + 'static,
+{
     type Protocol = StreamProtocol;
-    type Request = Frame;
-    type Response = Response;
+    type Request = Frame<Req>;
+    type Response = Resp;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Frame<Req>>
     where
         T: AsyncRead + Unpin + Send,
     {
         let bad = |e: io::Error| Ok(Frame::Bad(e.to_string()));
         let mut held = Reservation::new(&self.inbound);
-        match read_frame(io, MAX_REQUEST_BYTES, Some(&mut held)).await {
+        match read_frame(io, self.max_request, Some(&mut held)).await {
             Ok(bytes) => match decode(&bytes) {
                 Ok(r) => Ok(Frame::Read(r, Held(Arc::new(held)))),
                 Err(e) => bad(e),
@@ -335,18 +367,18 @@ impl request_response::Codec for RpcCodec {
         }
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Resp>
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io, MAX_FRAME_BYTES, None).await?)
+        decode(&read_frame(io, self.max_response, None).await?)
     }
 
     fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Frame,
+        req: Frame<Req>,
     ) -> impl Future<Output = io::Result<()>> + Send
     where
         T: AsyncWrite + Unpin + Send,
@@ -362,7 +394,7 @@ impl request_response::Codec for RpcCodec {
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: Response,
+        res: Resp,
     ) -> impl Future<Output = io::Result<()>> + Send
     where
         T: AsyncWrite + Unpin + Send,
@@ -381,6 +413,8 @@ pub struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub rpc: request_response::Behaviour<RpcCodec>,
+    /// HUDS fragments: put, get, chunk proofs ([`crate::huds`]).
+    pub huds: request_response::Behaviour<crate::huds::HudsCodec>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -446,6 +480,20 @@ impl Behaviour {
                 request_response::Config::default()
                     .with_request_timeout(Duration::from_secs(15))
                     .with_max_concurrent_streams(32),
+            ),
+            huds: request_response::Behaviour::with_codec(
+                crate::huds::HudsCodec::new(
+                    crate::huds::INBOUND_BUDGET_BYTES,
+                    crate::huds::MAX_FRAME_BYTES,
+                    crate::huds::MAX_FRAME_BYTES,
+                ),
+                [(
+                    crate::huds::HUDS_PROTOCOL,
+                    request_response::ProtocolSupport::Full,
+                )],
+                request_response::Config::default()
+                    .with_request_timeout(Duration::from_secs(60))
+                    .with_max_concurrent_streams(16),
             ),
         })
     }

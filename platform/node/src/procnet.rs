@@ -7,7 +7,9 @@
 //! password [`DEVNET_PASSWORD`] (devnet keys are public test keys anyway).
 
 use crate::config::{NodeFile, NodeInfo, NODE_INFO_FILE};
-use crate::devnet::{load_or_create_genesis, validator_count, validator_keys, DevnetConfig};
+use crate::devnet::{
+    load_or_create_genesis, provider_keys, validator_count, validator_keys, DevnetConfig,
+};
 use crate::keystore::{Keystore, KeystoreError};
 use crate::node::Role;
 use anyhow::{bail, Context, Result};
@@ -26,6 +28,8 @@ pub struct ProcNode {
     pub dir: PathBuf,
     /// Where its API should listen (`127.0.0.1:0` picks a port).
     pub api: SocketAddr,
+    /// A HUDS storage provider (its key is named after it in the keystore).
+    pub provider: bool,
     child: Option<Child>,
     /// What the running node reported (addresses, API URL).
     pub info: Option<NodeInfo>,
@@ -72,6 +76,24 @@ impl ProcNet {
                 name,
                 role: Role::Validator,
                 api: "127.0.0.1:0".parse()?,
+                provider: false,
+                child: None,
+                info: None,
+            });
+        }
+        for (i, key) in provider_keys(cfg.providers).into_iter().enumerate() {
+            let name = format!("provider-{i}");
+            match ks.add(&name, &key, DEVNET_PASSWORD) {
+                Ok(_) | Err(KeystoreError::Exists(_)) => {}
+                Err(e) => return Err(e).context("writing the devnet keystore"),
+            }
+            nodes.push(ProcNode {
+                dir: cfg.data_dir.join(&name),
+                name,
+                // Not on any committee: it follows the account shards it serves.
+                role: Role::Validator,
+                api: "127.0.0.1:0".parse()?,
+                provider: true,
                 child: None,
                 info: None,
             });
@@ -81,6 +103,7 @@ impl ProcNet {
             role: Role::Full,
             dir: cfg.data_dir.join("gateway"),
             api: web,
+            provider: false,
             child: None,
             info: None,
         });
@@ -99,6 +122,7 @@ impl ProcNet {
             role: Role::Full,
             dir: self.dir.join(name),
             api: "127.0.0.1:0".parse()?,
+            provider: false,
             child: None,
             info: None,
         });
@@ -138,6 +162,7 @@ impl ProcNet {
             api: node.api.to_string(),
             key: (node.role == Role::Validator).then(|| node.name.clone()),
             keystore: Some("../keys".into()),
+            provider: node.provider.then(crate::devnet::provider_config),
         };
         let config = node.dir.join("node.toml");
         std::fs::write(&config, toml::to_string_pretty(&file)?)

@@ -11,7 +11,8 @@ use ios_chain::types::{Amount, TimeMs, UNITS_PER_IOST};
 use ios_storage::codec::{Codec, Coding, Layout, ObjectEncoder};
 use ios_storage::deal::storage_cost;
 use ios_storage::module::{
-    keys, AuditRound, AuditState, Deal, Provider, StorageCall, StorageModule, StorageParams,
+    keys, AuditRound, AuditState, Deal, Endpoint, Provider, StorageCall, StorageModule,
+    StorageParams,
 };
 use ios_storage::tree;
 use std::collections::BTreeMap;
@@ -179,12 +180,20 @@ fn market(
                     capacity,
                     price_per_gib_epoch: price,
                     stake,
+                    endpoint: endpoint(),
                 },
             )
         })
         .collect();
     c.run(regs).iter().for_each(ok);
     (c, providers, owner)
+}
+
+fn endpoint() -> Endpoint {
+    Endpoint {
+        peer: vec![7; 38],
+        addrs: vec!["/ip4/127.0.0.1/tcp/1".into()],
+    }
 }
 
 fn encode(bytes: &[u8]) -> (Layout, Vec<Vec<Vec<u8>>>) {
@@ -219,6 +228,7 @@ fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
             capacity: 1 << 30,
             price_per_gib_epoch: 1_000 * IOST,
             stake: 10 * IOST,
+            endpoint: endpoint(),
         },
     )]);
     refused(&st[0], "stakes at least");
@@ -231,6 +241,7 @@ fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
                     capacity: 1 << 30,
                     price_per_gib_epoch: 1_000 * IOST,
                     stake: 100 * IOST,
+                    endpoint: endpoint(),
                 },
             )
         })
@@ -534,6 +545,19 @@ fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
                 capacity: 1 << 20,
                 price_per_gib_epoch: IOST,
                 stake: u64::MAX,
+                endpoint: endpoint(),
+            },
+        ),
+        (
+            &providers[0],
+            StorageCall::RegisterProvider {
+                capacity: 1 << 20,
+                price_per_gib_epoch: IOST,
+                stake: 0,
+                endpoint: Endpoint {
+                    peer: vec![1; 65],
+                    addrs: vec![],
+                },
             },
         ),
     ]);
@@ -544,6 +568,7 @@ fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
     refused(&st[4], "no deal for");
     refused(&st[5], "no challenge for the sender");
     assert!(matches!(&st[6], ReceiptStatus::Failed { .. }));
+    refused(&st[7], "a peer id of 65 bytes");
     // Garbage in the call payload: a typed decode error in the receipt.
     let garbage = ios_chain::tx::Call {
         module: ios_storage::module::STORAGE_MODULE,

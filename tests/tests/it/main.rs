@@ -1,4 +1,5 @@
 //! End-to-end tests of whole networks.
 
 mod crash;
+mod huds;
 mod network;

@@ -21,6 +21,7 @@ fn config(dir: &std::path::Path, epoch_length: u64) -> DevnetConfig {
         users: 32,
         duration: None,
         epoch_length,
+        providers: 0,
     }
 }
 

@@ -1,0 +1,517 @@
+//! `ios store` (put, get, ls) and `ios provider status`: HUDS through a
+//! gateway's API.
+//!
+//! `put` uploads the file (the gateway encodes it and holds the
+//! fragments), builds the deal at the gateway and checks it against its own
+//! encoding of the file before signing (never sign what was not asked),
+//! waits for the deal to be final and for the providers' receipts. `get`
+//! downloads (the gateway fetches and checks fragments from the providers)
+//! and checks the ContentId itself before the file takes its name.
+
+use crate::chain::resolve_address;
+use crate::common::{password, print_json, KeystoreOpt, NodeOpt, Progress};
+use crate::tx::{submit_when_not_busy, wait_final, Waited};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use ios_chain::tx::Transaction;
+use ios_chain::types::{format_iost, parse_iost};
+use ios_node::huds::upload_coding;
+use ios_storage::codec::{Codec, Layout, ObjectEncoder};
+use ios_storage::module::{StorageCall, STORAGE_MODULE};
+use ios_storage::ContentId;
+use ios_web::client::Client;
+use ios_web::types::{BuildTxRequest, CallRequest, SubmitTxRequest, TxState};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    command: StoreCommand,
+    #[command(flatten)]
+    node: NodeOpt,
+    #[command(flatten)]
+    keystore: KeystoreOpt,
+    /// Print JSON.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum StoreCommand {
+    /// Store a file on HUDS: upload, make the deal (paid from --from), wait
+    /// until every fragment's provider signed for it.
+    Put {
+        file: PathBuf,
+        /// The paying key's name.
+        #[arg(long)]
+        from: String,
+        /// Epochs to keep it for.
+        #[arg(long, default_value_t = 100)]
+        epochs: u64,
+        /// Most IOST per GiB-epoch to pay.
+        #[arg(long, default_value = "0.01")]
+        price: String,
+        /// Data fragments per segment.
+        #[arg(long, default_value_t = 4)]
+        data: u8,
+        /// Parity fragments per segment (that many may be lost).
+        #[arg(long, default_value_t = 2)]
+        parity: u8,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Fetch a stored object into a file (checked against its content id).
+    Get {
+        /// The content id (hex).
+        content: String,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Only bytes A to B (inclusive), like 0-1023.
+        #[arg(long)]
+        range: Option<String>,
+    },
+    /// Objects stored by an account.
+    Ls {
+        /// A bech32 address or a key name.
+        owner: String,
+    },
+    /// One object's deal and storage state.
+    Status { content: String },
+}
+
+pub fn run(a: StoreArgs) -> Result<ExitCode> {
+    let client = a.node.client();
+    match a.command {
+        StoreCommand::Put {
+            file,
+            from,
+            epochs,
+            price,
+            data,
+            parity,
+            timeout,
+        } => put(
+            &client,
+            &a.keystore,
+            &file,
+            &from,
+            epochs,
+            &price,
+            (data, parity),
+            Duration::from_secs(timeout),
+            a.json,
+        ),
+        StoreCommand::Get {
+            content,
+            output,
+            range,
+        } => get(&client, &content, &output, range.as_deref(), a.json),
+        StoreCommand::Ls { owner } => {
+            let owner = resolve_address(&owner, &a.keystore)?;
+            let list = client.objects(&owner)?;
+            if a.json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no objects stored by {owner}");
+            } else {
+                for o in list {
+                    println!(
+                        "{}  {:>12} bytes  {}+{}  {}/{} fragments held  epochs {}..{}",
+                        o.content,
+                        o.size,
+                        o.data,
+                        o.parity,
+                        o.receipted - o.lost.min(o.receipted),
+                        o.fragments,
+                        o.start_epoch,
+                        o.end_epoch
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCommand::Status { content } => {
+            let o = client.object(&content)?;
+            if a.json {
+                print_json(&o)?;
+            } else {
+                println!(
+                    "{}: {} bytes on shard {}, owner {}\n{}+{} code, {} segments; {} of {} fragments receipted, {} lost\nepochs {}..{}, escrow {}",
+                    o.content,
+                    o.size,
+                    o.shard,
+                    o.owner,
+                    o.data,
+                    o.parity,
+                    o.segments,
+                    o.receipted,
+                    o.fragments,
+                    o.lost,
+                    o.start_epoch,
+                    o.end_epoch,
+                    format_iost(o.escrow.parse().unwrap_or(0))
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn mib_per_s(bytes: u64, since: Instant) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / since.elapsed().as_secs_f64().max(1e-3)
+}
+
+/// The layout this CLI computes for `file` itself.
+fn local_layout(file: &Path, data: u8, parity: u8) -> Result<Layout> {
+    let coding = upload_coding(data, parity)?;
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut enc = ObjectEncoder::new(
+        Codec::new(coding)?,
+        std::io::BufReader::with_capacity(1 << 20, f),
+        u64::MAX,
+    );
+    while let Some(seg) = enc.next_segment()? {
+        enc.recycle(seg.fragments);
+    }
+    Ok(enc.finish()?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn put(
+    client: &Client,
+    keystore: &KeystoreOpt,
+    file: &Path,
+    from: &str,
+    epochs: u64,
+    price: &str,
+    (data, parity): (u8, u8),
+    timeout: Duration,
+    json: bool,
+) -> Result<ExitCode> {
+    let price = parse_iost(price).map_err(|e| anyhow::anyhow!("--price: {e}"))?;
+    let ks = keystore.open();
+    let sender = ks.info(from)?.address;
+    let size = std::fs::metadata(file)
+        .with_context(|| format!("reading {}", file.display()))?
+        .len();
+    if size == 0 {
+        bail!("{} is empty: nothing to store", file.display());
+    }
+    let key = ks.open(from, &password(&format!("password for {from:?}: "), false)?)?;
+    // Upload, then encode locally to check what the gateway will put in the deal.
+    let started = Instant::now();
+    let mut progress = Progress::new();
+    let reader = std::io::BufReader::with_capacity(
+        1 << 20,
+        std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?,
+    );
+    let mut last = Instant::now();
+    let staged = client.upload(reader, data, parity, |n| {
+        if last.elapsed() > Duration::from_millis(200) || n == size {
+            last = Instant::now();
+            progress.update(&format!(
+                "uploading: {} of {size} bytes ({:.0}%, {:.1} MiB/s)",
+                n,
+                n as f64 * 100.0 / size as f64,
+                mib_per_s(n, started)
+            ));
+        }
+    })?;
+    progress.finish();
+    eprintln!(
+        "uploaded {} bytes in {:.1} s: {} ({} segments, {}+{})",
+        staged.size,
+        started.elapsed().as_secs_f64(),
+        staged.content,
+        staged.segments,
+        staged.data,
+        staged.parity
+    );
+    let layout = local_layout(file, data, parity)?;
+    if layout.content.to_hex() != staged.content {
+        bail!(
+            "the gateway stored {} but the file is {}: the file changed, or the gateway is wrong",
+            staged.content,
+            layout.content
+        );
+    }
+    let built = client.build_tx(&BuildTxRequest {
+        sender: sender.to_string(),
+        nonce: None,
+        fee: None,
+        expires_in: None,
+        call: CallRequest::StoreDeal {
+            content: staged.content.clone(),
+            epochs,
+            price_per_gib_epoch: Some(price.to_string()),
+        },
+    })?;
+    let bytes = ios_web::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
+    let tx: Transaction = ios_chain::codec::decode("built transaction", &bytes, 1 << 16)?;
+    let asked = StorageCall::CreateDeal {
+        layout,
+        epochs,
+        price_per_gib_epoch: price,
+    };
+    let got: Option<StorageCall> = (tx.call.module == STORAGE_MODULE)
+        .then(|| borsh::from_slice(&tx.call.payload).ok())
+        .flatten();
+    if tx.sender != sender || got.as_ref() != Some(&asked) {
+        bail!("the gateway built a different deal than asked; not signing it");
+    }
+    if tx.signing_hash().to_hex() != built.signing_hash {
+        bail!("the gateway's signing hash does not match its transaction; not signing it");
+    }
+    let max_fee = 1_000_000 + bytes.len() as u64 * 10;
+    if tx.fee > max_fee {
+        bail!(
+            "the gateway asks a fee of {} for the deal; refusing",
+            format_iost(tx.fee)
+        );
+    }
+    eprintln!("{}", built.summary);
+    let signature = key.sign(&tx.signing_hash());
+    let submitted = submit_when_not_busy(
+        client,
+        &SubmitTxRequest {
+            tx: built.tx.clone(),
+            signature: ios_web::hex::encode(&signature.0),
+        },
+        timeout,
+    )?;
+    let status = match wait_final(client, &submitted.id, Some((&sender, tx.nonce)), timeout)? {
+        Waited::Done(s) => s,
+        Waited::Superseded => bail!(
+            "the deal {} lost its nonce to another transaction from {from}; run `ios store put` again",
+            submitted.id
+        ),
+    };
+    if status.state != TxState::Finalized {
+        bail!(
+            "the deal failed on chain: {}",
+            status
+                .error
+                .map(|e| format!("{} ({})", e.message, e.code))
+                .unwrap_or_else(|| format!("{:?}", status.state))
+        );
+    }
+    eprintln!(
+        "deal {} final on shard {} at height {}",
+        status.id,
+        status.shard.unwrap_or(0),
+        status.height.unwrap_or(0)
+    );
+    // The gateway now pushes the fragments; providers sign receipts.
+    let mut progress = Progress::new();
+    let object = loop {
+        let o = client.object(&staged.content)?;
+        let pushed = o.upload.as_ref().map(|u| u.pushed).unwrap_or(o.fragments);
+        progress.update(&format!(
+            "storing: {pushed} of {} fragments sent to providers, {} signed for",
+            o.fragments, o.receipted
+        ));
+        if o.receipted == o.fragments {
+            break o;
+        }
+        if let Some(u) = o
+            .upload
+            .as_ref()
+            .filter(|u| !u.errors.is_empty() && u.state != "pushing")
+        {
+            progress.finish();
+            bail!("{}: {} (first: {})", staged.content, u.state, u.errors[0]);
+        }
+        if progress.elapsed() > timeout {
+            progress.finish();
+            bail!(
+                "{} of {} fragments signed for after {} s; `ios store status {}` follows it",
+                o.receipted,
+                o.fragments,
+                timeout.as_secs(),
+                staged.content
+            );
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    progress.finish();
+    if json {
+        print_json(&object)?;
+    } else {
+        println!("{}", object.content);
+    }
+    eprintln!(
+        "stored {} bytes in {:.1} s ({:.1} MiB/s end to end)",
+        object.size,
+        started.elapsed().as_secs_f64(),
+        mib_per_s(object.size, started)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_range(r: &str) -> Result<(u64, u64)> {
+    let (a, b) = r
+        .split_once('-')
+        .with_context(|| format!("--range {r:?}: expected A-B"))?;
+    let (a, b): (u64, u64) = (
+        a.trim().parse().context("--range start")?,
+        b.trim().parse().context("--range end")?,
+    );
+    if b < a {
+        bail!("--range {r:?}: the end is before the start");
+    }
+    Ok((a, b + 1))
+}
+
+fn get(
+    client: &Client,
+    content: &str,
+    output: &Path,
+    range: Option<&str>,
+    json: bool,
+) -> Result<ExitCode> {
+    let cid: ContentId = content.parse()?;
+    let range = range.map(parse_range).transpose()?;
+    let object = client.object(content)?;
+    let want = match range {
+        Some((a, b)) => b.min(object.size).saturating_sub(a),
+        None => object.size,
+    };
+    let part = output.with_extension("part");
+    let file =
+        std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let started = Instant::now();
+    let mut progress = Progress::new();
+    let mut last = Instant::now();
+    let mut hasher = blake3::Hasher::new();
+    struct Tee<'a, W: Write> {
+        out: &'a mut W,
+        hasher: &'a mut blake3::Hasher,
+    }
+    impl<W: Write> Write for Tee<'_, W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.out.write(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.out.flush()
+        }
+    }
+    let result = client.download(
+        content,
+        range,
+        &mut Tee {
+            out: &mut out,
+            hasher: &mut hasher,
+        },
+        |n| {
+            if last.elapsed() > Duration::from_millis(200) {
+                last = Instant::now();
+                progress.update(&format!(
+                    "downloading: {n} of {want} bytes ({:.0}%, {:.1} MiB/s)",
+                    n as f64 * 100.0 / want.max(1) as f64,
+                    mib_per_s(n, started)
+                ));
+            }
+        },
+    );
+    progress.finish();
+    let n = match result.map_err(anyhow::Error::from).and_then(|n| {
+        out.flush()?;
+        Ok(n)
+    }) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = std::fs::remove_file(&part);
+            return Err(e.context(format!("fetching {content}")));
+        }
+    };
+    if n != want {
+        let _ = std::fs::remove_file(&part);
+        bail!("got {n} bytes of the {want} expected; nothing written");
+    }
+    if range.is_none() && ContentId(ios_chain::hash::Hash(*hasher.finalize().as_bytes())) != cid {
+        let _ = std::fs::remove_file(&part);
+        bail!("the bytes received do not hash to {content}; nothing written");
+    }
+    drop(out);
+    std::fs::rename(&part, output)
+        .with_context(|| format!("renaming {} to {}", part.display(), output.display()))?;
+    if json {
+        print_json(&serde_json::json!({"content": content, "bytes": n, "file": output}))?;
+    }
+    eprintln!(
+        "{n} bytes into {} in {:.1} s ({:.1} MiB/s){}",
+        output.display(),
+        started.elapsed().as_secs_f64(),
+        mib_per_s(n, started),
+        if range.is_none() {
+            ", content id checked"
+        } else {
+            ""
+        }
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct ProviderArgs {
+    #[command(subcommand)]
+    command: ProviderCommand,
+    #[command(flatten)]
+    node: NodeOpt,
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum ProviderCommand {
+    /// Registered providers: audits passed, Servi and IOST earned, bytes
+    /// held (all, or those whose address or peer id contains FILTER).
+    Status { filter: Option<String> },
+}
+
+pub fn run_provider(a: ProviderArgs) -> Result<ExitCode> {
+    let client = a.node.client();
+    match a.command {
+        ProviderCommand::Status { filter } => {
+            let list: Vec<_> = client
+                .providers()?
+                .into_iter()
+                .filter(|p| {
+                    filter
+                        .as_deref()
+                        .is_none_or(|f| p.address.contains(f) || p.peer_id.contains(f))
+                })
+                .collect();
+            if a.json {
+                print_json(&list)?;
+            } else if list.is_empty() {
+                println!("no providers registered");
+            } else {
+                for p in list {
+                    println!(
+                        "{} (shard {}, peer {}): {} fragments, {} of {} bytes held; audits {} passed, {} failed, {} strikes; earned {} and {} Servi",
+                        p.address,
+                        p.shard,
+                        p.peer_id,
+                        p.held_fragments,
+                        p.held_bytes,
+                        p.capacity,
+                        p.audits_passed,
+                        p.audits_failed,
+                        p.strikes,
+                        format_iost(p.iost_earned.parse().unwrap_or(0)),
+                        p.servi_earned
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! HUDS on the network: the fragment protocol between clients and storage
+//! providers, a provider's duties, and the client side a gateway runs
+//! (staging an upload, pushing its fragments to the providers the chain
+//! placed them on, reading objects back).
+//!
+//! - The protocol (`/ios/huds/1`, request-response, borsh frames of at most
+//!   [`MAX_FRAME_BYTES`]): `Put` a fragment of a deal, `Get` a fragment,
+//!   `Chunk` one 1 KiB chunk with its proof. A provider takes a `Put` only
+//!   for a fragment the chain placed on it, whose bytes hash to the root in
+//!   the deal's layout; it serves only what its store still verifies.
+//! - A provider keeps one account per account shard ([`provider_key`]):
+//!   deals live on their owner's home shard and are placed among the
+//!   providers registered there, so a provider that serves every shard
+//!   registers on each. The node registers it, signs receipts for what it
+//!   stored and answers each epoch's audit challenge (see `node.rs`).
+//! - Reading asks k+1 providers of a segment at once, keeps the first k
+//!   fragments that match their roots (the slowest is dropped), asks the
+//!   others when some fail, decodes, and checks the ContentId over the
+//!   whole object.
+
+use crate::node::NodeHandle;
+use crate::p2p::{BorshCodec, Refusal};
+use anyhow::{anyhow, bail, Context, Result};
+use borsh::{BorshDeserialize, BorshSerialize};
+use futures::stream::{FuturesUnordered, StreamExt};
+use ios_chain::crypto::{Address, Keypair};
+use ios_chain::hash::Hash;
+use ios_chain::shard::home_shard;
+use ios_chain::types::{Amount, ShardId, UNITS_PER_IOST};
+use ios_storage::codec::{Codec, Coding, Layout, ObjectEncoder};
+use ios_storage::module::{keys, Deal, Provider};
+use ios_storage::store::{FragmentId, FragmentStore};
+use ios_storage::tree::ChunkProof;
+use ios_storage::ContentId;
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+pub const HUDS_PROTOCOL: StreamProtocol = StreamProtocol::new("/ios/huds/1");
+/// Largest fragment one message carries: segments are at most k times this.
+pub const MAX_WIRE_FRAGMENT: usize = 4 << 20;
+/// Largest HUDS frame: a fragment with its envelope.
+pub const MAX_FRAME_BYTES: usize = MAX_WIRE_FRAGMENT + 4096;
+/// Bytes of inbound HUDS requests held at once from all peers.
+pub const INBOUND_BUDGET_BYTES: usize = 64 << 20;
+/// Fragment transfers a client runs at once.
+pub const PARALLEL_TRANSFERS: usize = 8;
+
+pub type HudsCodec = BorshCodec<HudsRequest, HudsResponse>;
+
+#[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
+pub enum HudsRequest {
+    /// Store fragment `id` of the deal that lives on `shard`.
+    Put {
+        shard: ShardId,
+        id: FragmentId,
+        bytes: Vec<u8>,
+    },
+    /// The whole fragment.
+    Get { id: FragmentId },
+    /// One 1 KiB chunk of a fragment with its proof.
+    Chunk { id: FragmentId, chunk: u64 },
+}
+
+#[derive(Clone, Debug, BorshSerialize, BorshDeserialize)]
+pub enum HudsResponse {
+    Stored,
+    Fragment(Vec<u8>),
+    Chunk(ChunkProof),
+    Refused(Refusal),
+}
+
+/// What a storage provider offers (node config `[provider]`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// Bytes of fragments it keeps at most.
+    pub capacity: u64,
+    /// Base units per GiB per epoch it asks.
+    pub price_per_gib_epoch: Amount,
+    /// Base units staked (held by the chain) on each shard it serves.
+    pub stake: Amount,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            capacity: 8 << 30,
+            price_per_gib_epoch: UNITS_PER_IOST / 100,
+            stake: 1_000 * UNITS_PER_IOST,
+        }
+    }
+}
+
+/// The account a provider with master key `master` uses on `shard` (of a
+/// network of `shards` account shards): derived from the master secret,
+/// the first whose home is that shard.
+pub fn provider_key(master: &Keypair, shard: ShardId, shards: u16) -> Keypair {
+    let secret = master.secret_bytes();
+    for n in 0u64.. {
+        let mut h = blake3::Hasher::new_derive_key("ios/provider-shard-key");
+        h.update(&secret);
+        h.update(&shard.to_be_bytes());
+        h.update(&n.to_be_bytes());
+        let k = Keypair::from_secret(*h.finalize().as_bytes());
+        if shards == 0 || home_shard(&k.address(), shards) == shard {
+            return k;
+        }
+    }
+    unreachable!("some key lands on every shard")
+}
+
+/// The shards a provider serves: every account shard (the beacon when
+/// there are none).
+pub fn provider_shards(shards: u16) -> Vec<ShardId> {
+    if shards == 0 {
+        vec![0]
+    } else {
+        (1..=shards).collect()
+    }
+}
+
+/// The refusal a provider answers with.
+pub fn refused(code: &str, message: impl Into<String>) -> HudsResponse {
+    HudsResponse::Refused(Refusal::new(code, message))
+}
+
+/// Checks a `Put` against the deal on chain: the fragment is placed on
+/// `me` and its bytes are as long as the layout says. Returns its root.
+pub fn check_put(
+    deal: Option<&Deal>,
+    me: &Address,
+    id: &FragmentId,
+    len: usize,
+) -> Result<Hash, HudsResponse> {
+    let Some(d) = deal else {
+        return Err(refused(
+            "unknown_content",
+            format!("no deal for {}", id.content),
+        ));
+    };
+    let placed = d
+        .placement
+        .get(id.segment as usize)
+        .and_then(|s| s.get(usize::from(id.index)));
+    if placed != Some(me) {
+        return Err(refused(
+            "not_placed",
+            format!("{id} is not placed on this provider"),
+        ));
+    }
+    if d.lost[id.segment as usize][usize::from(id.index)] {
+        return Err(refused("lost", format!("{id} was declared lost")));
+    }
+    let want = d.layout.fragment_len(id.segment);
+    if len as u64 != want {
+        return Err(refused(
+            "wrong_length",
+            format!("{id} is {want} bytes, not {len}"),
+        ));
+    }
+    Ok(d.layout.segments[id.segment as usize].roots[usize::from(id.index)])
+}
+
+/// The coding a gateway uses for uploads: the network's k + m, with
+/// segments as large as the default allows while each fragment still fits
+/// one message.
+pub fn upload_coding(data: u8, parity: u8) -> Result<Coding> {
+    let segment = (u64::from(data) * MAX_WIRE_FRAGMENT as u64)
+        .min(u64::from(Coding::DEVNET.segment_bytes)) as u32;
+    Ok(Coding::new(data, parity, segment)?)
+}
+
+/// A provider node's own state: its store, its account per shard, what
+/// it owes the chain.
+pub(crate) struct ProviderState {
+    pub config: ProviderConfig,
+    pub store: Arc<Mutex<FragmentStore>>,
+    pub keys: BTreeMap<ShardId, Keypair>,
+    /// Fragments stored and not yet receipted, per shard and object.
+    pub receipts: BTreeMap<(ShardId, ContentId), std::collections::BTreeSet<(u32, u16)>>,
+    /// Audit rounds (shard, epoch) answered or being answered.
+    pub proving: std::collections::BTreeSet<(ShardId, ios_chain::types::Epoch)>,
+    /// When each shard's registration was last sent.
+    pub registered_at: BTreeMap<ShardId, ios_chain::types::TimeMs>,
+    pub next_duty: ios_chain::types::TimeMs,
+}
+
+impl ProviderState {
+    pub fn open(
+        dir: &Path,
+        config: ProviderConfig,
+        master: &Keypair,
+        shards: u16,
+    ) -> Result<ProviderState> {
+        let store = FragmentStore::open(dir, config.capacity)
+            .with_context(|| format!("opening the fragment store in {}", dir.display()))?;
+        let keys = provider_shards(shards)
+            .into_iter()
+            .map(|s| (s, provider_key(master, s, shards)))
+            .collect();
+        Ok(ProviderState {
+            config,
+            store: Arc::new(Mutex::new(store)),
+            keys,
+            receipts: BTreeMap::new(),
+            proving: Default::default(),
+            registered_at: BTreeMap::new(),
+            next_duty: 0,
+        })
+    }
+}
+
+// ---- the client side -------------------------------------------------------
+
+/// A deal as a client finds it: where it lives and how to reach its
+/// providers.
+#[derive(Clone, Debug)]
+pub struct Located {
+    pub shard: ShardId,
+    pub deal: Deal,
+    pub providers: BTreeMap<Address, Provider>,
+}
+
+/// Finds the deal for `content` on the account shards the node follows.
+pub async fn locate(node: &NodeHandle, content: ContentId) -> Result<Option<Located>> {
+    node.query(move |v| -> Result<Option<Located>> {
+        for (s, r) in v.replicas.iter() {
+            let store = r.store();
+            let Some(deal) = ios_chain::committee::read::<Deal>(store, &keys::deal(&content))?
+            else {
+                continue;
+            };
+            let mut providers = BTreeMap::new();
+            for a in deal.placement.iter().flatten() {
+                if providers.contains_key(a) {
+                    continue;
+                }
+                if let Some(p) = ios_chain::committee::read::<Provider>(store, &keys::provider(a))?
+                {
+                    providers.insert(*a, p);
+                }
+            }
+            return Ok(Some(Located {
+                shard: *s,
+                deal,
+                providers,
+            }));
+        }
+        Ok(None)
+    })
+    .await?
+}
+
+/// How to reach a provider: its peer id and addresses as registered.
+pub fn endpoint(p: &Provider) -> Result<(PeerId, Vec<Multiaddr>)> {
+    let peer =
+        PeerId::from_bytes(&p.endpoint.peer).map_err(|e| anyhow!("registered peer id: {e}"))?;
+    let addrs = p
+        .endpoint
+        .addrs
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    Ok((peer, addrs))
+}
+
+/// An upload encoded and kept by the gateway until its fragments reach the
+/// providers the chain placed them on.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub total: usize,
+    pub pushed: usize,
+    /// The deal was not (yet) seen on chain, or pushing stopped.
+    pub state: String,
+    pub errors: Vec<String>,
+}
+
+/// Uploads a gateway holds: fragments in their own store, progress by
+/// content id.
+pub struct Staging {
+    dir: PathBuf,
+    store: Mutex<FragmentStore>,
+    uploads: Mutex<BTreeMap<ContentId, (Layout, Progress)>>,
+}
+
+impl Staging {
+    /// Opens the staging area in `dir` (fragments from an earlier run are
+    /// dropped: their progress was in memory).
+    pub fn open(dir: &Path, capacity: u64) -> Result<Staging> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(dir)?;
+        Ok(Staging {
+            store: Mutex::new(FragmentStore::open(&dir.join("fragments"), capacity)?),
+            dir: dir.to_path_buf(),
+            uploads: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    /// A fresh path for an upload's bytes.
+    pub fn temp_path(&self) -> PathBuf {
+        let mut n = [0u8; 8];
+        let _ = getrandom::fill(&mut n);
+        self.dir
+            .join(format!("upload-{}.part", u64::from_le_bytes(n)))
+    }
+
+    /// Encodes the file at `path` (removed afterwards) into fragments kept
+    /// here; returns its layout. Blocking.
+    pub fn stage_file(&self, path: &Path, coding: Coding, max_size: u64) -> Result<Layout> {
+        let result = (|| {
+            // The content id first (one read at blake3's speed), so that
+            // fragments are stored under their real ids as they are made.
+            let mut hasher = blake3::Hasher::new();
+            hasher.update_reader(std::fs::File::open(path)?)?;
+            let content = ContentId(Hash(*hasher.finalize().as_bytes()));
+            let file = std::fs::File::open(path)?;
+            let mut enc = ObjectEncoder::new(
+                Codec::new(coding)?,
+                std::io::BufReader::with_capacity(1 << 20, file),
+                max_size,
+            );
+            while let Some(seg) = enc.next_segment()? {
+                let mut store = self.store.lock().expect("staging lock");
+                for (i, (f, root)) in seg.fragments.iter().zip(&seg.roots).enumerate() {
+                    let id = FragmentId {
+                        content,
+                        segment: seg.index,
+                        index: i as u16,
+                    };
+                    store.put(id, *root, f, crate::unix_ms())?;
+                }
+                drop(store);
+                enc.recycle(seg.fragments);
+            }
+            let layout = enc.finish()?;
+            if layout.content != content {
+                bail!("{} changed while it was encoded", path.display());
+            }
+            anyhow::Ok(layout)
+        })();
+        let _ = std::fs::remove_file(path);
+        let layout = result?;
+        let total = layout.segments.len() * layout.coding.fragments();
+        self.uploads.lock().expect("uploads lock").insert(
+            layout.content,
+            (
+                layout.clone(),
+                Progress {
+                    total,
+                    state: "waiting for the deal".into(),
+                    ..Progress::default()
+                },
+            ),
+        );
+        Ok(layout)
+    }
+
+    pub fn layout(&self, content: &ContentId) -> Option<Layout> {
+        self.uploads
+            .lock()
+            .expect("uploads lock")
+            .get(content)
+            .map(|(l, _)| l.clone())
+    }
+
+    pub fn progress(&self, content: &ContentId) -> Option<Progress> {
+        self.uploads
+            .lock()
+            .expect("uploads lock")
+            .get(content)
+            .map(|(_, p)| p.clone())
+    }
+
+    fn update(&self, content: &ContentId, f: impl FnOnce(&mut Progress)) {
+        if let Some((_, p)) = self.uploads.lock().expect("uploads lock").get_mut(content) {
+            f(p);
+        }
+    }
+
+    fn fragment(&self, id: &FragmentId) -> Result<Vec<u8>> {
+        Ok(self.store.lock().expect("staging lock").get(id)?)
+    }
+
+    /// Drops what is staged for `content`.
+    fn forget(&self, content: &ContentId) {
+        let mut store = self.store.lock().expect("staging lock");
+        if let Ok(frags) = store.of_object(content) {
+            for (id, _) in frags {
+                let _ = store.remove(&id);
+            }
+        }
+    }
+}
+
+/// Waits (up to `wait`) for the deal of a staged upload to be final, then
+/// sends every fragment to the provider it is placed on. Progress is kept
+/// in `staging`; the staged copy is dropped once every fragment is stored.
+pub async fn push(
+    node: NodeHandle,
+    staging: Arc<Staging>,
+    content: ContentId,
+    wait: Duration,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let located = loop {
+        if let Some(l) = locate(&node, content).await? {
+            break l;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            staging.update(&content, |p| {
+                p.state = "no deal on chain: upload dropped".into()
+            });
+            staging.forget(&content);
+            bail!("no deal for {content} within {wait:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    staging.update(&content, |p| p.state = "pushing".into());
+    let mut jobs = Vec::new();
+    for (s, seg) in located.deal.placement.iter().enumerate() {
+        for (i, a) in seg.iter().enumerate() {
+            jobs.push((
+                FragmentId {
+                    content,
+                    segment: s as u32,
+                    index: i as u16,
+                },
+                *a,
+            ));
+        }
+    }
+    let mut running = FuturesUnordered::new();
+    let mut jobs = jobs.into_iter();
+    let mut failed = 0usize;
+    loop {
+        while running.len() < PARALLEL_TRANSFERS {
+            let Some((id, a)) = jobs.next() else { break };
+            let node = node.clone();
+            let staging = staging.clone();
+            let provider = located.providers.get(&a).cloned();
+            let shard = located.shard;
+            running.push(async move {
+                let r = async {
+                    let p = provider.ok_or_else(|| anyhow!("provider {a} is not registered"))?;
+                    let (peer, addrs) = endpoint(&p)?;
+                    let st = staging.clone();
+                    let bytes = tokio::task::spawn_blocking(move || st.fragment(&id)).await??;
+                    match node
+                        .huds(peer, addrs, HudsRequest::Put { shard, id, bytes })
+                        .await?
+                    {
+                        HudsResponse::Stored => Ok(()),
+                        HudsResponse::Refused(r) => Err(anyhow!("{a} refused {id}: {r}")),
+                        _ => Err(anyhow!("{a} answered a put with something else")),
+                    }
+                }
+                .await;
+                (id, r)
+            });
+        }
+        let Some((id, r)) = running.next().await else {
+            break;
+        };
+        match r {
+            Ok(()) => staging.update(&content, |p| p.pushed += 1),
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(%id, error = %e, "pushing a fragment failed");
+                staging.update(&content, |p| p.errors.push(e.to_string()));
+            }
+        }
+    }
+    if failed == 0 {
+        staging.update(&content, |p| p.state = "stored".into());
+        staging.forget(&content);
+        Ok(())
+    } else {
+        staging.update(&content, |p| {
+            p.state = format!("{failed} fragments not stored")
+        });
+        bail!("{failed} fragments of {content} were not stored")
+    }
+}
+
+/// One segment's fragments, gathered from providers: k that match their
+/// roots, asking k+1 at first and more as some fail. `bad` collects what
+/// each failing provider did.
+pub async fn fetch_segment(
+    node: &NodeHandle,
+    located: &Located,
+    segment: u32,
+    bad: &mut Vec<String>,
+) -> Result<Vec<Option<Vec<u8>>>> {
+    let layout = &located.deal.layout;
+    let n = layout.coding.fragments();
+    let k = usize::from(layout.coding.data);
+    let placement = &located.deal.placement[segment as usize];
+    // Data fragments first (no decoding work when they all come back).
+    let mut order = (0..n).filter(|i| !located.deal.lost[segment as usize][*i]);
+    let mut slots: Vec<Option<Vec<u8>>> = vec![None; n];
+    let mut have = 0;
+    let mut running = FuturesUnordered::new();
+    let ask = |i: usize| {
+        let id = FragmentId {
+            content: layout.content,
+            segment,
+            index: i as u16,
+        };
+        let provider = located.providers.get(&placement[i]).cloned();
+        let node = node.clone();
+        async move {
+            let r = async {
+                let p = provider.ok_or_else(|| anyhow!("not registered"))?;
+                let (peer, addrs) = endpoint(&p)?;
+                match node.huds(peer, addrs, HudsRequest::Get { id }).await? {
+                    HudsResponse::Fragment(b) => Ok(b),
+                    HudsResponse::Refused(r) => Err(anyhow!("refused: {r}")),
+                    _ => Err(anyhow!("answered a get with something else")),
+                }
+            }
+            .await;
+            (i, r)
+        }
+    };
+    for i in order.by_ref().take(k + 1) {
+        running.push(ask(i));
+    }
+    while have < k {
+        let Some((i, r)) = running.next().await else {
+            bail!(
+                "segment {segment} of {}: {have} good fragments of the {k} needed ({})",
+                layout.content,
+                bad.join("; ")
+            );
+        };
+        let r = r.and_then(|b| {
+            layout.check_fragment(segment, i, &b)?;
+            Ok(b)
+        });
+        match r {
+            Ok(b) => {
+                slots[i] = Some(b);
+                have += 1;
+            }
+            Err(e) => {
+                bad.push(format!("fragment {segment}/{i} from {}: {e}", placement[i]));
+                if let Some(next) = order.next() {
+                    running.push(ask(next));
+                }
+            }
+        }
+    }
+    // Whatever is still in flight (the slowest) is dropped here.
+    Ok(slots)
+}
+
+/// Reads bytes `[from, to)` of an object, segment by segment, sending each
+/// piece to `out` (a closed `out` stops the read). A whole-object read
+/// also checks the ContentId at the end.
+pub async fn read(
+    node: &NodeHandle,
+    located: &Located,
+    from: u64,
+    to: u64,
+    out: &tokio::sync::mpsc::Sender<Result<Vec<u8>, String>>,
+) -> Result<()> {
+    let layout = &located.deal.layout;
+    let seg_bytes = u64::from(layout.coding.segment_bytes);
+    let to = to.min(layout.size);
+    if from >= to {
+        return Ok(());
+    }
+    let whole = from == 0 && to == layout.size;
+    let mut hasher = blake3::Hasher::new();
+    let codec = Codec::new(layout.coding)?;
+    for s in (from / seg_bytes)..=((to - 1) / seg_bytes) {
+        let mut bad = Vec::new();
+        let mut slots = fetch_segment(node, located, s as u32, &mut bad).await?;
+        if !bad.is_empty() {
+            tracing::warn!(content = %layout.content, segment = s, problems = %bad.join("; "), "some providers failed; read from the others");
+        }
+        let len = layout.segment_len(s as u32);
+        let codec = codec.clone();
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(len as usize);
+            codec.decode(len, &mut slots, &mut buf).map(|_| buf)
+        })
+        .await??;
+        if whole {
+            hasher.update(&bytes);
+        }
+        let start = s * seg_bytes;
+        let lo = from.saturating_sub(start) as usize;
+        let hi = ((to - start) as usize).min(bytes.len());
+        let piece = if lo == 0 && hi == bytes.len() {
+            bytes
+        } else {
+            bytes[lo..hi].to_vec()
+        };
+        if out.send(Ok(piece)).await.is_err() {
+            return Ok(());
+        }
+    }
+    if whole && ContentId(Hash(*hasher.finalize().as_bytes())) != layout.content {
+        bail!("the decoded object does not hash to {}", layout.content);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn provider_keys_live_on_their_shard_and_differ() {
+        let master = Keypair::from_seed("provider-test", 1);
+        let a = provider_key(&master, 1, 4);
+        let b = provider_key(&master, 2, 4);
+        assert_eq!(home_shard(&a.address(), 4), 1);
+        assert_eq!(home_shard(&b.address(), 4), 2);
+        assert_ne!(a.address(), b.address());
+        assert_eq!(
+            provider_key(&master, 1, 4).address(),
+            a.address(),
+            "deterministic"
+        );
+    }
+
+    #[test]
+    fn upload_coding_keeps_fragments_within_one_message() {
+        let c = upload_coding(4, 2).unwrap();
+        assert!(u64::from(c.segment_bytes) / 4 <= MAX_WIRE_FRAGMENT as u64);
+        let c = upload_coding(1, 1).unwrap();
+        assert_eq!(c.segment_bytes as usize, MAX_WIRE_FRAGMENT);
+    }
+}

@@ -1,0 +1,225 @@
+//! HUDS on a whole devnet: providers register themselves, an object goes
+//! up through the gateway's API, its deal is made and signed by the owner,
+//! the gateway pushes the fragments to the providers the chain placed them
+//! on, providers sign receipts; the object reads back byte-for-byte, whole
+//! and by range, while providers serve corrupt bytes or go down (up to m
+//! of them), and fails cleanly (an error, never wrong bytes) past that.
+
+use anyhow::{ensure, Context, Result};
+use ios_chain::crypto::Keypair;
+use ios_chain::tx::Transaction;
+use ios_node::devnet::{provider_keys, user_keys, Devnet, DevnetConfig};
+use ios_node::huds::provider_key;
+use ios_web::client::Client;
+use ios_web::types::{BuildTxRequest, CallRequest, SubmitTxRequest, TxState};
+use std::time::{Duration, Instant};
+
+fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f()? {
+            return Ok(v);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `n` bytes that do not repeat (so that every segment differs).
+fn object(n: usize, seed: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; n];
+    blake3::Hasher::new()
+        .update(seed)
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}
+
+fn download(c: &Client, content: &str, range: Option<(u64, u64)>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    c.download(content, range, &mut out, |_| {})?;
+    Ok(out)
+}
+
+/// Uploads `data`, makes and signs its deal as `owner`, waits for every
+/// receipt; returns the content id.
+fn store(c: &Client, owner: &Keypair, data: &[u8]) -> Result<String> {
+    let staged = c.upload(data, 4, 2, |_| {})?;
+    ensure!(
+        staged.content == blake3::hash(data).to_hex().as_str(),
+        "the gateway's content id is not the blake3 of the bytes"
+    );
+    let built = c.build_tx(&BuildTxRequest {
+        sender: owner.address().to_string(),
+        nonce: None,
+        fee: None,
+        expires_in: None,
+        call: CallRequest::StoreDeal {
+            content: staged.content.clone(),
+            epochs: 10,
+            price_per_gib_epoch: None,
+        },
+    })?;
+    let bytes = ios_web::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tx: Transaction = ios_chain::codec::decode("tx", &bytes, 1 << 16)?;
+    let sig = owner.sign(&tx.signing_hash());
+    let sub = c.submit_tx(&SubmitTxRequest {
+        tx: built.tx,
+        signature: ios_web::hex::encode(&sig.0),
+    })?;
+    let st = wait("the deal to finalize", 60, || {
+        let s = c.tx_status(&sub.id)?;
+        Ok(matches!(s.state, TxState::Finalized | TxState::Failed).then_some(s))
+    })?;
+    ensure!(st.state == TxState::Finalized, "the deal failed: {st:?}");
+    wait("every fragment receipted", 90, || {
+        let o = c.object(&staged.content)?;
+        Ok((o.receipted == o.fragments).then_some(()))
+    })?;
+    Ok(staged.content)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
+    // IOS_LOG=warn (or info) shows the nodes' logs.
+    if let Ok(f) = tracing_subscriber::EnvFilter::try_from_env("IOS_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(f).try_init();
+    }
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
+    let dir = tempfile::tempdir()?;
+    let cfg = DevnetConfig {
+        shards: 2,
+        committee: 4,
+        data_dir: dir.path().to_path_buf(),
+        load_tps: 0,
+        users: 4,
+        duration: None,
+        epoch_length: 20,
+        providers: 6,
+    };
+    let net = Devnet::start(&cfg).await?;
+    let api = ios_web::serve(net.gateway.clone(), "127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{}", api.addr);
+    let owner = user_keys(cfg.users)[0].clone();
+    let data = object(20 << 20, b"huds-e2e");
+    let small = object(1000, b"huds-e2e-small");
+
+    // Up to the first failure: store two objects and read them back.
+    let (u, o, d, sm) = (url.clone(), owner.clone(), data.clone(), small.clone());
+    let (big, little) = tokio::task::spawn_blocking(move || -> Result<(String, String)> {
+        let c = Client::new(&u);
+        wait("6 providers registered on each account shard", 90, || {
+            Ok((c.providers()?.len() == 12).then_some(()))
+        })?;
+        eprintln!("providers registered");
+        let big = store(&c, &o, &d)?;
+        eprintln!("stored 20 MiB");
+        let little = store(&c, &o, &sm)?;
+        eprintln!("stored 1000 bytes");
+        let obj = c.object(&big)?;
+        ensure!(obj.segments == 2 && obj.fragments == 12, "{obj:?}");
+        ensure!(
+            download(&c, &big, None)? == d,
+            "the object read back differs"
+        );
+        eprintln!("read back");
+        ensure!(
+            download(&c, &little, None)? == sm,
+            "the small object differs"
+        );
+        let range = (16_777_000u64, 16_778_000u64);
+        ensure!(
+            download(&c, &big, Some(range))? == d[range.0 as usize..range.1 as usize],
+            "a range across two segments differs"
+        );
+        let listed = c.objects(&o.address().to_string())?;
+        ensure!(listed.len() == 2, "ls shows {listed:?}");
+        let held: usize = c.providers()?.iter().map(|p| p.held_fragments).sum();
+        ensure!(held == 12 + 6, "providers hold {held} fragments");
+        // The next epochs' audits: providers prove chunks and are paid.
+        wait("an audit passed and paid", 90, || {
+            Ok(c.providers()?
+                .iter()
+                .any(|p| p.audits_passed > 0 && p.servi_earned > 0 && p.iost_earned != "0")
+                .then_some(()))
+        })?;
+        eprintln!("audits passed");
+        // Unknown content: a typed 404.
+        let unknown = "00".repeat(32);
+        let e = c.object(&unknown).unwrap_err();
+        ensure!(e.code() == Some("not_found"), "{e}");
+        Ok((big, little))
+    })
+    .await??;
+
+    // A provider whose disk corrupted every fragment: detected on read,
+    // never served; the reader takes the others.
+    let frags = dir.path().join("provider-5").join("huds").join("fragments");
+    let mut corrupted = 0;
+    for e in std::fs::read_dir(&frags).with_context(|| format!("{}", frags.display()))? {
+        let p = e?.path();
+        if p.is_file() && p.file_name().is_some_and(|n| n.len() > 64) {
+            let mut b = std::fs::read(&p)?;
+            b[0] ^= 0xFF;
+            std::fs::write(&p, b)?;
+            corrupted += 1;
+        }
+    }
+    ensure!(corrupted == 3, "provider-5 held {corrupted} fragment files");
+    step("provider-5's fragments corrupted");
+    // Its next audit fails (it cannot prove a chunk of a corrupt
+    // fragment): a strike on chain.
+    let shard = ios_chain::shard::home_shard(&owner.address(), cfg.shards);
+    let p5 = provider_key(&provider_keys(6)[5], shard, cfg.shards)
+        .address()
+        .to_string();
+    let (u, p) = (url.clone(), p5.clone());
+    tokio::task::spawn_blocking(move || {
+        let c = Client::new(&u);
+        wait("a strike on the corrupt provider", 90, || {
+            Ok(c.providers()?
+                .iter()
+                .any(|v| v.address == p && v.strikes > 0 && v.audits_failed > 0)
+                .then_some(()))
+        })
+    })
+    .await??;
+    step("its audit failed: a strike");
+    // Then providers go down one by one: with m = 2 bad, still readable.
+    for down in 0..2 {
+        if down > 0 {
+            net.stop_provider(down - 1);
+        }
+        let (u, b, d) = (url.clone(), big.clone(), data.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let c = Client::new(&u);
+            ensure!(
+                download(&c, &b, None)? == d,
+                "with {down} providers down and one corrupt, the object differs"
+            );
+            Ok(())
+        })
+        .await??;
+        step(&format!("read with {down} providers down and one corrupt"));
+    }
+    // Three bad of six: more than m. The read fails; no wrong bytes.
+    net.stop_provider(1);
+    let (u, l) = (url.clone(), little.clone());
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        let c = Client::new(&u);
+        let mut out = Vec::new();
+        match c.download(&l, None, &mut out, |_| {}) {
+            Ok(n) => anyhow::bail!("read {n} bytes with 3 of 6 fragments bad"),
+            Err(e) => ensure!(e.code() == Some("unavailable"), "{e}"),
+        }
+        ensure!(out.is_empty(), "wrote bytes of an unreadable object");
+        Ok(())
+    })
+    .await??;
+    api.stop().await;
+    net.stop().await
+}
