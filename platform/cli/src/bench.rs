@@ -40,6 +40,10 @@ enum BenchWhat {
         /// Documents to index for the search measurement (0 skips it).
         #[arg(long, default_value_t = 1_000_000)]
         docs: u64,
+        /// MiB of the object put and got through a local devnet of 6
+        /// providers (0 skips it).
+        #[arg(long, default_value_t = 1024)]
+        devnet_mib: u64,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -159,6 +163,7 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
         BenchWhat::Huds {
             seconds,
             docs,
+            devnet_mib,
             json,
         } => {
             anyhow::ensure!(
@@ -171,12 +176,43 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                 docs,
                 &dir.join("search"),
                 |p| eprintln!("bench: {p}..."),
-            );
+            )
+            .and_then(|r| {
+                let devnet = (devnet_mib > 0)
+                    .then(|| {
+                        crate::bench_store::devnet_put_get(devnet_mib, &dir, |p| {
+                            eprintln!("bench: {p}...")
+                        })
+                    })
+                    .transpose()?;
+                Ok((r, devnet))
+            });
             let _ = std::fs::remove_dir_all(&dir);
-            let r = r?;
+            let (r, devnet) = r?;
+            #[derive(serde::Serialize)]
+            struct Report {
+                #[serde(flatten)]
+                local: bench_huds::HudsBenchReport,
+                /// None when skipped (`--devnet-mib 0`).
+                devnet: Option<crate::bench_store::DevnetRate>,
+            }
             if json {
-                println!("{}", serde_json::to_string_pretty(&r)?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&Report { local: r, devnet })?
+                );
             } else {
+                if let Some(d) = &devnet {
+                    println!(
+                        "devnet put/get        {} MiB through 6 providers: put {:.1} MB/s, get {:.1} MB/s = {:.2} x file copy ({:.0} MB/s); target 0.25 {}",
+                        d.object_mib,
+                        d.put_mb_per_sec,
+                        d.get_mb_per_sec,
+                        d.get_vs_copy,
+                        d.file_copy_mb_per_sec,
+                        if d.get_target_met { "met" } else { "NOT met" }
+                    );
+                }
                 for c in &r.codecs {
                     println!(
                         "{:>2}+{:<2} {} MiB segments   RS encode {:.2} GB/s, decode {:.2} GB/s ({} lost); with hashing {:.2} / {:.2} GB/s",

@@ -2,6 +2,7 @@
 //! runtime, prints results.
 
 mod bench;
+mod bench_store;
 mod chain;
 mod common;
 mod devnet;

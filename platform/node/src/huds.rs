@@ -47,6 +47,10 @@ pub const MAX_FRAME_BYTES: usize = MAX_WIRE_FRAGMENT + 4096;
 pub const INBOUND_BUDGET_BYTES: usize = 64 << 20;
 /// Fragment transfers a client runs at once.
 pub const PARALLEL_TRANSFERS: usize = 8;
+/// Segments a read fetches at once (each asks k+1 providers).
+pub const READ_AHEAD: usize = 3;
+/// Tries per fragment push (a second apart).
+pub const PUT_ATTEMPTS: usize = 5;
 
 pub type HudsCodec = BorshCodec<HudsRequest, HudsResponse>;
 
@@ -445,8 +449,10 @@ pub async fn push(
             let provider = located.providers.get(&a).cloned();
             let shard = located.shard;
             running.push(async move {
-                let r = async {
-                    let p = provider.ok_or_else(|| anyhow!("provider {a} is not registered"))?;
+                let put = || async {
+                    let p = provider
+                        .clone()
+                        .ok_or_else(|| anyhow!("provider {a} is not registered"))?;
                     let (peer, addrs) = endpoint(&p)?;
                     let st = staging.clone();
                     let bytes = tokio::task::spawn_blocking(move || st.fragment(&id)).await??;
@@ -458,8 +464,17 @@ pub async fn push(
                         HudsResponse::Refused(r) => Err(anyhow!("{a} refused {id}: {r}")),
                         _ => Err(anyhow!("{a} answered a put with something else")),
                     }
+                };
+                // A provider a block behind the gateway does not know the
+                // deal yet; one restarting is briefly away: try again.
+                let mut r = put().await;
+                for _ in 1..PUT_ATTEMPTS {
+                    if r.is_ok() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    r = put().await;
                 }
-                .await;
                 (id, r)
             });
         }
@@ -578,19 +593,28 @@ pub async fn read(
     let whole = from == 0 && to == layout.size;
     let mut hasher = blake3::Hasher::new();
     let codec = Codec::new(layout.coding)?;
-    for s in (from / seg_bytes)..=((to - 1) / seg_bytes) {
-        let mut bad = Vec::new();
-        let mut slots = fetch_segment(node, located, s as u32, &mut bad).await?;
-        if !bad.is_empty() {
-            tracing::warn!(content = %layout.content, segment = s, problems = %bad.join("; "), "some providers failed; read from the others");
-        }
-        let len = layout.segment_len(s as u32);
-        let codec = codec.clone();
-        let bytes = tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::with_capacity(len as usize);
-            codec.decode(len, &mut slots, &mut buf).map(|_| buf)
+    // Segments are fetched and decoded READ_AHEAD at a time, handed on in order.
+    let mut segments = futures::stream::iter((from / seg_bytes)..=((to - 1) / seg_bytes))
+        .map(|s| {
+            let codec = codec.clone();
+            async move {
+                let mut bad = Vec::new();
+                let mut slots = fetch_segment(node, located, s as u32, &mut bad).await?;
+                if !bad.is_empty() {
+                    tracing::warn!(content = %layout.content, segment = s, problems = %bad.join("; "), "some providers failed; read from the others");
+                }
+                let len = layout.segment_len(s as u32);
+                let bytes = tokio::task::spawn_blocking(move || {
+                    let mut buf = Vec::with_capacity(len as usize);
+                    codec.decode(len, &mut slots, &mut buf).map(|_| buf)
+                })
+                .await??;
+                anyhow::Ok((s, bytes))
+            }
         })
-        .await??;
+        .buffered(READ_AHEAD);
+    while let Some(next) = segments.next().await {
+        let (s, bytes) = next?;
         if whole {
             hasher.update(&bytes);
         }

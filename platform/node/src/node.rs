@@ -1557,9 +1557,12 @@ impl Node {
         }
     }
 
-    /// Signs `call` with this provider's account on `shard` and pools it.
+    /// Signs `call` with this provider's account on `shard` and pools it
+    /// in its own replica of the shard (provider duties skip the busy
+    /// gate that client submissions meet). A receipt that could not be
+    /// pooled is owed again at the next turn.
     fn provider_submit(&mut self, shard: ShardId, call: StorageCall) {
-        let (Some(p), Some(r)) = (self.provider.as_ref(), self.replicas.get(&shard)) else {
+        let (Some(p), Some(r)) = (self.provider.as_mut(), self.replicas.get_mut(&shard)) else {
             return;
         };
         let key = p.keys[&shard].clone();
@@ -1583,9 +1586,23 @@ impl Node {
             StorageCall::Prove { .. } => "audit proof",
             StorageCall::CreateDeal { .. } => "deal",
         };
-        let (reply, _) = oneshot::channel();
-        info!(shard, what, "provider transaction");
-        self.submit(vec![tx.sign(&key)], reply);
+        let (mut results, out) = r.submit(vec![tx.sign(&key)], unix_ms());
+        match results.pop() {
+            Some(Ok(_)) => debug!(shard, what, "provider transaction pooled"),
+            Some(Err(e)) => {
+                warn!(shard, what, error = %e, "provider transaction not pooled");
+                if let StorageCall::Receipt { content, fragments } = call {
+                    p.receipts
+                        .entry((shard, content))
+                        .or_default()
+                        .extend(fragments);
+                }
+            }
+            None => {}
+        }
+        if let Err(e) = self.route(shard, out) {
+            warn!(shard, error = %e, "routing a provider transaction failed");
+        }
     }
 
     fn submit(

@@ -213,9 +213,11 @@ fn bench_chain_prints_its_ratio_as_json() {
     }
 }
 
-/// The codec bench measures both codes and checks its own round trip.
+/// The HUDS bench measures both codes (checking its own round trip),
+/// search, and a put and get through a devnet (in the networks test group:
+/// its name says devnet).
 #[test]
-fn bench_huds_reports_both_codes_as_json() {
+fn bench_huds_reports_codes_search_and_devnet_as_json() {
     let o = ios(&[
         "bench",
         "huds",
@@ -224,6 +226,8 @@ fn bench_huds_reports_both_codes_as_json() {
         "0.05",
         "--docs",
         "2000",
+        "--devnet-mib",
+        "8",
     ]);
     let out = stdout(&o);
     assert!(
@@ -254,6 +258,13 @@ fn bench_huds_reports_both_codes_as_json() {
     assert_eq!(v["search"]["docs"], 2000);
     assert_eq!(v["search"]["queries"], 1000);
     assert!(v["search"]["query_p99_ms"].as_f64().expect("p99") > 0.0);
+    assert_eq!(v["devnet"]["object_mib"], 8);
+    for key in ["file_copy_mb_per_sec", "put_mb_per_sec", "get_mb_per_sec"] {
+        assert!(
+            v["devnet"][key].as_f64().expect(key) > 0.0,
+            "{key} in {out}"
+        );
+    }
     let bad = ios(&["bench", "huds", "--seconds", "0"]);
     assert!(!bad.status.success(), "zero seconds is refused");
 }

@@ -296,3 +296,121 @@ fn keys_transfers_and_chain_queries_through_the_gateway() {
     let t = relayer.get(&x).expect("the transfer is known again");
     assert!(t.terminal(), "{:?}", t.state());
 }
+
+#[test]
+fn files_go_up_and_come_back_through_ios_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(&dir.path().join("devnet"));
+    let keys = dir.path().join("keys");
+
+    // The devnet's providers register themselves on both account shards.
+    let started = Instant::now();
+    loop {
+        let o = ios(&net, &keys, &["provider", "status", "--json"]);
+        if o.status.success() {
+            let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            if list.as_array().map(Vec::len) == Some(12) {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the providers never registered"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let carol = ok_json(&ios(
+        &net,
+        &keys,
+        &["key", "new", "carol", "--devnet-user", "1", "--json"],
+    ));
+    let carol_addr = carol["address"].as_str().unwrap().to_string();
+
+    // Put: upload, deal, receipts; the content id is the file's blake3.
+    let file = dir.path().join("report.bin");
+    let mut bytes = vec![0u8; 5 << 20];
+    blake3::Hasher::new()
+        .update(b"ios store test")
+        .finalize_xof()
+        .fill(&mut bytes);
+    std::fs::write(&file, &bytes).unwrap();
+    let put = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "store",
+            "put",
+            file.to_str().unwrap(),
+            "--from",
+            "carol",
+            "--epochs",
+            "5",
+            "--json",
+        ],
+    ));
+    let cid = put["content"].as_str().unwrap().to_string();
+    assert_eq!(cid, blake3::hash(&bytes).to_hex().as_str());
+    assert_eq!(put["receipted"], put["fragments"]);
+    assert_eq!(put["owner"], carol_addr.as_str());
+
+    // Get: whole (checked against the id) and a range.
+    let out = dir.path().join("back.bin");
+    let o = ios(
+        &net,
+        &keys,
+        &["store", "get", &cid, "-o", out.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read(&out).unwrap() == bytes,
+        "the file read back differs"
+    );
+    let part = dir.path().join("part.bin");
+    let o = ios(
+        &net,
+        &keys,
+        &[
+            "store",
+            "get",
+            &cid,
+            "-o",
+            part.to_str().unwrap(),
+            "--range",
+            "1000-1999",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&part).unwrap() == bytes[1000..2000]);
+
+    // ls and provider status show it.
+    let ls = ok_json(&ios(&net, &keys, &["store", "ls", "carol", "--json"]));
+    assert_eq!(ls.as_array().map(Vec::len), Some(1), "{ls}");
+    let providers = ok_json(&ios(&net, &keys, &["provider", "status", "--json"]));
+    let held: u64 = providers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["held_fragments"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(held, 6, "one segment of 4+2 fragments: {providers}");
+
+    // Bad input: clear errors, nothing written.
+    let unknown = "ab".repeat(32);
+    let o = ios(&net, &keys, &["store", "get", &unknown, "-o", "nope.bin"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no deal for"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!Path::new("nope.bin").exists());
+    let empty = dir.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let o = ios(
+        &net,
+        &keys,
+        &["store", "put", empty.to_str().unwrap(), "--from", "carol"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is empty"));
+}
