@@ -466,6 +466,18 @@ impl Replica {
         self.mempool.contains(id) || self.relays.contains_key(id)
     }
 
+    /// `sender`'s next pooled transactions (from its account's nonce on,
+    /// at most `max`): what a node re-gossips for keys of its own that are
+    /// not the replica's.
+    pub fn pooled_from(&self, sender: &Address, max: u64) -> Result<Vec<SignedTransaction>> {
+        let next = committee::read_account(&self.store, sender)?.nonce;
+        Ok(self
+            .mempool
+            .sender_range(sender, next..next.saturating_add(max))
+            .map(|t| (*t.tx).clone())
+            .collect())
+    }
+
     pub fn mempool_len(&self) -> usize {
         self.mempool.len()
     }

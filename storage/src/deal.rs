@@ -27,6 +27,7 @@ use ios_chain::types::{Amount, Epoch, Ppm};
 pub const GIB: u128 = 1 << 30;
 const PLACEMENT_TAG: &str = "ios/huds/placement";
 const AUDIT_TAG: &str = "ios/huds/audit";
+const REPAIR_TAG: &str = "ios/huds/repair";
 
 /// A provider as placement sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,6 +45,23 @@ pub fn placement_seed(randomness: &Hash, content: &ContentId, segment: u32) -> H
     h.update(randomness.as_bytes())
         .update(content.0.as_bytes())
         .update(&segment.to_le_bytes());
+    h.finalize()
+}
+
+/// The seed of the placement of a lost fragment anew in `epoch`.
+pub fn repair_seed(
+    randomness: &Hash,
+    content: &ContentId,
+    segment: u32,
+    index: u16,
+    epoch: u64,
+) -> Hash {
+    let mut h = DomainHasher::new(REPAIR_TAG);
+    h.update(randomness.as_bytes())
+        .update(content.0.as_bytes())
+        .update(&segment.to_le_bytes())
+        .update(&index.to_le_bytes())
+        .update(&epoch.to_le_bytes());
     h.finalize()
 }
 

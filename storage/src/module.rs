@@ -41,6 +41,12 @@ pub struct StorageParams {
     pub servi_per_gib_epoch: u64,
     pub max_object_bytes: u64,
     pub max_deal_epochs: u64,
+    /// A segment with fewer than k + this many healthy (not lost)
+    /// fragments has its lost ones placed anew (repair).
+    pub repair_margin: u8,
+    /// Epochs a placed provider has to sign for its fragment before the
+    /// fragment counts as lost.
+    pub receipt_epochs: u64,
 }
 
 impl Default for StorageParams {
@@ -52,6 +58,8 @@ impl Default for StorageParams {
             servi_per_gib_epoch: 1_000,
             max_object_bytes: 64 << 30,
             max_deal_epochs: 10_000,
+            repair_margin: 1,
+            receipt_epochs: 5,
         }
     }
 }
@@ -147,6 +155,9 @@ pub struct Provider {
     pub strikes: u64,
     pub iost_earned: Amount,
     pub servi_earned: u64,
+    /// Its last audit failed (or went unanswered): no new fragments are
+    /// placed on it until it passes one.
+    pub failing: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
@@ -158,6 +169,11 @@ pub struct Deal {
     pub receipted: Vec<Vec<bool>>,
     pub strikes: Vec<Vec<u8>>,
     pub lost: Vec<Vec<bool>>,
+    /// The epoch each fragment was placed where it is (its receipt is due
+    /// `receipt_epochs` later).
+    pub since: Vec<Vec<Epoch>>,
+    /// Fragments placed anew after they were lost.
+    pub repairs: u64,
     pub price_per_gib_epoch: Amount,
     pub start_epoch: Epoch,
     /// The first epoch no longer paid for.
@@ -310,6 +326,9 @@ impl StorageModule {
         let mut candidates = Vec::with_capacity(providers.len());
         for a in &providers {
             let p = StorageModule::provider(ctx, a)?.ok_or_else(|| bad("provider index"))?;
+            if p.failing {
+                continue;
+            }
             let acct = ctx.account(a)?;
             candidates.push(Candidate {
                 address: *a,
@@ -343,6 +362,8 @@ impl StorageModule {
             receipted: vec![vec![false; n]; segs],
             strikes: vec![vec![0; n]; segs],
             lost: vec![vec![false; n]; segs],
+            since: vec![vec![ctx.env.epoch; n]; segs],
+            repairs: 0,
             price_per_gib_epoch: price,
             start_epoch: ctx.env.epoch,
             end_epoch: ctx
@@ -449,7 +470,7 @@ impl StorageModule {
                 // Recorded, not refused: the strike must persist.
                 round.challenges[pos].1 = AuditState::Failed;
                 ctx.put(keys::AUDITS, &round)?;
-                self.strike(ctx, &c)?;
+                self.strike(ctx, &me, &[(c.content, c.segment, c.index)])?;
                 ctx.emit("audit_failed", &(me, round.epoch, e.to_string()));
             }
         }
@@ -486,52 +507,191 @@ impl StorageModule {
         ctx.set_account(provider, &acct);
         let mut p = StorageModule::provider(ctx, provider)?.unwrap_or_default();
         p.audits_passed += 1;
+        p.failing = false;
         p.iost_earned = p.iost_earned.saturating_add(earned);
         p.servi_earned = p.servi_earned.saturating_add(servi);
         ctx.put(&keys::provider(provider), &p)?;
         Ok(())
     }
 
-    /// A missed or failed challenge: a strike on its fragment; at the
-    /// limit the fragment is lost and leaves the provider's holdings.
-    fn strike(&self, ctx: &mut CallContext<'_, '_>, c: &Challenge) -> Result<()> {
-        let mut p = StorageModule::provider(ctx, &c.provider)?.unwrap_or_default();
+    /// A failed or missed audit of `provider`: one strike on each of
+    /// `fragments` (the challenged one for a bad proof, everything it holds
+    /// for no answer at all); at `max_strikes` a fragment is lost.
+    fn strike(
+        &self,
+        ctx: &mut CallContext<'_, '_>,
+        provider: &Address,
+        fragments: &[(ContentId, u32, u16)],
+    ) -> Result<()> {
+        let mut p = StorageModule::provider(ctx, provider)?.unwrap_or_default();
         p.audits_failed += 1;
         p.strikes += 1;
-        ctx.put(&keys::provider(&c.provider), &p)?;
-        let Some(mut d) = ctx.get::<Deal>(&keys::deal(&c.content))? else {
-            return Ok(());
-        };
-        let (s, i) = (c.segment as usize, usize::from(c.index));
-        d.strikes[s][i] = d.strikes[s][i].saturating_add(1);
-        if d.strikes[s][i] >= self.params.max_strikes && !d.lost[s][i] {
-            d.lost[s][i] = true;
-            let mut held: Vec<Held> = StorageModule::list(ctx, &keys::held(&c.provider))?;
-            held.retain(|h| {
-                !(h.content == c.content && h.segment == c.segment && h.index == c.index)
-            });
-            ctx.put(&keys::held(&c.provider), &held)?;
-            p.promised = p.promised.saturating_sub(d.layout.fragment_len(c.segment));
-            ctx.put(&keys::provider(&c.provider), &p)?;
-            ctx.emit(
-                "fragment_lost",
-                &(c.content, c.segment, c.index, c.provider),
-            );
+        p.failing = true;
+        ctx.put(&keys::provider(provider), &p)?;
+        let mut i = 0;
+        while i < fragments.len() {
+            let content = fragments[i].0;
+            let Some(mut d) = ctx.get::<Deal>(&keys::deal(&content))? else {
+                i += 1;
+                continue;
+            };
+            let mut touched = Vec::new();
+            while i < fragments.len() && fragments[i].0 == content {
+                let (_, seg, idx) = fragments[i];
+                let (s, f) = (seg as usize, usize::from(idx));
+                i += 1;
+                if d.placement[s][f] != *provider || d.lost[s][f] {
+                    continue;
+                }
+                d.strikes[s][f] = d.strikes[s][f].saturating_add(1);
+                if d.strikes[s][f] >= self.params.max_strikes {
+                    self.lose(ctx, &mut d, seg, idx)?;
+                    touched.push(seg);
+                }
+            }
+            for seg in touched {
+                self.repair(ctx, &mut d, seg)?;
+            }
+            ctx.put(&keys::deal(&content), &d)?;
         }
-        ctx.put(&keys::deal(&c.content), &d)?;
         Ok(())
     }
 
-    /// Unanswered challenges of a round whose window closed: strikes.
+    /// Declares fragment `segment/index` of `d` lost: off its provider's
+    /// holdings and promise (the caller stores `d`).
+    fn lose(
+        &self,
+        ctx: &mut CallContext<'_, '_>,
+        d: &mut Deal,
+        segment: u32,
+        index: u16,
+    ) -> Result<()> {
+        let (s, f) = (segment as usize, usize::from(index));
+        let who = d.placement[s][f];
+        let content = d.layout.content;
+        d.lost[s][f] = true;
+        d.receipted[s][f] = false;
+        let mut held: Vec<Held> = StorageModule::list(ctx, &keys::held(&who))?;
+        held.retain(|h| !(h.content == content && h.segment == segment && h.index == index));
+        ctx.put(&keys::held(&who), &held)?;
+        let mut p = StorageModule::provider(ctx, &who)?.unwrap_or_default();
+        p.promised = p.promised.saturating_sub(d.layout.fragment_len(segment));
+        ctx.put(&keys::provider(&who), &p)?;
+        ctx.emit("fragment_lost", &(content, segment, index, who));
+        Ok(())
+    }
+
+    /// Repair on chain: when `segment` of `d` has fewer than k +
+    /// `repair_margin` healthy fragments, each lost one is placed on a new
+    /// provider (one that holds no fragment of the segment), due for a
+    /// receipt like a fresh placement; a repairer off chain rebuilds the
+    /// bytes from k healthy fragments and sends them there. A fragment no
+    /// provider can take stays lost.
+    fn repair(&self, ctx: &mut CallContext<'_, '_>, d: &mut Deal, segment: u32) -> Result<()> {
+        let s = segment as usize;
+        let healthy = d.lost[s].iter().filter(|l| !**l).count();
+        let k = usize::from(d.layout.coding.data);
+        if healthy >= k + usize::from(self.params.repair_margin) {
+            return Ok(());
+        }
+        let len = d.layout.fragment_len(segment);
+        let randomness: Hash = ctx.get(K_RANDOMNESS)?.unwrap_or_default();
+        let providers: Vec<Address> = StorageModule::list(ctx, keys::PROVIDERS)?;
+        // Nobody who holds a fragment of the segment, or just lost one.
+        let mut excluded = d.placement[s].clone();
+        for f in 0..d.lost[s].len() {
+            if !d.lost[s][f] {
+                continue;
+            }
+            let mut candidates = Vec::new();
+            for a in providers.iter().filter(|a| !excluded.contains(a)) {
+                let p = StorageModule::provider(ctx, a)?.ok_or_else(|| bad("provider index"))?;
+                if p.failing {
+                    continue;
+                }
+                candidates.push(Candidate {
+                    address: *a,
+                    free: p.capacity.saturating_sub(p.promised),
+                    believability: ctx.account(a)?.believability(&ctx.params.believability),
+                    price_per_gib_epoch: p.price_per_gib_epoch,
+                });
+            }
+            let seed = deal::repair_seed(
+                &randomness,
+                &d.layout.content,
+                segment,
+                f as u16,
+                ctx.env.epoch,
+            );
+            let Ok(chosen) = deal::place(&candidates, 1, len, d.price_per_gib_epoch, &seed) else {
+                ctx.emit("repair_stalled", &(d.layout.content, segment, f as u16));
+                continue;
+            };
+            let new = chosen[0];
+            let mut p = StorageModule::provider(ctx, &new)?.ok_or_else(|| bad("provider"))?;
+            p.promised = p.promised.checked_add(len).ok_or(ChainError::Overflow)?;
+            ctx.put(&keys::provider(&new), &p)?;
+            d.placement[s][f] = new;
+            excluded.push(new);
+            d.lost[s][f] = false;
+            d.receipted[s][f] = false;
+            d.strikes[s][f] = 0;
+            d.since[s][f] = ctx.env.epoch;
+            d.repairs += 1;
+            ctx.emit(
+                "fragment_replaced",
+                &(d.layout.content, segment, f as u16, new),
+            );
+        }
+        Ok(())
+    }
+
+    /// Unanswered challenges of a round whose window closed: a strike on
+    /// everything each silent provider holds.
     fn settle(&self, ctx: &mut CallContext<'_, '_>, round: &mut AuditRound) -> Result<()> {
         for (c, state) in round.challenges.iter_mut() {
             if *state == AuditState::Open {
                 *state = AuditState::Failed;
-                self.strike(ctx, c)?;
+                let held: Vec<Held> = StorageModule::list(ctx, &keys::held(&c.provider))?;
+                let all: Vec<_> = held
+                    .iter()
+                    .map(|h| (h.content, h.segment, h.index))
+                    .collect();
+                self.strike(ctx, &c.provider, &all)?;
                 ctx.emit("audit_missed", &(c.provider, c.epoch));
             }
         }
         round.settled = true;
+        Ok(())
+    }
+
+    /// Fragments whose provider never signed for them within
+    /// `receipt_epochs` of their placement: lost (and repaired).
+    fn overdue(&self, ctx: &mut CallContext<'_, '_>, epoch: Epoch) -> Result<()> {
+        let deals: Vec<ContentId> = StorageModule::list(ctx, keys::DEALS)?;
+        for cid in deals {
+            let Some(mut d) = ctx.get::<Deal>(&keys::deal(&cid))? else {
+                continue;
+            };
+            let mut touched = Vec::new();
+            for s in 0..d.placement.len() {
+                for f in 0..d.placement[s].len() {
+                    let due = d.since[s][f].saturating_add(self.params.receipt_epochs);
+                    if !d.receipted[s][f] && !d.lost[s][f] && epoch >= due {
+                        self.lose(ctx, &mut d, s as u32, f as u16)?;
+                        touched.push(s as u32);
+                    }
+                }
+            }
+            if touched.is_empty() {
+                continue;
+            }
+            touched.dedup();
+            for seg in touched {
+                self.repair(ctx, &mut d, seg)?;
+            }
+            ctx.put(&keys::deal(&cid), &d)?;
+        }
         Ok(())
     }
 
@@ -615,6 +775,7 @@ impl Module for StorageModule {
             return Ok(());
         }
         self.expire(ctx, ctx.env.epoch)?;
+        self.overdue(ctx, ctx.env.epoch)?;
         let randomness: Hash = ctx.get(K_RANDOMNESS)?.unwrap_or_default();
         let providers: Vec<Address> = StorageModule::list(ctx, keys::PROVIDERS)?;
         let mut challenges = Vec::new();

@@ -141,6 +141,12 @@ fn object_view(shard: ShardId, d: &Deal, upload: Option<huds::Progress>) -> Obje
         fragments: d.layout.segments.len() * d.layout.coding.fragments(),
         receipted: count(&d.receipted),
         lost: count(&d.lost),
+        repairs: d.repairs,
+        placement: d
+            .placement
+            .iter()
+            .map(|seg| seg.iter().map(|a| a.to_string()).collect())
+            .collect(),
         start_epoch: d.start_epoch,
         end_epoch: d.end_epoch,
         escrow: d.escrow.to_string(),
@@ -354,6 +360,7 @@ pub async fn providers(g: web::Data<Gateway>) -> ApiResult<Vec<ProviderView>> {
                         audits_passed: p.audits_passed,
                         audits_failed: p.audits_failed,
                         strikes: p.strikes,
+                        failing: p.failing,
                         iost_earned: p.iost_earned.to_string(),
                         servi_earned: p.servi_earned,
                     });

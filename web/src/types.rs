@@ -261,8 +261,14 @@ pub struct ObjectView {
     pub fragments: usize,
     /// Fragments whose providers signed a receipt.
     pub receipted: usize,
-    /// Fragments declared lost (after repeated failed audits).
+    /// Fragments declared lost (after repeated failed audits or a missing
+    /// receipt) and not placed anew.
     pub lost: usize,
+    /// Fragments placed anew on other providers after they were lost.
+    pub repairs: u64,
+    /// Who holds each fragment: `placement[segment][index]` (provider
+    /// account addresses on the deal's shard).
+    pub placement: Vec<Vec<String>>,
     pub start_epoch: u64,
     /// The first epoch not paid for.
     pub end_epoch: u64,
@@ -300,6 +306,8 @@ pub struct ProviderView {
     pub audits_passed: u64,
     pub audits_failed: u64,
     pub strikes: u64,
+    /// Its last audit failed: no new fragments go to it until one passes.
+    pub failing: bool,
     pub iost_earned: String,
     pub servi_earned: u64,
 }

@@ -49,8 +49,8 @@ pub const INBOUND_BUDGET_BYTES: usize = 64 << 20;
 pub const PARALLEL_TRANSFERS: usize = 8;
 /// Segments a read fetches at once (each asks k+1 providers).
 pub const READ_AHEAD: usize = 3;
-/// Tries per fragment push (a second apart).
-pub const PUT_ATTEMPTS: usize = 5;
+/// Tries per fragment push (1, 2, 3, 4 then 5 s apart: about 30 s).
+pub const PUT_ATTEMPTS: u64 = 9;
 
 pub type HudsCodec = BorshCodec<HudsRequest, HudsResponse>;
 
@@ -190,6 +190,11 @@ pub(crate) struct ProviderState {
     /// When each shard's registration was last sent.
     pub registered_at: BTreeMap<ShardId, ios_chain::types::TimeMs>,
     pub next_duty: ios_chain::types::TimeMs,
+    /// When the store is next compared with the chain for fragments held
+    /// but not signed for (a receipt that never made it into a block).
+    pub next_receipt_scan: ios_chain::types::TimeMs,
+    /// When its pooled transactions are next gossiped again.
+    pub next_regossip: ios_chain::types::TimeMs,
 }
 
 impl ProviderState {
@@ -213,6 +218,8 @@ impl ProviderState {
             proving: Default::default(),
             registered_at: BTreeMap::new(),
             next_duty: 0,
+            next_receipt_scan: 0,
+            next_regossip: 0,
         })
     }
 }
@@ -468,11 +475,14 @@ pub async fn push(
                 // A provider a block behind the gateway does not know the
                 // deal yet; one restarting is briefly away: try again.
                 let mut r = put().await;
-                for _ in 1..PUT_ATTEMPTS {
+                for attempt in 1..PUT_ATTEMPTS {
                     if r.is_ok() {
                         break;
                     }
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Err(e) = &r {
+                        tracing::debug!(%id, attempt, error = %format!("{e:#}"), "push failed; trying again");
+                    }
+                    tokio::time::sleep(Duration::from_secs(attempt.min(5))).await;
                     r = put().await;
                 }
                 (id, r)
@@ -515,8 +525,14 @@ pub async fn fetch_segment(
     let n = layout.coding.fragments();
     let k = usize::from(layout.coding.data);
     let placement = &located.deal.placement[segment as usize];
-    // Data fragments first (no decoding work when they all come back).
-    let mut order = (0..n).filter(|i| !located.deal.lost[segment as usize][*i]);
+    // Fragments providers signed for before those still due, data
+    // fragments first within each (no decoding work when all come back).
+    let receipted = &located.deal.receipted[segment as usize];
+    let mut slots_in_order: Vec<usize> = (0..n)
+        .filter(|i| !located.deal.lost[segment as usize][*i])
+        .collect();
+    slots_in_order.sort_by_key(|i| !receipted[*i]);
+    let mut order = slots_in_order.into_iter();
     let mut slots: Vec<Option<Vec<u8>>> = vec![None; n];
     let mut have = 0;
     let mut running = FuturesUnordered::new();
@@ -634,6 +650,154 @@ pub async fn read(
         bail!("the decoded object does not hash to {}", layout.content);
     }
     Ok(())
+}
+
+/// How often the repairer looks for fragments placed anew.
+pub const REPAIR_EVERY: Duration = Duration::from_secs(2);
+/// How long before a repair that did not take is tried again.
+pub const REPAIR_RETRY: Duration = Duration::from_secs(20);
+
+/// A fragment the chain placed anew (after it was lost) that its new
+/// provider has not signed for yet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct RepairJob {
+    shard: ShardId,
+    id: FragmentId,
+    provider: Address,
+}
+
+/// The repairer a full node runs: every [`REPAIR_EVERY`] it looks for
+/// fragments the chain re-placed (a slot not signed for whose placement
+/// is newer than the deal), fetches k good fragments of the segment from
+/// the other providers, rebuilds the missing one, checks it against its
+/// root and sends it to its new provider (who signs a receipt: the repair
+/// is then on chain). Ends when the node stops.
+pub async fn repairer(node: NodeHandle) {
+    let mut tried: BTreeMap<RepairJob, tokio::time::Instant> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(REPAIR_EVERY).await;
+        let found = node
+            .query(|v| -> Result<Vec<(RepairJob, Located)>> {
+                let mut out = Vec::new();
+                for (shard, r) in v.replicas.iter() {
+                    let store = r.store();
+                    let Some(ids) =
+                        ios_chain::committee::read::<Vec<ContentId>>(store, keys::DEALS)?
+                    else {
+                        continue;
+                    };
+                    for cid in ids {
+                        let Some(deal) =
+                            ios_chain::committee::read::<Deal>(store, &keys::deal(&cid))?
+                        else {
+                            continue;
+                        };
+                        let mut jobs = Vec::new();
+                        for (s, seg) in deal.placement.iter().enumerate() {
+                            for (i, a) in seg.iter().enumerate() {
+                                if !deal.receipted[s][i]
+                                    && !deal.lost[s][i]
+                                    && deal.since[s][i] > deal.start_epoch
+                                {
+                                    jobs.push(RepairJob {
+                                        shard: *shard,
+                                        id: FragmentId {
+                                            content: cid,
+                                            segment: s as u32,
+                                            index: i as u16,
+                                        },
+                                        provider: *a,
+                                    });
+                                }
+                            }
+                        }
+                        if jobs.is_empty() {
+                            continue;
+                        }
+                        let mut providers = BTreeMap::new();
+                        for a in deal.placement.iter().flatten() {
+                            if let Some(p) =
+                                ios_chain::committee::read::<Provider>(store, &keys::provider(a))?
+                            {
+                                providers.insert(*a, p);
+                            }
+                        }
+                        let located = Located {
+                            shard: *shard,
+                            deal,
+                            providers,
+                        };
+                        out.extend(jobs.into_iter().map(|j| (j, located.clone())));
+                    }
+                }
+                Ok(out)
+            })
+            .await;
+        let found = match found {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "repairer: reading deals failed");
+                continue;
+            }
+            // The node stopped.
+            Err(_) => return,
+        };
+        let now = tokio::time::Instant::now();
+        tried.retain(|_, at| now.duration_since(*at) < REPAIR_RETRY);
+        for (job, located) in found {
+            if tried.contains_key(&job) {
+                continue;
+            }
+            tried.insert(job, now);
+            match repair_one(&node, &located, &job).await {
+                Ok(()) => {
+                    tracing::info!(id = %job.id, provider = %job.provider, "repaired a fragment")
+                }
+                Err(e) => {
+                    tracing::warn!(id = %job.id, provider = %job.provider, error = %format!("{e:#}"), "repair failed; trying again later")
+                }
+            }
+        }
+    }
+}
+
+/// Rebuilds one fragment from k others of its segment and sends it to
+/// the provider the chain placed it on.
+async fn repair_one(node: &NodeHandle, located: &Located, job: &RepairJob) -> Result<()> {
+    let layout = &located.deal.layout;
+    let mut bad = Vec::new();
+    let mut slots = fetch_segment(node, located, job.id.segment, &mut bad).await?;
+    let len = layout.segment_len(job.id.segment);
+    let codec = Codec::new(layout.coding)?;
+    let i = usize::from(job.id.index);
+    let bytes = tokio::task::spawn_blocking(move || -> Result<Vec<u8>> {
+        slots[i] = None;
+        codec.reconstruct(len, &mut slots)?;
+        slots[i].take().context("the rebuilt fragment")
+    })
+    .await??;
+    layout.check_fragment(job.id.segment, i, &bytes)?;
+    let p = located
+        .providers
+        .get(&job.provider)
+        .context("the new provider is not registered")?;
+    let (peer, addrs) = endpoint(p)?;
+    match node
+        .huds(
+            peer,
+            addrs,
+            HudsRequest::Put {
+                shard: job.shard,
+                id: job.id,
+                bytes,
+            },
+        )
+        .await?
+    {
+        HudsResponse::Stored => Ok(()),
+        HudsResponse::Refused(r) => Err(anyhow!("refused: {r}")),
+        _ => Err(anyhow!("answered a put with something else")),
+    }
 }
 
 #[cfg(test)]

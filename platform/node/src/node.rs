@@ -493,13 +493,18 @@ pub async fn start(
         commands: commands_tx_self,
     };
     let mut node = Node::new(cfg, key, swarm, meta, outlets, vec![dialable])?;
+    let full = node.role == Role::Full;
     let task = tokio::spawn(
         async move {
             let _lock = lock;
             node.run(commands, stop).await
         }
-        .instrument(span),
+        .instrument(span.clone()),
     );
+    // Full nodes see every shard's deals: they repair HUDS fragments.
+    if full {
+        tokio::spawn(crate::huds::repairer(handle.clone()).instrument(span));
+    }
     Ok((handle, task))
 }
 
@@ -598,6 +603,47 @@ struct Node {
         HashMap<request_response::OutboundRequestId, oneshot::Sender<Result<HudsResponse, String>>>,
     /// A storage provider's store, accounts and duties.
     provider: Option<ProviderState>,
+}
+
+/// How often a provider gossips its pooled transactions again.
+const PROVIDER_REGOSSIP_MS: TimeMs = 3_000;
+
+/// How often a provider compares its store with the chain for fragments
+/// it holds but never got a receipt into a block for.
+const RECEIPT_SCAN_MS: TimeMs = 10_000;
+
+/// Fragments `p` stores that the chain places on it but shows as not
+/// signed for (and not lost): owed again.
+fn owed_receipts(p: &mut ProviderState, replicas: &BTreeMap<ShardId, Replica>) {
+    let held = match p.store.lock().expect("store lock").list() {
+        Ok(h) => h,
+        Err(e) => return warn!(error = %e, "listing the fragment store failed"),
+    };
+    let mut deals: BTreeMap<(ShardId, ios_storage::ContentId), Option<ios_storage::module::Deal>> =
+        BTreeMap::new();
+    for (id, _) in held {
+        for (shard, key) in p.keys.iter() {
+            let Some(r) = replicas.get(shard) else {
+                continue;
+            };
+            let deal = deals.entry((*shard, id.content)).or_insert_with(|| {
+                ios_chain::committee::read(r.store(), &ios_storage::module::keys::deal(&id.content))
+                    .ok()
+                    .flatten()
+            });
+            let Some(d) = deal else {
+                continue;
+            };
+            let (s, i) = (id.segment as usize, usize::from(id.index));
+            let mine = d.placement.get(s).and_then(|seg| seg.get(i)) == Some(&key.address());
+            if mine && !d.receipted[s][i] && !d.lost[s][i] {
+                p.receipts
+                    .entry((*shard, id.content))
+                    .or_default()
+                    .insert((id.segment, id.index));
+            }
+        }
+    }
 }
 
 /// How long a fresh node waits for epoch changes before it opens shards.
@@ -1452,6 +1498,10 @@ impl Node {
             return;
         }
         p.next_duty = now + 1_000;
+        if now >= p.next_receipt_scan {
+            p.next_receipt_scan = now + RECEIPT_SCAN_MS;
+            owed_receipts(p, &self.replicas);
+        }
         let endpoint = Endpoint {
             peer: self.swarm.local_peer_id().to_bytes(),
             addrs: self
@@ -1554,6 +1604,33 @@ impl Node {
         }
         for (shard, call) in calls {
             self.provider_submit(shard, call);
+        }
+        // The replica re-gossips only its own key's transactions: the
+        // provider's accounts' pooled ones go out again here, in case the
+        // first gossip found no peer (a new node's mesh forms over seconds).
+        if now
+            >= self
+                .provider
+                .as_ref()
+                .map_or(TimeMs::MAX, |p| p.next_regossip)
+        {
+            let mut out = Vec::new();
+            if let Some(p) = self.provider.as_mut() {
+                p.next_regossip = now + PROVIDER_REGOSSIP_MS;
+                for (shard, key) in p.keys.iter() {
+                    if let Some(r) = self.replicas.get(shard) {
+                        match r.pooled_from(&key.address(), 8) {
+                            Ok(txs) if !txs.is_empty() => out.push((*shard, txs)),
+                            Ok(_) => {}
+                            Err(e) => warn!(shard, error = %e, "reading the provider's pool"),
+                        }
+                    }
+                }
+            }
+            for (shard, txs) in out {
+                let t = p2p::shard_topic(&self.chain_id, shard, Channel::Txs);
+                self.publish(t, Message::Txs(txs).to_bytes());
+            }
         }
     }
 

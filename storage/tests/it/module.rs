@@ -392,36 +392,156 @@ fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
         .sum();
     assert_eq!(deal2.escrow, cost - paid, "payments come out of the escrow");
 
-    // The lazy provider keeps missing: strikes are per fragment, and the
-    // first fragment to reach two is declared lost and leaves its holdings.
+    // The lazy provider misses again: a missed audit strikes everything it
+    // holds, so at two strikes all its fragments are lost and leave its
+    // holdings and promise. (One loss per segment leaves 5 of 6 healthy:
+    // no repair at margin 1.)
     let promised_before = c.get::<Provider>(&keys::provider(&lazy)).unwrap().promised;
-    let mut lost = None;
-    for _ in 0..12 {
-        let e = c.epoch() + 1;
-        c.until_epoch(e);
-        for _ in 0..6 {
-            c.block();
-        }
-        let d: Deal = c.get(&keys::deal(&layout.content)).unwrap();
-        lost = d
-            .lost
-            .iter()
-            .enumerate()
-            .flat_map(|(s, seg)| seg.iter().enumerate().map(move |(i, l)| (s, i, *l)))
-            .find(|(s, i, l)| *l && d.placement[*s][*i] == lazy);
-        if lost.is_some() {
-            break;
+    let mine: Vec<(usize, usize)> = deal
+        .placement
+        .iter()
+        .enumerate()
+        .flat_map(|(s, seg)| {
+            seg.iter()
+                .enumerate()
+                .filter(|(_, a)| **a == lazy)
+                .map(move |(i, _)| (s, i))
+        })
+        .collect();
+    let e = c.epoch() + 1;
+    c.until_epoch(e);
+    for _ in 0..6 {
+        c.block();
+    }
+    // Everyone missed this round, so the forger (struck once already)
+    // loses its fragments too: a segment where both lost one is down to 4
+    // of 6 healthy, and its lost fragments are placed anew (only the one
+    // provider outside the segment can take one; the other stays lost).
+    let d: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+    let mut moved = 0;
+    for &(s, i) in &mine {
+        if d.placement[s][i] == lazy {
+            assert!(d.lost[s][i], "{s}/{i} lost");
+            assert_eq!(d.strikes[s][i], 2);
+        } else {
+            assert!(
+                !deal.placement[s].contains(&d.placement[s][i]),
+                "a new provider"
+            );
+            assert!(!d.lost[s][i] && !d.receipted[s][i] && d.strikes[s][i] == 0);
+            moved += 1;
         }
     }
-    let (s, i, _) = lost.expect("a fragment of the lazy provider is lost within 12 epochs");
-    let d: Deal = c.get(&keys::deal(&layout.content)).unwrap();
-    assert_eq!(d.strikes[s][i], 2);
-    let p: Provider = c.get(&keys::provider(&lazy)).unwrap();
-    assert_eq!(p.promised, promised_before - layout.fragment_len(s as u32));
-    let held: Vec<ios_storage::deal::Held> = c.get(&keys::held(&lazy)).unwrap();
-    assert!(!held
+    let forger_lost = deal
+        .placement
         .iter()
-        .any(|h| h.segment == s as u32 && usize::from(h.index) == i));
+        .flatten()
+        .filter(|a| **a == forger)
+        .count();
+    assert!(forger_lost > 0);
+    assert!(d.repairs >= moved as u64);
+    let p: Provider = c.get(&keys::provider(&lazy)).unwrap();
+    let freed: u64 = mine
+        .iter()
+        .map(|(s, _)| layout.fragment_len(*s as u32))
+        .sum();
+    assert_eq!(p.promised, promised_before - freed);
+    let held: Vec<ios_storage::deal::Held> = c.get(&keys::held(&lazy)).unwrap();
+    assert!(held.is_empty(), "{held:?}");
+}
+
+#[test]
+fn lost_fragments_are_placed_anew_until_no_provider_is_left() {
+    let params = StorageParams {
+        min_provider_stake: IOST,
+        // Audits play no part here: only missing receipts lose fragments.
+        max_strikes: 100,
+        receipt_epochs: 1,
+        // Any loss repairs (6 < 4 + 3).
+        repair_margin: 3,
+        ..StorageParams::default()
+    };
+    let (mut c, providers, owner) = market(8, 1, params, 1 << 20, IOST, IOST);
+    let (layout, _) = encode(&[9u8; 20_000]);
+    c.run(vec![(
+        &owner,
+        StorageCall::CreateDeal {
+            layout: layout.clone(),
+            epochs: 20,
+            price_per_gib_epoch: IOST,
+        },
+    )])
+    .iter()
+    .for_each(ok);
+    let d: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+    let key_of =
+        |a: &ios_chain::crypto::Address| providers.iter().find(|p| p.address() == *a).unwrap();
+    // Five sign for their fragment; the sixth never does.
+    let absent = d.placement[0][5];
+    let receipts = (0..5)
+        .map(|i| {
+            (
+                key_of(&d.placement[0][i]),
+                StorageCall::Receipt {
+                    content: layout.content,
+                    fragments: vec![(0, i as u16)],
+                },
+            )
+        })
+        .collect();
+    c.run(receipts).iter().for_each(ok);
+    let promised = |c: &Chain, a: &ios_chain::crypto::Address| {
+        c.get::<Provider>(&keys::provider(a)).unwrap().promised
+    };
+    let len = layout.fragment_len(0);
+    assert_eq!(promised(&c, &absent), len);
+
+    // Past its receipt deadline (the next epoch) the fragment is lost and
+    // placed on one of the two providers that hold nothing of the segment.
+    let e = c.epoch() + 1;
+    c.until_epoch(e);
+    let d2: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+    let second = d2.placement[0][5];
+    assert_ne!(second, absent, "{d2:?} at epoch {}", c.epoch());
+    assert_eq!(d2.since[0][5], e);
+    assert!(!d.placement[0].contains(&second));
+    assert!(!d2.lost[0][5] && !d2.receipted[0][5]);
+    assert_eq!(d2.repairs, 1);
+    assert_eq!(
+        promised(&c, &absent),
+        0,
+        "the absent provider's promise is freed"
+    );
+    assert_eq!(promised(&c, &second), len);
+    // The new provider signs for it: held, like any other.
+    c.run(vec![(
+        key_of(&second),
+        StorageCall::Receipt {
+            content: layout.content,
+            fragments: vec![(0, 5)],
+        },
+    )])
+    .iter()
+    .for_each(ok);
+    let d3: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+    assert!(d3.receipted[0][5]);
+    // The absent provider cannot sign for it any more.
+    let st = c.run(vec![(
+        key_of(&absent),
+        StorageCall::Receipt {
+            content: layout.content,
+            fragments: vec![(0, 5)],
+        },
+    )]);
+    refused(&st[0], "placed on another provider");
+
+    // Now fragment 4's provider goes silent too... it signed already, so
+    // only audits could catch it (max_strikes is high here): nothing moves.
+    let e = c.epoch() + 2;
+    c.until_epoch(e);
+    let d4: Deal = c.get(&keys::deal(&layout.content)).unwrap();
+    assert_eq!(d4.repairs, 1);
+    assert_eq!(d4.placement, d3.placement);
 }
 
 #[test]
