@@ -90,8 +90,9 @@ api = ""
 
 # Serve as a HUDS storage provider: keep erasure-coded fragments, answer
 # audits, earn IOST and Servi. The provider has one account per account
-# shard, derived from this node's key (`ios provider status` lists them);
-# fund each with at least `stake` before it can register there.
+# shard, derived from this node's key (the node logs them when it starts;
+# `ios provider status` lists registered ones); fund each with at least
+# `stake` before it can register there.
 # [provider]
 # capacity = 8589934592          # bytes of fragments kept at most (8 GiB)
 # price_per_gib_epoch = 1000000  # base units (0.01 IOST) per GiB per epoch

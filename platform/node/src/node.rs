@@ -766,6 +766,15 @@ impl Node {
             shards = ?self.replicas.keys().collect::<Vec<_>>(),
             "node started"
         );
+        if let Some(p) = &self.provider {
+            for (shard, key) in &p.keys {
+                info!(
+                    shard,
+                    account = %key.address(),
+                    "storage provider account (fund it with the stake to register)"
+                );
+            }
+        }
         let mut housekeeping = tokio::time::interval(Duration::from_millis(HOUSEKEEPING_MS));
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(stop);
