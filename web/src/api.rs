@@ -479,20 +479,13 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
             price_per_gib_epoch: price,
         }
         .to_call();
-        let fee = req
-            .fee
-            .as_deref()
-            .map(|f| parse_units("fee", f))
-            .transpose()?;
+        let fee = asked_fee(&req)?;
         let built = g
             .node
             .query(move |v| -> Result<BuiltTx, ApiError> {
                 let shard = account_shard(v, v.genesis.params.shards, &sender);
                 let r = replica(v, shard)?;
-                let nonce = match req.nonce {
-                    Some(n) => n,
-                    None => r.next_nonce(&sender).map_err(|e| ApiError::chain(&e))?,
-                };
+                let nonce = nonce_for(r, &sender, req.nonce)?;
                 finish_tx(
                     v,
                     r,
@@ -510,11 +503,7 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
         return Ok(web::Json(built));
     }
     let call = ledger_call(&req.call)?;
-    let fee = req
-        .fee
-        .as_deref()
-        .map(|f| parse_units("fee", f))
-        .transpose()?;
+    let fee = asked_fee(&req)?;
     let built = g
         .node
         .query(move |v| -> Result<BuiltTx, ApiError> {
@@ -524,10 +513,7 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
                 _ => account_shard(v, params.shards, &sender),
             };
             let r = replica(v, shard)?;
-            let nonce = match req.nonce {
-                Some(n) => n,
-                None => r.next_nonce(&sender).map_err(|e| ApiError::chain(&e))?,
-            };
+            let nonce = nonce_for(r, &sender, req.nonce)?;
             // A transfer to an account on another shard goes through Atomix:
             // this transaction locks the amount on the sender's shard;
             // relayers carry the commit to the recipient's shard.
@@ -576,6 +562,22 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
         })
         .await??;
     Ok(web::Json(built))
+}
+
+/// The fee the request asks for, if any (base units).
+fn asked_fee(req: &BuildTxRequest) -> Result<Option<Amount>, ApiError> {
+    req.fee
+        .as_deref()
+        .map(|f| parse_units("fee", f))
+        .transpose()
+}
+
+/// The nonce asked for, else the sender's next one as `r` sees it.
+fn nonce_for(r: &Replica, sender: &Address, asked: Option<u64>) -> Result<u64, ApiError> {
+    match asked {
+        Some(n) => Ok(n),
+        None => r.next_nonce(sender).map_err(|e| ApiError::chain(&e)),
+    }
 }
 
 /// The transaction of `call` from `sender` at `nonce` on `shard` (whose

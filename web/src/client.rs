@@ -323,3 +323,71 @@ impl<R: std::io::Read, F: FnMut(u64)> std::io::Read for Counting<R, F> {
         Ok(got)
     }
 }
+
+/// Stores an object as `owner`, whose key the caller holds (tests,
+/// benchmarks, programs; the CLI signs from its keystore and checks the
+/// layout first): upload, build the deal (`epochs`, the default price),
+/// sign, submit, wait until it is final and every fragment is signed for
+/// by its provider, all within `timeout`. Returns the object as stored.
+pub fn put_signed(
+    c: &Client,
+    owner: &ios_chain::crypto::Keypair,
+    reader: impl std::io::Read,
+    (data, parity): (u8, u8),
+    epochs: u64,
+    timeout: Duration,
+) -> anyhow::Result<ObjectView> {
+    use anyhow::{bail, ensure};
+    let deadline = std::time::Instant::now() + timeout;
+    let staged = c.upload(reader, data, parity, |_| {})?;
+    let built = c.build_tx(&BuildTxRequest {
+        sender: owner.address().to_string(),
+        nonce: None,
+        fee: None,
+        expires_in: None,
+        call: CallRequest::StoreDeal {
+            content: staged.content.clone(),
+            epochs,
+            price_per_gib_epoch: None,
+        },
+    })?;
+    let bytes = crate::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
+    let tx: ios_chain::tx::Transaction =
+        ios_chain::codec::decode("built transaction", &bytes, ios_chain::tx::MAX_TX_BYTES)?;
+    ensure!(
+        tx.sender == owner.address(),
+        "the node built a deal for another sender"
+    );
+    let signature = owner.sign(&tx.signing_hash());
+    let submitted = c.submit_tx(&SubmitTxRequest {
+        tx: built.tx,
+        signature: crate::hex::encode(&signature.0),
+    })?;
+    loop {
+        let s = c.tx_status(&submitted.id)?;
+        match s.state {
+            TxState::Finalized => break,
+            TxState::Failed => bail!("the deal failed on chain: {:?}", s.error),
+            _ => {}
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the deal {} was not final within {timeout:?}",
+            submitted.id
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    loop {
+        let o = c.object(&staged.content)?;
+        if o.receipted == o.fragments {
+            return Ok(o);
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{} of {} fragments signed for within {timeout:?}",
+            o.receipted,
+            o.fragments
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -3,10 +3,8 @@
 //! the same file on the same disk, measured in the same run.
 
 use anyhow::{ensure, Context, Result};
-use ios_chain::tx::Transaction;
 use ios_node::devnet::{user_keys, Devnet, DevnetConfig};
 use ios_web::client::Client;
-use ios_web::types::{BuildTxRequest, CallRequest, SubmitTxRequest, TxState};
 use serde::Serialize;
 use std::io::Write;
 use std::path::Path;
@@ -98,38 +96,14 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
         progress(format!("devnet put of {mib} MiB"));
         let owner = user_keys(1).remove(0);
         let t = Instant::now();
-        let staged = c.upload(std::fs::File::open(&file)?, 4, 2, |_| {})?;
-        let built = c.build_tx(&BuildTxRequest {
-            sender: owner.address().to_string(),
-            nonce: None,
-            fee: None,
-            expires_in: None,
-            call: CallRequest::StoreDeal {
-                content: staged.content.clone(),
-                epochs: 10,
-                price_per_gib_epoch: None,
-            },
-        })?;
-        let raw = ios_web::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let tx: Transaction = ios_chain::codec::decode("tx", &raw, 1 << 16)?;
-        let sig = owner.sign(&tx.signing_hash());
-        let sub = c.submit_tx(&SubmitTxRequest {
-            tx: built.tx,
-            signature: ios_web::hex::encode(&sig.0),
-        })?;
-        let st = wait("the deal to finalize", 120, || {
-            let s = c.tx_status(&sub.id)?;
-            Ok(matches!(s.state, TxState::Finalized | TxState::Failed).then_some(s))
-        })?;
-        ensure!(
-            st.state == TxState::Finalized,
-            "the deal failed: {:?}",
-            st.error
-        );
-        wait("every fragment receipted", 600, || {
-            let o = c.object(&staged.content)?;
-            Ok((o.receipted == o.fragments).then_some(()))
-        })?;
+        let stored = ios_web::client::put_signed(
+            &c,
+            &owner,
+            std::fs::File::open(&file)?,
+            (4, 2),
+            10,
+            Duration::from_secs(900),
+        )?;
         let put = t.elapsed();
         progress(format!("devnet get of {mib} MiB"));
         let back = dir.join("back.bin");
@@ -148,7 +122,7 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
             }
         }
         let n = c.download(
-            &staged.content,
+            &stored.content,
             None,
             &mut Tee(&mut out, &mut hasher),
             |_| {},
@@ -157,7 +131,7 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
         let get = t.elapsed();
         ensure!(n == bytes, "got {n} of {bytes} bytes");
         ensure!(
-            hasher.finalize().to_hex().as_str() == staged.content,
+            hasher.finalize().to_hex().as_str() == stored.content,
             "the object read back differs"
         );
         let get_rate = mb_per_sec(bytes, get);

@@ -16,6 +16,7 @@ use ios_chain::replica::ReplicaConfig;
 use ios_chain::shard::home_shard;
 use ios_chain::tx::Transaction;
 use ios_chain::types::{Epoch, Height, ShardId};
+use libp2p::Multiaddr;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::PathBuf;
@@ -205,20 +206,29 @@ impl Devnet {
         let mut tasks = Vec::new();
         let mut validators: Vec<NodeHandle> = Vec::new();
         let mut bootstrap = Vec::new();
+        // One node of the devnet: on loopback, in its own directory.
+        let node_config = |name: &str,
+                           role: Role,
+                           key: Option<Keypair>,
+                           bootstrap: &[Multiaddr],
+                           provider: Option<crate::huds::ProviderConfig>|
+         -> Result<NodeConfig> {
+            Ok(NodeConfig {
+                name: name.to_string(),
+                role,
+                data_dir: cfg.data_dir.join(name),
+                listen: "/ip4/127.0.0.1/tcp/0".parse()?,
+                bootstrap: bootstrap.to_vec(),
+                genesis: genesis.clone(),
+                key,
+                replica: replica_config(),
+                provider,
+            })
+        };
         for (i, key) in keys.into_iter().enumerate() {
             let name = format!("validator-{i}");
             let (h, task) = node::start(
-                NodeConfig {
-                    name: name.clone(),
-                    role: Role::Validator,
-                    data_dir: cfg.data_dir.join(&name),
-                    listen: "/ip4/127.0.0.1/tcp/0".parse()?,
-                    bootstrap: bootstrap.clone(),
-                    genesis: genesis.clone(),
-                    key: Some(key),
-                    replica: replica_config(),
-                    provider: None,
-                },
+                node_config(&name, Role::Validator, Some(key), &bootstrap, None)?,
                 stopped(stop_rx.clone()),
             )
             .await
@@ -230,17 +240,7 @@ impl Devnet {
             tasks.push((name, task));
         }
         let (gateway, task) = node::start(
-            NodeConfig {
-                name: "gateway".into(),
-                role: Role::Full,
-                data_dir: cfg.data_dir.join("gateway"),
-                listen: "/ip4/127.0.0.1/tcp/0".parse()?,
-                bootstrap: bootstrap.clone(),
-                genesis: genesis.clone(),
-                key: None,
-                replica: replica_config(),
-                provider: None,
-            },
+            node_config("gateway", Role::Full, None, &bootstrap, None)?,
             stopped(stop_rx.clone()),
         )
         .await
@@ -254,18 +254,15 @@ impl Devnet {
             let (own_stop, own_rx) = watch::channel(false);
             let all = stop_rx.clone();
             provider_stops.push(own_stop);
+            // Not on any committee: it follows the account shards it serves.
             let (h, task) = node::start(
-                NodeConfig {
-                    name: name.clone(),
-                    role: Role::Validator,
-                    data_dir: cfg.data_dir.join(&name),
-                    listen: "/ip4/127.0.0.1/tcp/0".parse()?,
-                    bootstrap: bootstrap.clone(),
-                    genesis: genesis.clone(),
-                    key: Some(key),
-                    replica: replica_config(),
-                    provider: Some(provider_config()),
-                },
+                node_config(
+                    &name,
+                    Role::Validator,
+                    Some(key),
+                    &bootstrap,
+                    Some(provider_config()),
+                )?,
                 async move {
                     tokio::select! {
                         _ = stopped(all) => {}

@@ -53,7 +53,8 @@ pub struct ProcNet {
     exe: PathBuf,
     pub dir: PathBuf,
     pub genesis: Genesis,
-    /// Validators first, then the gateway (last).
+    /// Validators first, then the gateway, then providers (and nodes
+    /// added later).
     pub nodes: Vec<ProcNode>,
 }
 
@@ -65,40 +66,7 @@ impl ProcNet {
         let n = validator_count(&genesis);
         let ks = Keystore::new(cfg.data_dir.join("keys"));
         let mut nodes = Vec::new();
-        for (i, key) in validator_keys(n).into_iter().enumerate() {
-            let name = format!("validator-{i}");
-            match ks.add(&name, &key, DEVNET_PASSWORD) {
-                Ok(_) | Err(KeystoreError::Exists(_)) => {}
-                Err(e) => return Err(e).context("writing the devnet keystore"),
-            }
-            nodes.push(ProcNode {
-                dir: cfg.data_dir.join(&name),
-                name,
-                role: Role::Validator,
-                api: "127.0.0.1:0".parse()?,
-                provider: false,
-                child: None,
-                info: None,
-            });
-        }
-        for (i, key) in provider_keys(cfg.providers).into_iter().enumerate() {
-            let name = format!("provider-{i}");
-            match ks.add(&name, &key, DEVNET_PASSWORD) {
-                Ok(_) | Err(KeystoreError::Exists(_)) => {}
-                Err(e) => return Err(e).context("writing the devnet keystore"),
-            }
-            nodes.push(ProcNode {
-                dir: cfg.data_dir.join(&name),
-                name,
-                // Not on any committee: it follows the account shards it serves.
-                role: Role::Validator,
-                api: "127.0.0.1:0".parse()?,
-                provider: true,
-                child: None,
-                info: None,
-            });
-        }
-        nodes.push(ProcNode {
+        let mut gateway = Some(ProcNode {
             name: "gateway".into(),
             role: Role::Full,
             dir: cfg.data_dir.join("gateway"),
@@ -107,6 +75,36 @@ impl ProcNet {
             child: None,
             info: None,
         });
+        let validators = validator_keys(n)
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (format!("validator-{i}"), k, false));
+        let providers = provider_keys(cfg.providers)
+            .into_iter()
+            .enumerate()
+            .map(|(i, k)| (format!("provider-{i}"), k, true));
+        // Providers run as validators on no committee (they follow the
+        // account shards they serve, their key from the keystore), and
+        // start after the gateway: the network is up before they join.
+        for (name, key, provider) in validators.chain(providers) {
+            match ks.add(&name, &key, DEVNET_PASSWORD) {
+                Ok(_) | Err(KeystoreError::Exists(_)) => {}
+                Err(e) => return Err(e).context("writing the devnet keystore"),
+            }
+            if let Some(g) = gateway.take_if(|_| provider) {
+                nodes.push(g);
+            }
+            nodes.push(ProcNode {
+                dir: cfg.data_dir.join(&name),
+                name,
+                role: Role::Validator,
+                api: "127.0.0.1:0".parse()?,
+                provider,
+                child: None,
+                info: None,
+            });
+        }
+        nodes.extend(gateway);
         Ok(ProcNet {
             exe: exe.to_path_buf(),
             dir: cfg.data_dir.clone(),

@@ -7,11 +7,9 @@
 
 use anyhow::{ensure, Context, Result};
 use ios_chain::crypto::Keypair;
-use ios_chain::tx::Transaction;
 use ios_node::devnet::{provider_keys, user_keys, Devnet, DevnetConfig};
 use ios_node::huds::provider_key;
-use ios_web::client::Client;
-use ios_web::types::{BuildTxRequest, CallRequest, SubmitTxRequest, TxState};
+use ios_web::client::{put_signed, Client};
 use std::time::{Duration, Instant};
 
 fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
@@ -44,50 +42,30 @@ fn download(c: &Client, content: &str, range: Option<(u64, u64)>) -> Result<Vec<
     Ok(out)
 }
 
-/// Uploads `data`, makes and signs its deal as `owner`, waits for every
-/// receipt; returns the content id.
+/// Stores `data` as `owner` (upload, deal, every receipt); returns the
+/// content id, checked to be the blake3 of the bytes.
 fn store(c: &Client, owner: &Keypair, data: &[u8]) -> Result<String> {
-    let staged = c.upload(data, 4, 2, |_| {})?;
+    let o = put_signed(c, owner, data, (4, 2), 1_000, Duration::from_secs(180))?;
     ensure!(
-        staged.content == blake3::hash(data).to_hex().as_str(),
+        o.content == blake3::hash(data).to_hex().as_str(),
         "the gateway's content id is not the blake3 of the bytes"
     );
-    let built = c.build_tx(&BuildTxRequest {
-        sender: owner.address().to_string(),
-        nonce: None,
-        fee: None,
-        expires_in: None,
-        call: CallRequest::StoreDeal {
-            content: staged.content.clone(),
-            epochs: 1_000,
-            price_per_gib_epoch: None,
-        },
-    })?;
-    let bytes = ios_web::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tx: Transaction = ios_chain::codec::decode("tx", &bytes, 1 << 16)?;
-    let sig = owner.sign(&tx.signing_hash());
-    let sub = c.submit_tx(&SubmitTxRequest {
-        tx: built.tx,
-        signature: ios_web::hex::encode(&sig.0),
-    })?;
-    let st = wait("the deal to finalize", 60, || {
-        let s = c.tx_status(&sub.id)?;
-        Ok(matches!(s.state, TxState::Finalized | TxState::Failed).then_some(s))
-    })?;
-    ensure!(st.state == TxState::Finalized, "the deal failed: {st:?}");
-    wait("every fragment receipted", 180, || {
-        let o = c.object(&staged.content)?;
-        Ok((o.receipted == o.fragments).then_some(()))
-    })?;
-    Ok(staged.content)
+    Ok(o.content)
+}
+
+/// A devnet with its gateway's API on a free port; IOS_LOG shows its logs.
+async fn devnet(cfg: &DevnetConfig) -> Result<(Devnet, ios_web::ApiServer, String)> {
+    if let Ok(f) = tracing_subscriber::EnvFilter::try_from_env("IOS_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(f).try_init();
+    }
+    let net = Devnet::start(cfg).await?;
+    let api = ios_web::serve(net.gateway.clone(), "127.0.0.1:0".parse()?).await?;
+    let url = format!("http://{}", api.addr);
+    Ok((net, api, url))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
-    // IOS_LOG=warn (or info) shows the nodes' logs.
-    if let Ok(f) = tracing_subscriber::EnvFilter::try_from_env("IOS_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(f).try_init();
-    }
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
     let dir = tempfile::tempdir()?;
@@ -101,9 +79,7 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
         epoch_length: 20,
         providers: 6,
     };
-    let net = Devnet::start(&cfg).await?;
-    let api = ios_web::serve(net.gateway.clone(), "127.0.0.1:0".parse()?).await?;
-    let url = format!("http://{}", api.addr);
+    let (net, api, url) = devnet(&cfg).await?;
     let owner = user_keys(cfg.users)[0].clone();
     let data = object(20 << 20, b"huds-e2e");
     let small = object(1000, b"huds-e2e-small");
@@ -231,9 +207,6 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
 /// still read byte-for-byte (without repair, 3 of 6 would be gone).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lost_fragments_are_rebuilt_on_other_providers() -> Result<()> {
-    if let Ok(f) = tracing_subscriber::EnvFilter::try_from_env("IOS_LOG") {
-        let _ = tracing_subscriber::fmt().with_env_filter(f).try_init();
-    }
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
     let dir = tempfile::tempdir()?;
@@ -249,9 +222,7 @@ async fn lost_fragments_are_rebuilt_on_other_providers() -> Result<()> {
         epoch_length: 16,
         providers: 8,
     };
-    let net = Devnet::start(&cfg).await?;
-    let api = ios_web::serve(net.gateway.clone(), "127.0.0.1:0".parse()?).await?;
-    let url = format!("http://{}", api.addr);
+    let (net, api, url) = devnet(&cfg).await?;
     let owner = user_keys(cfg.users)[1].clone();
     let shard = ios_chain::shard::home_shard(&owner.address(), cfg.shards);
     let masters = provider_keys(cfg.providers);
