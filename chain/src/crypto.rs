@@ -145,6 +145,14 @@ impl Keypair {
         self.signing.to_bytes()
     }
 
+    /// The X25519 secret that matches this key's address under the
+    /// standard Edwards-to-Montgomery map (the first half of SHA-512 of
+    /// the seed, as libsodium and age derive it), so anyone can seal to an
+    /// address and only its key opens.
+    pub fn x25519_secret(&self) -> [u8; 32] {
+        self.signing.to_scalar_bytes()
+    }
+
     pub fn address(&self) -> Address {
         Address(self.signing.verifying_key().to_bytes())
     }

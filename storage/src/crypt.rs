@@ -14,8 +14,11 @@
 //! X25519 key agreement, a key-encryption key derived with blake3 from the
 //! shared secret and both public keys, and XChaCha20-Poly1305 over the
 //! 32-byte object key (a fresh ephemeral key per seal makes each KEK
-//! unique, so a zero nonce is safe). A reader's X25519 secret is derived
-//! from its account key in a separate domain (as the network key is).
+//! unique, so a zero nonce is safe). A reader's X25519 key is its account
+//! key under the standard Edwards-to-Montgomery map (as libsodium and age's
+//! ssh-ed25519 recipients do), so an object can be sealed to any address.
+//! A private object as stored is an envelope: [`ENVELOPE_MAGIC`], a
+//! version, the sealed keys, then the encrypted stream.
 //!
 //! All randomness (object key, nonce prefix, ephemeral secrets) comes in
 //! from the caller.
@@ -36,7 +39,10 @@ const VERSION: u8 = 1;
 /// Magic, version, nonce prefix.
 pub const HEADER_BYTES: usize = 4 + 1 + 16;
 const SEAL_CONTEXT: &str = "ios/huds/seal-object-key v1";
-const READER_KEY_TAG: &str = "ios/huds/reader-key";
+/// The first bytes of a private object's envelope.
+pub const ENVELOPE_MAGIC: &[u8; 4] = b"IOSP";
+/// Readers one envelope seals to at most.
+pub const MAX_READERS: usize = 64;
 
 /// A per-object symmetric key.
 #[derive(Clone, PartialEq, Eq)]
@@ -280,10 +286,10 @@ impl ReaderSecret {
         ReaderSecret(bytes)
     }
 
-    /// The reader secret of an account: derived from its signing key in a
-    /// separate domain, so the two keys differ but one secret backs both.
+    /// The reader secret of an account: its key's X25519 form, whose public
+    /// key is [`ReaderKey::of_address`] of its address.
     pub fn of_account(key: &ios_chain::crypto::Keypair) -> ReaderSecret {
-        ReaderSecret(ios_chain::hash::hash_tagged(READER_KEY_TAG, &key.secret_bytes()).0)
+        ReaderSecret(key.x25519_secret())
     }
 
     pub fn public(&self) -> ReaderKey {
@@ -295,6 +301,77 @@ impl std::fmt::Debug for ReaderSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "ReaderSecret(for {:?})", self.public())
     }
+}
+
+impl ReaderKey {
+    /// The X25519 key of an account address (its ed25519 key mapped to
+    /// Montgomery form); an address that is not a curve point is refused.
+    pub fn of_address(address: &ios_chain::crypto::Address) -> Result<ReaderKey> {
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(address.0)
+            .decompress()
+            .ok_or_else(|| StorageError::Malformed {
+                what: "reader address",
+                reason: format!("{address} is not a valid public key"),
+            })?;
+        Ok(ReaderKey(point.to_montgomery().to_bytes()))
+    }
+}
+
+/// The envelope of a private object, before its encrypted stream: the
+/// magic, version 1, then the sealed keys (borsh `Vec<SealedKey>`, its
+/// byte length first as u32 LE).
+pub fn write_envelope(keys: &[SealedKey], out: &mut impl Write) -> Result<()> {
+    if keys.is_empty() || keys.len() > MAX_READERS {
+        return Err(StorageError::Params(format!(
+            "{} readers (1 to {MAX_READERS})",
+            keys.len()
+        )));
+    }
+    let body = borsh::to_vec(keys).map_err(|e| StorageError::Malformed {
+        what: "envelope",
+        reason: e.to_string(),
+    })?;
+    out.write_all(ENVELOPE_MAGIC)?;
+    out.write_all(&[VERSION])?;
+    out.write_all(&(body.len() as u32).to_le_bytes())?;
+    out.write_all(&body)?;
+    Ok(())
+}
+
+/// Reads a private object's envelope (its sealed keys), leaving `input` at
+/// the start of the encrypted stream; input that is not one is refused.
+pub fn read_envelope(input: &mut impl Read) -> Result<Vec<SealedKey>> {
+    let mut head = [0u8; 9];
+    input
+        .read_exact(&mut head)
+        .map_err(|_| StorageError::Decrypt("not a private object (too short)".into()))?;
+    if &head[..4] != ENVELOPE_MAGIC || head[4] != VERSION {
+        return Err(StorageError::Decrypt(
+            "not a private object (no envelope)".into(),
+        ));
+    }
+    let len = u32::from_le_bytes(head[5..9].try_into().expect("4 bytes")) as usize;
+    // 4 (count) + per key 32 + 32 + 4 + 48.
+    if len > 4 + MAX_READERS * 116 {
+        return Err(StorageError::Decrypt(format!("an envelope of {len} bytes")));
+    }
+    let mut body = vec![0u8; len];
+    input
+        .read_exact(&mut body)
+        .map_err(|_| StorageError::Decrypt("a truncated envelope".into()))?;
+    let keys: Vec<SealedKey> = borsh::from_slice(&body).map_err(|e| StorageError::Malformed {
+        what: "envelope",
+        reason: e.to_string(),
+    })?;
+    if keys.is_empty() || keys.len() > MAX_READERS {
+        return Err(StorageError::Decrypt(format!("{} sealed keys", keys.len())));
+    }
+    Ok(keys)
+}
+
+/// Whether `bytes` begin a private object's envelope.
+pub fn is_private(bytes: &[u8]) -> bool {
+    bytes.len() >= 5 && &bytes[..4] == ENVELOPE_MAGIC && bytes[4] == VERSION
 }
 
 /// An object key sealed to one reader.
@@ -430,6 +507,54 @@ mod tests {
         let mut header = stored.clone();
         header[0] = b'X';
         assert!(decrypt(&header, &key, 4096).is_err());
+    }
+
+    #[test]
+    fn an_address_is_enough_to_seal_and_envelopes_round_trip() {
+        let carol = ios_chain::crypto::Keypair::from_seed("carol", 0);
+        let dave = ios_chain::crypto::Keypair::from_seed("dave", 0);
+        let to_carol = ReaderKey::of_address(&carol.address()).unwrap();
+        assert_eq!(to_carol, ReaderSecret::of_account(&carol).public());
+        let key = ObjectKey([7u8; 32]);
+        let sealed = vec![
+            seal(&key, &to_carol, [1u8; 32]).unwrap(),
+            seal(
+                &key,
+                &ReaderKey::of_address(&dave.address()).unwrap(),
+                [2u8; 32],
+            )
+            .unwrap(),
+        ];
+        let mut bytes = Vec::new();
+        write_envelope(&sealed, &mut bytes).unwrap();
+        assert!(is_private(&bytes));
+        bytes.extend_from_slice(b"the encrypted stream");
+        let mut r = bytes.as_slice();
+        assert_eq!(read_envelope(&mut r).unwrap(), sealed);
+        assert_eq!(r, b"the encrypted stream");
+        assert_eq!(
+            open(&sealed[1], &ReaderSecret::of_account(&dave)).unwrap(),
+            key
+        );
+        // Not an envelope, a truncated one, an oversized one, none at all.
+        assert!(read_envelope(&mut &b"IOSX...."[..]).is_err());
+        assert!(read_envelope(&mut &bytes[..20]).is_err());
+        let mut huge = bytes[..5].to_vec();
+        huge.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert!(read_envelope(&mut huge.as_slice()).is_err());
+        assert!(write_envelope(&[], &mut Vec::new()).is_err());
+        // An address that is no curve point cannot be sealed to.
+        let mut bad = [0u8; 32];
+        bad[0] = 2;
+        bad[31] = 0x7f;
+        let not_a_point = (0u8..=255)
+            .map(|b| {
+                let mut a = bad;
+                a[1] = b;
+                ios_chain::crypto::Address(a)
+            })
+            .find(|a| ReaderKey::of_address(a).is_err());
+        assert!(not_a_point.is_some(), "some 32-byte strings are not points");
     }
 
     #[test]

@@ -63,6 +63,14 @@ enum StoreCommand {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Encrypt before upload (XChaCha20-Poly1305 under a random key
+        /// sealed to each reader; the payer always reads it too).
+        #[arg(long)]
+        private: bool,
+        /// Another reader of a private object: an address or a key name
+        /// (repeatable).
+        #[arg(long, requires = "private")]
+        reader: Vec<String>,
     },
     /// Fetch a stored object into a file (checked against its content id).
     Get {
@@ -70,9 +78,13 @@ enum StoreCommand {
         content: String,
         #[arg(short, long)]
         output: PathBuf,
-        /// Only bytes A to B (inclusive), like 0-1023.
-        #[arg(long)]
+        /// Only bytes A to B (inclusive), like 0-1023 (of the stored bytes).
+        #[arg(long, conflicts_with = "key")]
         range: Option<String>,
+        /// Decrypt a private object with this key (its name in the
+        /// keystore); without it a private object is saved encrypted.
+        #[arg(long)]
+        key: Option<String>,
     },
     /// Objects stored by an account.
     Ls {
@@ -94,22 +106,44 @@ pub fn run(a: StoreArgs) -> Result<ExitCode> {
             data,
             parity,
             timeout,
-        } => put(
-            &client,
-            &a.keystore,
-            &file,
-            &from,
-            epochs,
-            &price,
-            (data, parity),
-            Duration::from_secs(timeout),
-            a.json,
-        ),
+            private,
+            reader,
+        } => {
+            let readers = private
+                .then(|| {
+                    reader
+                        .iter()
+                        .map(|r| resolve_address(r, &a.keystore))
+                        .collect::<Result<Vec<_>>>()
+                })
+                .transpose()?;
+            put(
+                &client,
+                &a.keystore,
+                &file,
+                &from,
+                epochs,
+                &price,
+                (data, parity),
+                readers,
+                Duration::from_secs(timeout),
+                a.json,
+            )
+        }
         StoreCommand::Get {
             content,
             output,
             range,
-        } => get(&client, &content, &output, range.as_deref(), a.json),
+            key,
+        } => get(
+            &client,
+            &a.keystore,
+            &content,
+            &output,
+            range.as_deref(),
+            key.as_deref(),
+            a.json,
+        ),
         StoreCommand::Ls { owner } => {
             let owner = resolve_address(&owner, &a.keystore)?;
             let list = client.objects(&owner)?;
@@ -180,6 +214,46 @@ fn local_layout(file: &Path, data: u8, parity: u8) -> Result<Layout> {
     Ok(enc.finish()?)
 }
 
+/// A file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn random<const N: usize>() -> Result<[u8; N]> {
+    let mut b = [0u8; N];
+    getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(b)
+}
+
+/// Encrypts `file` for `readers` into a private object's envelope, in a
+/// temporary file of the system's temp directory.
+fn encrypt(file: &Path, readers: &[ios_chain::crypto::Address]) -> Result<TempFile> {
+    use ios_storage::crypt::{seal, write_envelope, Encryptor, ObjectKey, ReaderKey};
+    let key = ObjectKey(random()?);
+    let mut sealed = Vec::new();
+    for r in readers {
+        sealed.push(seal(&key, &ReaderKey::of_address(r)?, random()?)?);
+    }
+    let tmp = TempFile(std::env::temp_dir().join(format!(
+        "ios-private-{}-{}.iosp",
+        std::process::id(),
+        u64::from_le_bytes(random()?)
+    )));
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&tmp.0).with_context(|| format!("creating {}", tmp.0.display()))?,
+    );
+    write_envelope(&sealed, &mut out)?;
+    let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let mut enc = Encryptor::new(std::io::BufReader::new(input), &key, random()?);
+    std::io::copy(&mut enc, &mut out).context("encrypting")?;
+    out.into_inner()?.sync_all()?;
+    Ok(tmp)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn put(
     client: &Client,
@@ -189,12 +263,34 @@ fn put(
     epochs: u64,
     price: &str,
     (data, parity): (u8, u8),
+    readers: Option<Vec<String>>,
     timeout: Duration,
     json: bool,
 ) -> Result<ExitCode> {
     let price = parse_iost(price).map_err(|e| anyhow::anyhow!("--price: {e}"))?;
     let ks = keystore.open();
     let sender = ks.info(from)?.address;
+    // A private object: the envelope goes up, never the plaintext.
+    let encrypted = match readers {
+        Some(rs) => {
+            let mut all = vec![sender];
+            for r in rs {
+                let a: ios_chain::crypto::Address =
+                    r.parse().map_err(|e| anyhow::anyhow!("reader {r}: {e}"))?;
+                if !all.contains(&a) {
+                    all.push(a);
+                }
+            }
+            if std::fs::metadata(file).map(|m| m.len()).unwrap_or(0) == 0 {
+                bail!("{} is empty: nothing to store", file.display());
+            }
+            let t = encrypt(file, &all)?;
+            eprintln!("encrypted for {} reader(s)", all.len());
+            Some(t)
+        }
+        None => None,
+    };
+    let file = encrypted.as_ref().map_or(file, |t| t.0.as_path());
     let size = std::fs::metadata(file)
         .with_context(|| format!("reading {}", file.display()))?
         .len();
@@ -352,6 +448,37 @@ fn put(
     Ok(ExitCode::SUCCESS)
 }
 
+/// Opens the envelope at `input` with key `name` and writes the plaintext
+/// to `output` (through `output.dec`, renamed once the last frame checked).
+fn decrypt(keystore: &KeystoreOpt, name: &str, input: &Path, output: &Path) -> Result<()> {
+    use ios_storage::crypt::{open, read_envelope, Decryptor, ReaderSecret};
+    let ks = keystore.open();
+    let me = ks.open(name, &password(&format!("password for {name:?}: "), false)?)?;
+    let secret = ReaderSecret::of_account(&me);
+    let mut r = std::io::BufReader::new(std::fs::File::open(input)?);
+    let sealed = read_envelope(&mut r)?;
+    let mine = secret.public();
+    let s = sealed
+        .iter()
+        .find(|s| s.reader == mine)
+        .with_context(|| format!("{name} ({}) is not a reader of this object", me.address()))?;
+    let object_key = open(s, &secret)?;
+    let tmp = output.with_extension("dec");
+    let result = (|| {
+        let out = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        let mut dec = Decryptor::new(out, &object_key);
+        std::io::copy(&mut r, &mut dec).context("decrypting")?;
+        let out = dec.finish()?;
+        out.into_inner()?.sync_all()?;
+        std::fs::rename(&tmp, output)?;
+        anyhow::Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 fn parse_range(r: &str) -> Result<(u64, u64)> {
     let (a, b) = r
         .split_once('-')
@@ -368,9 +495,11 @@ fn parse_range(r: &str) -> Result<(u64, u64)> {
 
 fn get(
     client: &Client,
+    keystore: &KeystoreOpt,
     content: &str,
     output: &Path,
     range: Option<&str>,
+    key: Option<&str>,
     json: bool,
 ) -> Result<ExitCode> {
     let cid: ContentId = content.parse()?;
@@ -440,8 +569,32 @@ fn get(
         bail!("the bytes received do not hash to {content}; nothing written");
     }
     drop(out);
-    std::fs::rename(&part, output)
-        .with_context(|| format!("renaming {} to {}", part.display(), output.display()))?;
+    let head = {
+        let mut h = [0u8; 5];
+        let mut f = std::fs::File::open(&part)?;
+        let n = std::io::Read::read(&mut f, &mut h)?;
+        h[..n].to_vec()
+    };
+    let private = range.is_none() && ios_storage::crypt::is_private(&head);
+    match (private, key) {
+        (true, Some(name)) => {
+            let r = decrypt(keystore, name, &part, output);
+            let _ = std::fs::remove_file(&part);
+            r?;
+        }
+        (false, Some(_)) => {
+            let _ = std::fs::remove_file(&part);
+            bail!("{content} is not a private object: get it without --key");
+        }
+        (true, None) => {
+            std::fs::rename(&part, output)?;
+            eprintln!(
+                "{content} is private: saved encrypted; --key NAME decrypts it for one of its readers"
+            );
+        }
+        (false, None) => std::fs::rename(&part, output)
+            .with_context(|| format!("renaming {} to {}", part.display(), output.display()))?,
+    }
     if json {
         print_json(&serde_json::json!({"content": content, "bytes": n, "file": output}))?;
     }

@@ -394,6 +394,83 @@ fn files_go_up_and_come_back_through_ios_store() {
         .sum();
     assert_eq!(held, 6, "one segment of 4+2 fragments: {providers}");
 
+    // A private object: encrypted before upload, sealed to carol (the
+    // payer) and dave; dave decrypts it, erin cannot, and without a key it
+    // is saved as stored (ciphertext).
+    for name in ["dave", "erin"] {
+        ok_json(&ios(&net, &keys, &["key", "new", name, "--json"]));
+    }
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, b"the plan for next quarter, for dave only").unwrap();
+    let put = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "store",
+            "put",
+            secret.to_str().unwrap(),
+            "--from",
+            "carol",
+            "--private",
+            "--reader",
+            "dave",
+            "--json",
+        ],
+    ));
+    let private_cid = put["content"].as_str().unwrap().to_string();
+    let plain = dir.path().join("plain.txt");
+    let o = ios(
+        &net,
+        &keys,
+        &[
+            "store",
+            "get",
+            &private_cid,
+            "-o",
+            plain.to_str().unwrap(),
+            "--key",
+            "dave",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        std::fs::read(&plain).unwrap(),
+        std::fs::read(&secret).unwrap()
+    );
+    let o = ios(
+        &net,
+        &keys,
+        &[
+            "store",
+            "get",
+            &private_cid,
+            "-o",
+            "erin.txt",
+            "--key",
+            "erin",
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not a reader"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!Path::new("erin.txt").exists());
+    let sealed = dir.path().join("sealed.bin");
+    let o = ios(
+        &net,
+        &keys,
+        &["store", "get", &private_cid, "-o", sealed.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stored = std::fs::read(&sealed).unwrap();
+    assert!(stored.starts_with(b"IOSP"), "stored as an envelope");
+    assert!(
+        !stored.windows(8).any(|w| w == b"the plan"),
+        "no plaintext stored"
+    );
+
     // Bad input: clear errors, nothing written.
     let unknown = "ab".repeat(32);
     let o = ios(&net, &keys, &["store", "get", &unknown, "-o", "nope.bin"]);
