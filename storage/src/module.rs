@@ -23,7 +23,7 @@ use ios_chain::error::{ChainError, Result};
 use ios_chain::hash::Hash;
 use ios_chain::module::{CallContext, Module};
 use ios_chain::tx::{Call, ModuleId};
-use ios_chain::types::{Amount, Epoch, Height};
+use ios_chain::types::{Amount, Epoch, Height, TimeMs};
 
 /// The storage module's id in `Call`.
 pub const STORAGE_MODULE: ModuleId = ModuleId(2);
@@ -82,6 +82,8 @@ pub enum StorageCall {
         layout: Layout,
         epochs: u64,
         price_per_gib_epoch: Amount,
+        /// What the object is (public objects are found by search).
+        meta: ObjectMeta,
     },
     /// The sender (a placed provider) holds these fragments of `content`.
     Receipt {
@@ -142,6 +144,91 @@ impl Endpoint {
     }
 }
 
+/// What an object is, as its owner describes it. It is on chain in the
+/// clear, private objects included (whose bytes are encrypted): a private
+/// object's owner says as little here as they like. Public objects are
+/// found by search.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ObjectMeta {
+    pub name: String,
+    /// Media type, e.g. `text/plain`.
+    pub mime: String,
+    pub tags: Vec<String>,
+    pub description: String,
+    /// Listed in search (`false`: only those given its content id find it).
+    pub public: bool,
+}
+
+impl ObjectMeta {
+    pub const MAX_NAME_BYTES: usize = 256;
+    pub const MAX_MIME_BYTES: usize = 128;
+    pub const MAX_TAGS: usize = 16;
+    pub const MAX_TAG_BYTES: usize = 64;
+    pub const MAX_DESCRIPTION_BYTES: usize = 4_096;
+
+    /// Checks the bounds (a tag is non-empty, without spaces, commas or
+    /// control characters; the media type has no spaces).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let over = |what: &str, len: usize, max: usize| {
+            (len > max).then(|| format!("the {what} is {len} bytes, at most {max}"))
+        };
+        if let Some(e) = over("name", self.name.len(), ObjectMeta::MAX_NAME_BYTES)
+            .or_else(|| over("media type", self.mime.len(), ObjectMeta::MAX_MIME_BYTES))
+            .or_else(|| {
+                over(
+                    "description",
+                    self.description.len(),
+                    ObjectMeta::MAX_DESCRIPTION_BYTES,
+                )
+            })
+        {
+            return Err(e);
+        }
+        if self
+            .mime
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(format!(
+                "media type {:?} has spaces or control characters",
+                self.mime
+            ));
+        }
+        if self.tags.len() > ObjectMeta::MAX_TAGS {
+            return Err(format!(
+                "{} tags, at most {}",
+                self.tags.len(),
+                ObjectMeta::MAX_TAGS
+            ));
+        }
+        for t in &self.tags {
+            if t.is_empty()
+                || t.len() > ObjectMeta::MAX_TAG_BYTES
+                || t.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+            {
+                return Err(format!(
+                    "tag {t:?}: 1 to {} bytes without spaces, commas or control characters",
+                    ObjectMeta::MAX_TAG_BYTES
+                ));
+            }
+        }
+        if self.name.chars().any(char::is_control) {
+            return Err("the name has control characters".into());
+        }
+        if self
+            .description
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(
+                "the description has control characters (other than newlines and tabs)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Provider {
     pub endpoint: Endpoint,
@@ -164,6 +251,9 @@ pub struct Provider {
 pub struct Deal {
     pub owner: Address,
     pub layout: Layout,
+    pub meta: ObjectMeta,
+    /// Time of the block that made the deal.
+    pub created: TimeMs,
     /// `[segment][fragment]`: who holds it.
     pub placement: Vec<Vec<Address>>,
     pub receipted: Vec<Vec<bool>>,
@@ -302,8 +392,10 @@ impl StorageModule {
         layout: Layout,
         epochs: u64,
         price: Amount,
+        meta: ObjectMeta,
     ) -> Result<()> {
         layout.validate().map_err(storage_err)?;
+        meta.validate().map_err(bad)?;
         if layout.size > self.params.max_object_bytes {
             return Err(bad(format!(
                 "an object of {} bytes is over the limit of {}",
@@ -358,6 +450,8 @@ impl StorageModule {
         let d = Deal {
             owner,
             layout,
+            meta,
+            created: ctx.env.time,
             placement,
             receipted: vec![vec![false; n]; segs],
             strikes: vec![vec![0; n]; segs],
@@ -755,7 +849,8 @@ impl Module for StorageModule {
                 layout,
                 epochs,
                 price_per_gib_epoch,
-            } => self.create_deal(ctx, layout, epochs, price_per_gib_epoch),
+                meta,
+            } => self.create_deal(ctx, layout, epochs, price_per_gib_epoch, meta),
             StorageCall::Receipt { content, fragments } => self.receipt(ctx, content, fragments),
             StorageCall::Prove { content, proof } => self.prove(ctx, content, proof),
         }

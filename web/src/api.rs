@@ -119,18 +119,31 @@ pub struct Gateway {
     pub node: NodeHandle,
     /// HUDS uploads waiting for their deals (None: no uploads taken).
     pub staging: Option<Arc<ios_node::huds::Staging>>,
+    /// HUDS search, fed from the chain (None: this gateway does not search).
+    pub catalog: Option<ios_node::catalog::Catalog>,
 }
 
 impl Gateway {
-    /// A gateway for `node`, holding uploads in `<node data>/uploads`.
+    /// A gateway for `node`, holding uploads in `<node data>/uploads` (the
+    /// ones a restart interrupted are pushed again) and running the search
+    /// catalog in `<node data>/search` (call on a tokio runtime: the
+    /// pushes and the catalog's feeder start on it).
     pub fn new(node: NodeHandle) -> anyhow::Result<Gateway> {
         let staging = ios_node::huds::Staging::open(
             &node.data_dir.join("uploads"),
             crate::store::STAGING_BYTES,
         )?;
+        let staging = Arc::new(staging);
+        // Uploads a restart interrupted go on where they were.
+        for content in staging.pending() {
+            tracing::info!(%content, "taking up a staged upload again");
+            crate::store::spawn_push(node.clone(), staging.clone(), content);
+        }
+        let catalog = ios_node::catalog::Catalog::start(node.clone())?;
         Ok(Gateway {
             node,
-            staging: Some(Arc::new(staging)),
+            staging: Some(staging),
+            catalog: Some(catalog),
         })
     }
 }
@@ -154,6 +167,7 @@ impl Gateway {
         crate::store::object,
         crate::store::objects,
         crate::store::content,
+        crate::store::search,
         crate::store::providers
     )
 )]
@@ -169,6 +183,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .app_data(
         web::PathConfig::default()
             .error_handler(|e, _| ApiError::bad_request(format!("invalid path: {e}")).into()),
+    )
+    .app_data(
+        web::QueryConfig::default()
+            .error_handler(|e, _| ApiError::bad_request(format!("invalid query: {e}")).into()),
     )
     .route("/api/openapi.json", web::get().to(openapi))
     .route("/metrics", web::get().to(metrics))
@@ -441,8 +459,11 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
         content,
         epochs,
         price_per_gib_epoch,
+        meta,
     } = &req.call
     {
+        let meta: ios_storage::module::ObjectMeta = meta.clone().into();
+        meta.validate().map_err(ApiError::bad_request)?;
         let content: ios_storage::ContentId = content
             .parse()
             .map_err(|e: ios_storage::StorageError| ApiError::bad_request(e.to_string()))?;
@@ -465,8 +486,14 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
             *epochs,
         )
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let listed = if meta.public {
+            "public: listed in search"
+        } else {
+            "not listed"
+        };
         let what = format!(
-            "store {content} ({} bytes, {}+{}) for {epochs} epochs at up to {} per GiB-epoch: {} into escrow",
+            "store {:?} {content} ({} bytes, {}+{}, {listed}) for {epochs} epochs at up to {} per GiB-epoch: {} into escrow",
+            meta.name,
             layout.size,
             layout.coding.data,
             layout.coding.parity,
@@ -477,6 +504,7 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
             layout,
             epochs: *epochs,
             price_per_gib_epoch: price,
+            meta,
         }
         .to_call();
         let fee = asked_fee(&req)?;

@@ -135,6 +135,30 @@ impl Client {
         self.post("/api/v1/tx/build", req)
     }
 
+    /// Builds the storage deal of an upload staged at this node (`price`
+    /// in base units per GiB-epoch; None: the node's default).
+    pub fn build_deal(
+        &self,
+        sender: &str,
+        content: &str,
+        epochs: u64,
+        price: Option<u64>,
+        meta: ObjectMetaJson,
+    ) -> Result<BuiltTx> {
+        self.build_tx(&BuildTxRequest {
+            sender: sender.to_string(),
+            nonce: None,
+            fee: None,
+            expires_in: None,
+            call: CallRequest::StoreDeal {
+                content: content.to_string(),
+                epochs,
+                price_per_gib_epoch: price.map(|p| p.to_string()),
+                meta,
+            },
+        })
+    }
+
     pub fn submit_tx(&self, req: &SubmitTxRequest) -> Result<SubmittedTx> {
         self.post("/api/v1/tx", req)
     }
@@ -218,6 +242,33 @@ impl Client {
 
     pub fn objects(&self, owner: &str) -> Result<Vec<ObjectView>> {
         self.get(&format!("/api/v1/store/objects?owner={owner}"))
+    }
+
+    /// Searches public objects.
+    pub fn search(&self, q: &SearchParams) -> Result<SearchResponse> {
+        let url = format!("{}/api/v1/store/search", self.base);
+        let mut pairs: Vec<(&str, String)> =
+            vec![("q", q.q.clone()), ("offset", q.offset.to_string())];
+        let opt = |v: &Option<String>| v.clone();
+        for (k, v) in [
+            ("mime", opt(&q.mime)),
+            ("tags", opt(&q.tags)),
+            ("owner", opt(&q.owner)),
+            ("sort", opt(&q.sort)),
+            ("min_size", q.min_size.map(|n| n.to_string())),
+            ("max_size", q.max_size.map(|n| n.to_string())),
+            ("limit", q.limit.map(|n| n.to_string())),
+        ] {
+            if let Some(v) = v {
+                pairs.push((k, v));
+            }
+        }
+        let r = self
+            .agent
+            .get(&url)
+            .query_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+            .call();
+        self.answer(&url, r)
     }
 
     pub fn providers(&self) -> Result<Vec<ProviderView>> {
@@ -326,7 +377,8 @@ impl<R: std::io::Read, F: FnMut(u64)> std::io::Read for Counting<R, F> {
 
 /// Stores an object as `owner`, whose key the caller holds (tests,
 /// benchmarks, programs; the CLI signs from its keystore and checks the
-/// layout first): upload, build the deal (`epochs`, the default price),
+/// layout first): upload, build the deal (`epochs`, the default price,
+/// `meta`),
 /// sign, submit, wait until it is final and every fragment is signed for
 /// by its provider, all within `timeout`. Returns the object as stored.
 pub fn put_signed(
@@ -335,22 +387,19 @@ pub fn put_signed(
     reader: impl std::io::Read,
     (data, parity): (u8, u8),
     epochs: u64,
+    meta: crate::types::ObjectMetaJson,
     timeout: Duration,
 ) -> anyhow::Result<ObjectView> {
     use anyhow::{bail, ensure};
     let deadline = std::time::Instant::now() + timeout;
     let staged = c.upload(reader, data, parity, |_| {})?;
-    let built = c.build_tx(&BuildTxRequest {
-        sender: owner.address().to_string(),
-        nonce: None,
-        fee: None,
-        expires_in: None,
-        call: CallRequest::StoreDeal {
-            content: staged.content.clone(),
-            epochs,
-            price_per_gib_epoch: None,
-        },
-    })?;
+    let built = c.build_deal(
+        &owner.address().to_string(),
+        &staged.content,
+        epochs,
+        None,
+        meta,
+    )?;
     let bytes = crate::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
     let tx: ios_chain::tx::Transaction =
         ios_chain::codec::decode("built transaction", &bytes, ios_chain::tx::MAX_TX_BYTES)?;

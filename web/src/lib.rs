@@ -27,19 +27,25 @@ pub struct ApiServer {
     pub addr: SocketAddr,
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    catalog: Option<ios_node::catalog::Catalog>,
 }
 
 impl ApiServer {
-    /// Stops accepting, lets requests in flight finish, and waits.
+    /// Stops accepting, lets requests in flight finish, stops the search
+    /// catalog, and waits.
     pub async fn stop(self) {
         self.handle.stop(true).await;
         let _ = self.task.await;
+        if let Some(c) = self.catalog {
+            c.stop().await;
+        }
     }
 }
 
 /// Serves the API for `node` on `addr` (on the current tokio runtime).
 pub async fn serve(node: NodeHandle, addr: SocketAddr) -> Result<ApiServer> {
     let gateway = actix_web::web::Data::new(api::Gateway::new(node)?);
+    let catalog = gateway.catalog.clone();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(gateway.clone())
@@ -66,5 +72,6 @@ pub async fn serve(node: NodeHandle, addr: SocketAddr) -> Result<ApiServer> {
         addr: bound,
         handle,
         task,
+        catalog,
     })
 }

@@ -4,7 +4,9 @@
 //! stream), listing by owner, providers.
 
 use crate::api::{parse_address, ApiError, ApiResult, Gateway};
-use crate::types::{ObjectView, ProviderView, StagedUpload, UploadProgress};
+use crate::types::{
+    ObjectView, ProviderView, SearchHit, SearchParams, SearchResponse, StagedUpload, UploadProgress,
+};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt;
@@ -29,7 +31,18 @@ pub fn configure(scope: &mut web::ServiceConfig) {
         .route("/store/objects", web::get().to(objects))
         .route("/store/objects/{cid}", web::get().to(object))
         .route("/store/objects/{cid}/content", web::get().to(content))
+        .route("/store/search", web::get().to(search))
         .route("/store/providers", web::get().to(providers));
+}
+
+/// Sends a staged upload's fragments to their providers once its deal is
+/// on chain (in the background).
+pub fn spawn_push(node: ios_node::node::NodeHandle, staging: Arc<Staging>, content: ContentId) {
+    tokio::spawn(async move {
+        if let Err(e) = huds::push(node, staging, content, DEAL_WAIT).await {
+            tracing::warn!(%content, error = %e, "upload not stored");
+        }
+    });
 }
 
 fn staging(g: &Gateway) -> Result<&Arc<Staging>, ApiError> {
@@ -110,13 +123,8 @@ pub async fn upload(
                 format!("{e:#}"),
             )
         })?;
-    let node = g.node.clone();
     let content = layout.content;
-    tokio::spawn(async move {
-        if let Err(e) = huds::push(node, staging, content, DEAL_WAIT).await {
-            tracing::warn!(%content, error = %e, "upload not stored");
-        }
-    });
+    spawn_push(g.node.clone(), staging, content);
     Ok(web::Json(StagedUpload {
         content: content.to_hex(),
         size: layout.size,
@@ -134,6 +142,7 @@ fn object_view(shard: ShardId, d: &Deal, upload: Option<huds::Progress>) -> Obje
         content: d.layout.content.to_hex(),
         shard,
         owner: d.owner.to_string(),
+        meta: (&d.meta).into(),
         size: d.layout.size,
         segments: d.layout.segments.len(),
         data: d.layout.coding.data,
@@ -370,6 +379,91 @@ pub async fn providers(g: web::Data<Gateway>) -> ApiResult<Vec<ProviderView>> {
         })
         .await??;
     Ok(web::Json(list))
+}
+
+#[utoipa::path(get, path = "/api/v1/store/search", tag = "storage",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "Public objects matching the query, best first, with snippets", body = SearchResponse),
+        (status = 400, description = "Bad query, sort, tags or paging", body = crate::types::ErrorBody),
+        (status = 503, description = "This gateway does not search", body = crate::types::ErrorBody)))]
+pub async fn search(
+    g: web::Data<Gateway>,
+    p: web::Query<SearchParams>,
+) -> ApiResult<SearchResponse> {
+    let catalog = g
+        .catalog
+        .clone()
+        .ok_or_else(|| ApiError::unavailable("this gateway does not search"))?;
+    let p = p.into_inner();
+    // The canonical form (an address in capitals is the same address).
+    let owner = p
+        .owner
+        .as_deref()
+        .map(|o| parse_address(o).map(|a| a.to_string()))
+        .transpose()?;
+    let bad = |e: ios_node::search::SearchError| ApiError::bad_request(e.to_string());
+    let q = ios_node::search::SearchQuery {
+        text: p.q,
+        mime: p.mime.filter(|m| !m.is_empty()),
+        tags: p
+            .tags
+            .map(|t| {
+                t.split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        owner,
+        min_size: p.min_size,
+        max_size: p.max_size,
+        sort: p
+            .sort
+            .as_deref()
+            .unwrap_or("relevance")
+            .parse()
+            .map_err(bad)?,
+        offset: p.offset,
+        limit: p.limit.unwrap_or(20),
+    };
+    let status = catalog.status();
+    let found = web::block(move || catalog.search(&q))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| match e {
+            ios_node::search::SearchError::BadQuery(_) => bad(e),
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "search",
+                other.to_string(),
+            ),
+        })?;
+    Ok(web::Json(SearchResponse {
+        total: found.total,
+        hits: found
+            .hits
+            .into_iter()
+            .map(|h| SearchHit {
+                content: h.cid,
+                name: h.name,
+                description: h.description,
+                tags: h.tags,
+                mime: h.mime,
+                owner: h.owner,
+                size: h.size,
+                created: h.created,
+                snippet: h.snippet,
+            })
+            .collect(),
+        indexed_heights: status
+            .heights
+            .iter()
+            .map(|(s, h)| (s.to_string(), *h))
+            .collect(),
+        texts_pending: status.bodies_pending,
+    }))
 }
 
 #[cfg(test)]

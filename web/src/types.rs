@@ -132,7 +132,53 @@ pub enum CallRequest {
         /// providers asking more are not chosen.
         #[serde(default)]
         price_per_gib_epoch: Option<String>,
+        /// What the object is; public objects are found by search.
+        #[serde(default)]
+        meta: ObjectMetaJson,
     },
+}
+
+/// An object's metadata, on chain in the clear (a private object's owner
+/// says as little as they like). Bounds: name 256 bytes, mime 128, 16 tags
+/// of 64 without spaces, description 4096.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ObjectMetaJson {
+    #[serde(default)]
+    pub name: String,
+    /// Media type, e.g. `text/plain`.
+    #[serde(default)]
+    pub mime: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Listed in search.
+    #[serde(default)]
+    pub public: bool,
+}
+
+impl From<ObjectMetaJson> for ios_storage::module::ObjectMeta {
+    fn from(m: ObjectMetaJson) -> Self {
+        ios_storage::module::ObjectMeta {
+            name: m.name,
+            mime: m.mime,
+            tags: m.tags,
+            description: m.description,
+            public: m.public,
+        }
+    }
+}
+
+impl From<&ios_storage::module::ObjectMeta> for ObjectMetaJson {
+    fn from(m: &ios_storage::module::ObjectMeta) -> Self {
+        ObjectMetaJson {
+            name: m.name.clone(),
+            mime: m.mime.clone(),
+            tags: m.tags.clone(),
+            description: m.description.clone(),
+            public: m.public,
+        }
+    }
 }
 
 /// Ask the node to build a transaction's canonical bytes.
@@ -253,6 +299,7 @@ pub struct ObjectView {
     pub content: String,
     pub shard: u16,
     pub owner: String,
+    pub meta: ObjectMetaJson,
     pub size: u64,
     pub segments: usize,
     pub data: u8,
@@ -286,6 +333,58 @@ pub struct UploadProgress {
     pub total: usize,
     pub pushed: usize,
     pub errors: Vec<String>,
+}
+
+/// A search of public objects (`GET /api/v1/store/search`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct SearchParams {
+    /// Words to find in names, descriptions, tags and the text of small
+    /// text objects (`"a phrase"`, `-not`; empty: every public object).
+    #[serde(default)]
+    pub q: String,
+    /// Only this media type.
+    pub mime: Option<String>,
+    /// Only objects with every one of these tags (comma-separated).
+    pub tags: Option<String>,
+    /// Only this owner's objects (address).
+    pub owner: Option<String>,
+    pub min_size: Option<u64>,
+    pub max_size: Option<u64>,
+    /// relevance (default), newest, oldest, largest, smallest.
+    pub sort: Option<String>,
+    #[serde(default)]
+    pub offset: usize,
+    /// Hits per page (default 20, at most 100).
+    pub limit: Option<usize>,
+}
+
+/// One public object found by search.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchHit {
+    pub content: String,
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub mime: String,
+    pub owner: String,
+    pub size: u64,
+    /// Unix ms of the block that made its deal.
+    pub created: u64,
+    /// Part of the description or text with the matched words in `<b>`
+    /// (HTML-escaped otherwise).
+    pub snippet: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct SearchResponse {
+    /// Matches in all (not only this page).
+    pub total: usize,
+    pub hits: Vec<SearchHit>,
+    /// Last block the index has read, per account shard (objects stored
+    /// after it are not found yet).
+    pub indexed_heights: std::collections::BTreeMap<String, u64>,
+    /// Small text objects whose text is still being fetched from providers.
+    pub texts_pending: usize,
 }
 
 /// A storage provider on one shard.

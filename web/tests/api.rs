@@ -162,6 +162,12 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         "/api/v1/tx/build",
         "/api/v1/tx",
         "/api/v1/tx/{id}",
+        "/api/v1/store/uploads",
+        "/api/v1/store/objects",
+        "/api/v1/store/objects/{cid}",
+        "/api/v1/store/objects/{cid}/content",
+        "/api/v1/store/search",
+        "/api/v1/store/providers",
     ] {
         assert!(
             doc["paths"][p].is_object(),
@@ -284,6 +290,16 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         (test::TestRequest::get().uri("/api/v1/shards/x/blocks/1"), 400, "bad_request"),
         (test::TestRequest::get().uri("/api/v1/tx/zz"), 400, "bad_request"),
         (test::TestRequest::get().uri("/api/v1/nothing"), 404, "not_found"),
+        (test::TestRequest::get().uri("/api/v1/store/search?limit=0"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/store/search?sort=sideways"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/store/search?owner=nobody"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/store/search?min_size=big"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/store/objects?owner=nobody"), 400, "bad_request"),
+        (
+            test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": user.address().to_string(), "call": {"type": "store_deal", "content": "00".repeat(32), "epochs": 1, "meta": {"tags": ["two words"]}}})),
+            400,
+            "bad_request",
+        ),
         (
             test::TestRequest::post().uri("/api/v1/tx/build").insert_header(("content-type", "application/json")).set_payload("{not json"),
             400,

@@ -163,6 +163,22 @@ pub struct StateDiff {
     pub state_root: Hash,
 }
 
+/// Reads stored receipts by height, apart from the [`StateStore`] (a
+/// block pruned meanwhile reads as `None`).
+#[derive(Clone, Debug)]
+pub struct ReceiptsReader {
+    tree: sled::Tree,
+}
+
+impl ReceiptsReader {
+    pub fn receipts(&self, height: Height) -> Result<Option<Vec<Receipt>>> {
+        match self.tree.get(prefixed(P_RECEIPTS, &height.to_be_bytes()))? {
+            Some(b) => Ok(Some(codec::decode("stored receipts", &b, MAX_STORED)?)),
+            None => Ok(None),
+        }
+    }
+}
+
 /// A shard's committed state and blocks in one sled tree.
 pub struct StateStore {
     tree: sled::Tree,
@@ -449,9 +465,14 @@ impl StateStore {
     }
 
     pub fn receipts(&self, height: Height) -> Result<Option<Vec<Receipt>>> {
-        match self.tree.get(prefixed(P_RECEIPTS, &height.to_be_bytes()))? {
-            Some(b) => Ok(Some(codec::decode("stored receipts", &b, MAX_STORED)?)),
-            None => Ok(None),
+        self.receipts_reader().receipts(height)
+    }
+
+    /// A handle that reads committed receipts from any thread while the
+    /// store goes on (indexers read history without holding the replica).
+    pub fn receipts_reader(&self) -> ReceiptsReader {
+        ReceiptsReader {
+            tree: self.tree.clone(),
         }
     }
 

@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 pub struct DevnetRate {
     pub object_mib: u64,
     pub providers: usize,
-    /// `std::fs::copy` of the object's file, synced (MB = 1e6 bytes).
+    /// `std::fs::copy` of the object's file, synced, the best of three
+    /// (MB = 1e6 bytes).
     pub file_copy_mb_per_sec: f64,
     /// Upload, deal final, every fragment on its provider and receipted.
     pub put_mb_per_sec: f64,
@@ -59,13 +60,18 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
         }
         f.into_inner()?.sync_all()?;
     }
-    progress(format!("file copy of {mib} MiB"));
+    // The machine's limit for this: the best of three synced copies (a
+    // single copy's rate varies with what the disk is still flushing).
+    progress(format!("file copy of {mib} MiB, 3 times"));
     let copy = dir.join("copy.bin");
-    let t = Instant::now();
-    std::fs::copy(&file, &copy)?;
-    std::fs::File::open(&copy)?.sync_all()?;
-    let copy_rate = mb_per_sec(bytes, t.elapsed());
-    std::fs::remove_file(&copy)?;
+    let mut copy_rate = 0f64;
+    for _ in 0..3 {
+        let t = Instant::now();
+        std::fs::copy(&file, &copy)?;
+        std::fs::File::open(&copy)?.sync_all()?;
+        copy_rate = copy_rate.max(mb_per_sec(bytes, t.elapsed()));
+        std::fs::remove_file(&copy)?;
+    }
 
     let cfg = DevnetConfig {
         shards: 2,
@@ -102,6 +108,7 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
             std::fs::File::open(&file)?,
             (4, 2),
             10,
+            Default::default(),
             Duration::from_secs(900),
         )?;
         let put = t.elapsed();

@@ -97,9 +97,27 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
                 return Err(e);
             }
         };
+        // Where a node joining this devnet finds the gateway (bootstrap).
+        let info = ios_node::config::NodeInfo {
+            name: "gateway".into(),
+            peer_id: net.gateway.peer_id.to_string(),
+            addrs: net.gateway.addrs.iter().map(|a| a.to_string()).collect(),
+            api: Some(format!("http://{}", api.addr)),
+            pid: std::process::id(),
+        };
+        let info_path = net
+            .gateway
+            .data_dir
+            .join(ios_node::config::NODE_INFO_FILE);
+        if let Err(e) = std::fs::write(&info_path, serde_json::to_vec_pretty(&info)?) {
+            eprintln!("devnet: could not write {}: {e}", info_path.display());
+        }
         eprintln!(
-            "devnet: gateway API on http://{} (OpenAPI: http://{}/api/openapi.json); `ios chain status` talks to it",
-            api.addr, api.addr
+            "devnet: gateway API on http://{} (OpenAPI: http://{}/api/openapi.json); `ios chain status` talks to it; peer {} (also in {})",
+            api.addr,
+            api.addr,
+            info.addrs.first().map(String::as_str).unwrap_or("?"),
+            info_path.display()
         );
         let summary = devnet::drive(
             net,

@@ -9,6 +9,7 @@ mod devnet;
 mod key;
 mod node;
 mod procdevnet;
+mod provider;
 mod risk;
 mod sim;
 mod store;
@@ -37,14 +38,16 @@ enum Command {
     Node(node::NodeArgs),
     /// Write a commented default node config.
     Init(node::InitArgs),
+    /// Rebuild a stopped node's derived data (the search index) from its chain data.
+    Reindex(node::ReindexArgs),
     /// Keys in the local keystore (encrypted at rest).
     Key(key::KeyArgs),
     /// Build, sign, submit and follow transactions (talks to --node).
     Tx(tx::TxArgs),
-    /// HUDS storage: put, get, ls, status (talks to --node).
+    /// HUDS storage: put, get, ls, status, search (talks to --node).
     Store(store::StoreArgs),
-    /// HUDS storage providers: status (providers register themselves from their node config).
-    Provider(store::ProviderArgs),
+    /// HUDS storage providers: register a node as one, status of all (talks to --node).
+    Provider(provider::ProviderArgs),
     /// Chain status, blocks and accounts (talks to --node).
     Chain(chain::ChainArgs),
     /// Run the deterministic simulator: many seeds, faults, safety and liveness checks.
@@ -68,10 +71,11 @@ fn main() -> ExitCode {
         Command::Devnet(a) => devnet::run(a),
         Command::Node(a) => node::run(a),
         Command::Init(a) => node::init(a),
+        Command::Reindex(a) => node::reindex(a),
         Command::Key(a) => key::run(a),
         Command::Tx(a) => tx::run(a),
         Command::Store(a) => store::run(a),
-        Command::Provider(a) => store::run_provider(a),
+        Command::Provider(a) => provider::run(a),
         Command::Chain(a) => chain::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Bench(a) => bench::run(a),

@@ -34,6 +34,57 @@ pub struct InitArgs {
     force: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct ReindexArgs {
+    /// The node's config (its data directory is rebuilt).
+    #[arg(long, default_value = "node.toml", conflicts_with = "data")]
+    config: PathBuf,
+    /// The node's data directory (a devnet's gateway: `<devnet dir>/gateway`).
+    #[arg(long)]
+    data: Option<PathBuf>,
+}
+
+/// `ios reindex`: rebuilds a stopped node's search index from its chain
+/// data (the text of small text objects is fetched again once it runs).
+pub fn reindex(a: ReindexArgs) -> Result<ExitCode> {
+    let dir = match a.data {
+        Some(d) => d,
+        None => {
+            let mut file = NodeFile::load(&a.config)?;
+            let base = a
+                .config
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("."));
+            file.resolve(&base);
+            file.data_dir
+        }
+    };
+    if !dir.is_dir() {
+        bail!("{} is not a node's data directory", dir.display());
+    }
+    let started = std::time::Instant::now();
+    let done = ios_node::catalog::rebuild(&dir, |shard, n| {
+        eprintln!("shard {shard}: {n} public objects indexed");
+    })
+    .with_context(|| format!("rebuilding the search index of {}", dir.display()))?;
+    let total: usize = done.objects.values().sum();
+    println!(
+        "rebuilt the search index of {} in {:.1} s: {total} public objects from {} account shards",
+        dir.display(),
+        started.elapsed().as_secs_f64(),
+        done.objects.len()
+    );
+    if done.bodies_pending > 0 {
+        println!(
+            "the text of {} small text objects is read from their providers once the node runs",
+            done.bodies_pending
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn init(a: InitArgs) -> Result<ExitCode> {
     if a.out.exists() && !a.force {
         bail!("{} exists; --force replaces it", a.out.display());

@@ -1,5 +1,5 @@
-//! `ios store` (put, get, ls) and `ios provider status`: HUDS through a
-//! gateway's API.
+//! `ios store` (put, get, ls, status, search): HUDS through a gateway's
+//! API.
 //!
 //! `put` uploads the file (the gateway encodes it and holds the
 //! fragments), builds the deal at the gateway and checks it against its own
@@ -20,7 +20,7 @@ use ios_storage::codec::{Codec, Layout, ObjectEncoder};
 use ios_storage::module::{StorageCall, STORAGE_MODULE};
 use ios_storage::ContentId;
 use ios_web::client::Client;
-use ios_web::types::{BuildTxRequest, CallRequest, SubmitTxRequest, TxState};
+use ios_web::types::{ObjectMetaJson, SearchParams, SubmitTxRequest, TxState};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -42,36 +42,11 @@ pub struct StoreArgs {
 #[derive(Subcommand, Debug)]
 enum StoreCommand {
     /// Store a file on HUDS: upload, make the deal (paid from --from), wait
-    /// until every fragment's provider signed for it.
-    Put {
-        file: PathBuf,
-        /// The paying key's name.
-        #[arg(long)]
-        from: String,
-        /// Epochs to keep it for.
-        #[arg(long, default_value_t = 100)]
-        epochs: u64,
-        /// Most IOST per GiB-epoch to pay.
-        #[arg(long, default_value = "0.01")]
-        price: String,
-        /// Data fragments per segment.
-        #[arg(long, default_value_t = 4)]
-        data: u8,
-        /// Parity fragments per segment (that many may be lost).
-        #[arg(long, default_value_t = 2)]
-        parity: u8,
-        /// Give up after this many seconds.
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
-        /// Encrypt before upload (XChaCha20-Poly1305 under a random key
-        /// sealed to each reader; the payer always reads it too).
-        #[arg(long)]
-        private: bool,
-        /// Another reader of a private object: an address or a key name
-        /// (repeatable).
-        #[arg(long, requires = "private")]
-        reader: Vec<String>,
-    },
+    /// until every fragment's provider signed for it. A file that is not
+    /// --private is public: listed in search (unless --unlisted) under its
+    /// name, media type, tags and description (its text too, if it is a
+    /// small text file).
+    Put(PutArgs),
     /// Fetch a stored object into a file (checked against its content id).
     Get {
         /// The content id (hex).
@@ -93,43 +68,94 @@ enum StoreCommand {
     },
     /// One object's deal and storage state.
     Status { content: String },
+    /// Search public objects by words of their name, description, tags or
+    /// text (`"a phrase"`, `-without`; no words: every object).
+    Search(SearchArgs),
+}
+
+#[derive(Args, Debug)]
+struct SearchArgs {
+    /// Words to find.
+    query: Vec<String>,
+    /// Only this media type (e.g. text/plain).
+    #[arg(long)]
+    mime: Option<String>,
+    /// Only objects with this tag (repeatable: all of them).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// Only this owner's objects (an address or a key name).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Only objects of at least this many bytes.
+    #[arg(long)]
+    min_size: Option<u64>,
+    /// Only objects of at most this many bytes.
+    #[arg(long)]
+    max_size: Option<u64>,
+    /// relevance, newest, oldest, largest or smallest.
+    #[arg(long, default_value = "relevance")]
+    sort: String,
+    /// Hits per page (at most 100).
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Which page (from 1).
+    #[arg(long, default_value_t = 1)]
+    page: usize,
+}
+
+#[derive(Args, Debug)]
+struct PutArgs {
+    file: PathBuf,
+    /// The paying key's name.
+    #[arg(long)]
+    from: String,
+    /// Epochs to keep it for.
+    #[arg(long, default_value_t = 100)]
+    epochs: u64,
+    /// Most IOST per GiB-epoch to pay.
+    #[arg(long, default_value = "0.01")]
+    price: String,
+    /// Data fragments per segment.
+    #[arg(long, default_value_t = 4)]
+    data: u8,
+    /// Parity fragments per segment (that many may be lost).
+    #[arg(long, default_value_t = 2)]
+    parity: u8,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    timeout: u64,
+    /// Encrypt before upload (XChaCha20-Poly1305 under a random key
+    /// sealed to each reader; the payer always reads it too).
+    #[arg(long)]
+    private: bool,
+    /// Another reader of a private object: an address or a key name
+    /// (repeatable).
+    #[arg(long, requires = "private")]
+    reader: Vec<String>,
+    /// The name it is found by (default: the file's name; a private
+    /// object has none unless given: metadata is public on chain).
+    #[arg(long)]
+    name: Option<String>,
+    /// Media type (default: from the file's extension).
+    #[arg(long)]
+    mime: Option<String>,
+    /// A tag (repeatable; no spaces).
+    #[arg(long = "tag")]
+    tags: Vec<String>,
+    /// A description (public on chain).
+    #[arg(long, default_value = "")]
+    description: String,
+    /// Keep a public object out of search (anyone with its content id
+    /// still reads it).
+    #[arg(long, conflicts_with = "private")]
+    unlisted: bool,
 }
 
 pub fn run(a: StoreArgs) -> Result<ExitCode> {
     let client = a.node.client();
     match a.command {
-        StoreCommand::Put {
-            file,
-            from,
-            epochs,
-            price,
-            data,
-            parity,
-            timeout,
-            private,
-            reader,
-        } => {
-            let readers = private
-                .then(|| {
-                    reader
-                        .iter()
-                        .map(|r| resolve_address(r, &a.keystore))
-                        .collect::<Result<Vec<_>>>()
-                })
-                .transpose()?;
-            put(
-                &client,
-                &a.keystore,
-                &file,
-                &from,
-                epochs,
-                &price,
-                (data, parity),
-                readers,
-                Duration::from_secs(timeout),
-                a.json,
-            )
-        }
+        StoreCommand::Put(p) => put(&client, &a.keystore, p, a.json),
+        StoreCommand::Search(q) => search(&client, &a.keystore, q, a.json),
         StoreCommand::Get {
             content,
             output,
@@ -254,20 +280,182 @@ fn encrypt(file: &Path, readers: &[ios_chain::crypto::Address]) -> Result<TempFi
     Ok(tmp)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn put(
-    client: &Client,
-    keystore: &KeystoreOpt,
-    file: &Path,
-    from: &str,
-    epochs: u64,
-    price: &str,
-    (data, parity): (u8, u8),
-    readers: Option<Vec<String>>,
-    timeout: Duration,
-    json: bool,
-) -> Result<ExitCode> {
-    let price = parse_iost(price).map_err(|e| anyhow::anyhow!("--price: {e}"))?;
+/// A media type from a file's extension (the common ones; otherwise
+/// `application/octet-stream`).
+fn guess_mime(file: &Path) -> &'static str {
+    let ext = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "txt" | "text" | "log" => "text/plain",
+        "md" | "markdown" => "text/markdown",
+        "html" | "htm" => "text/html",
+        "css" => "text/css",
+        "csv" => "text/csv",
+        "rs" | "py" | "c" | "h" | "go" | "js" | "ts" | "sh" | "toml" | "yaml" | "yml" => {
+            "text/plain"
+        }
+        "json" => "application/json",
+        "xml" => "application/xml",
+        "pdf" => "application/pdf",
+        "zip" => "application/zip",
+        "gz" | "tgz" => "application/gzip",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "svg" => "image/svg+xml",
+        "mp3" => "audio/mpeg",
+        "ogg" => "audio/ogg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        "webm" => "video/webm",
+        _ => "application/octet-stream",
+    }
+}
+
+/// The metadata `put` asks for: a private object says nothing it was not
+/// told to (it is public on chain).
+fn put_meta(p: &PutArgs) -> Result<ObjectMetaJson> {
+    let private = p.private;
+    let name = match &p.name {
+        Some(n) => n.clone(),
+        None if private => String::new(),
+        None => p
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let mime = match &p.mime {
+        Some(m) => m.clone(),
+        None if private => String::new(),
+        None => guess_mime(&p.file).to_string(),
+    };
+    let meta = ObjectMetaJson {
+        name,
+        mime,
+        tags: p.tags.clone(),
+        description: p.description.clone(),
+        public: !private && !p.unlisted,
+    };
+    ios_storage::module::ObjectMeta::from(meta.clone())
+        .validate()
+        .map_err(|e| anyhow::anyhow!("metadata: {e}"))?;
+    Ok(meta)
+}
+
+/// Text from the network, safe to print on a terminal: control
+/// characters (escape sequences) become spaces.
+fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A search snippet for a terminal: matches between `*`, HTML unescaped,
+/// control characters dropped.
+fn plain_snippet(html: &str) -> String {
+    printable(html)
+        .replace("<b>", "*")
+        .replace("</b>", "*")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn search(client: &Client, keystore: &KeystoreOpt, a: SearchArgs, json: bool) -> Result<ExitCode> {
+    if a.page == 0 {
+        bail!("--page counts from 1");
+    }
+    let owner = a.owner.map(|o| resolve_address(&o, keystore)).transpose()?;
+    let offset = (a.page - 1).saturating_mul(a.limit);
+    let r = client.search(&SearchParams {
+        q: a.query.join(" "),
+        mime: a.mime,
+        tags: (!a.tags.is_empty()).then(|| a.tags.join(",")),
+        owner,
+        min_size: a.min_size,
+        max_size: a.max_size,
+        sort: Some(a.sort),
+        offset,
+        limit: Some(a.limit),
+    })?;
+    if json {
+        print_json(&r)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if r.hits.is_empty() {
+        println!("nothing found ({} matches in all)", r.total);
+    }
+    for h in &r.hits {
+        let name = if h.name.is_empty() {
+            "(no name)".to_string()
+        } else {
+            printable(&h.name)
+        };
+        println!("{}  {name}", printable(&h.content));
+        let tags = if h.tags.is_empty() {
+            String::new()
+        } else {
+            format!(", tags {}", printable(&h.tags.join(" ")))
+        };
+        let mime = if h.mime.is_empty() {
+            "no media type".to_string()
+        } else {
+            printable(&h.mime)
+        };
+        println!(
+            "    {} bytes, {mime}{tags}, owner {}",
+            h.size,
+            printable(&h.owner)
+        );
+        let snippet = plain_snippet(&h.snippet);
+        if !snippet.is_empty() {
+            println!("    {snippet}");
+        }
+    }
+    if !r.hits.is_empty() {
+        println!(
+            "{}-{} of {} (page {} of {})",
+            offset + 1,
+            offset + r.hits.len(),
+            r.total,
+            a.page,
+            r.total.div_ceil(a.limit.max(1))
+        );
+    }
+    if r.texts_pending > 0 {
+        eprintln!(
+            "({} new text objects are still being read for their words)",
+            r.texts_pending
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn put(client: &Client, keystore: &KeystoreOpt, p: PutArgs, json: bool) -> Result<ExitCode> {
+    let meta = put_meta(&p)?;
+    let readers = p
+        .private
+        .then(|| {
+            p.reader
+                .iter()
+                .map(|r| resolve_address(r, keystore))
+                .collect::<Result<Vec<_>>>()
+        })
+        .transpose()?;
+    let (file, from, epochs) = (p.file.as_path(), p.from.as_str(), p.epochs);
+    let (data, parity) = (p.data, p.parity);
+    let timeout = Duration::from_secs(p.timeout);
+    let price = parse_iost(&p.price).map_err(|e| anyhow::anyhow!("--price: {e}"))?;
     let ks = keystore.open();
     let sender = ks.info(from)?.address;
     // A private object: the envelope goes up, never the plaintext.
@@ -335,23 +523,20 @@ fn put(
             layout.content
         );
     }
-    let built = client.build_tx(&BuildTxRequest {
-        sender: sender.to_string(),
-        nonce: None,
-        fee: None,
-        expires_in: None,
-        call: CallRequest::StoreDeal {
-            content: staged.content.clone(),
-            epochs,
-            price_per_gib_epoch: Some(price.to_string()),
-        },
-    })?;
+    let built = client.build_deal(
+        &sender.to_string(),
+        &staged.content,
+        epochs,
+        Some(price),
+        meta.clone(),
+    )?;
     let bytes = ios_web::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
     let tx: Transaction = ios_chain::codec::decode("built transaction", &bytes, 1 << 16)?;
     let asked = StorageCall::CreateDeal {
         layout,
         epochs,
         price_per_gib_epoch: price,
+        meta: meta.into(),
     };
     let got: Option<StorageCall> = (tx.call.module == STORAGE_MODULE)
         .then(|| borsh::from_slice(&tx.call.payload).ok())
@@ -610,61 +795,4 @@ fn get(
         }
     );
     Ok(ExitCode::SUCCESS)
-}
-
-#[derive(Args, Debug)]
-pub struct ProviderArgs {
-    #[command(subcommand)]
-    command: ProviderCommand,
-    #[command(flatten)]
-    node: NodeOpt,
-    #[arg(long, global = true)]
-    json: bool,
-}
-
-#[derive(Subcommand, Debug)]
-enum ProviderCommand {
-    /// Registered providers: audits passed, Servi and IOST earned, bytes
-    /// held (all, or those whose address or peer id contains FILTER).
-    Status { filter: Option<String> },
-}
-
-pub fn run_provider(a: ProviderArgs) -> Result<ExitCode> {
-    let client = a.node.client();
-    match a.command {
-        ProviderCommand::Status { filter } => {
-            let list: Vec<_> = client
-                .providers()?
-                .into_iter()
-                .filter(|p| {
-                    filter
-                        .as_deref()
-                        .is_none_or(|f| p.address.contains(f) || p.peer_id.contains(f))
-                })
-                .collect();
-            if a.json {
-                print_json(&list)?;
-            } else if list.is_empty() {
-                println!("no providers registered");
-            } else {
-                for p in list {
-                    println!(
-                        "{} (shard {}, peer {}): {} fragments, {} of {} bytes held; audits {} passed, {} failed, {} strikes; earned {} and {} Servi",
-                        p.address,
-                        p.shard,
-                        p.peer_id,
-                        p.held_fragments,
-                        p.held_bytes,
-                        p.capacity,
-                        p.audits_passed,
-                        p.audits_failed,
-                        p.strikes,
-                        format_iost(p.iost_earned.parse().unwrap_or(0)),
-                        p.servi_earned
-                    );
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
 }

@@ -98,8 +98,25 @@ fn iost(what: &str, s: &str) -> Result<Amount> {
     parse_iost(s).map_err(|e| anyhow::anyhow!("--{what}: {e}"))
 }
 
+/// A transfer of `amount` IOST to `to`: the call, and the request that
+/// asks the node to build it.
+fn transfer_call(to: Address, amount: Amount) -> (LedgerCall, CallRequest) {
+    let call = LedgerCall::Transfer {
+        to,
+        amount,
+        token: Token::Iost,
+    };
+    let req = CallRequest::Transfer {
+        to: to.to_string(),
+        amount: amount.to_string(),
+        token: None,
+    };
+    (call, req)
+}
+
 pub fn run(a: TxArgs) -> Result<ExitCode> {
     let client = a.node.client();
+    let out = Out::of(a.json);
     match a.command {
         TxCommand::Transfer {
             from,
@@ -108,21 +125,10 @@ pub fn run(a: TxArgs) -> Result<ExitCode> {
             fee,
             wait,
         } => {
-            let to = resolve_address(&to, &a.keystore)?;
-            let to_addr: Address = to.parse()?;
-            let amount = iost("amount", &amount)?;
+            let to: Address = resolve_address(&to, &a.keystore)?.parse()?;
             let fee = fee.map(|f| iost("fee", &f)).transpose()?;
-            let call = LedgerCall::Transfer {
-                to: to_addr,
-                amount,
-                token: Token::Iost,
-            };
-            let req = CallRequest::Transfer {
-                to,
-                amount: amount.to_string(),
-                token: None,
-            };
-            send(&client, &a.keystore, &from, call, req, fee, &wait, a.json)
+            let (call, req) = transfer_call(to, iost("amount", &amount)?);
+            send(&client, &a.keystore, &from, call, req, fee, &wait, out)
         }
         TxCommand::Stake {
             from,
@@ -148,7 +154,7 @@ pub fn run(a: TxArgs) -> Result<ExitCode> {
                     },
                 )
             };
-            send(&client, &a.keystore, &from, call, req, fee, &wait, a.json)
+            send(&client, &a.keystore, &from, call, req, fee, &wait, out)
         }
         TxCommand::Atomix { id } => {
             let v = client.atomix(&id)?;
@@ -168,9 +174,57 @@ pub fn run(a: TxArgs) -> Result<ExitCode> {
             } else {
                 client.tx_status(&id)?
             };
-            report(&status, a.json)
+            report(&status, out)
         }
     }
+}
+
+/// Where a command's results go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Out {
+    /// Lines on stdout.
+    Text,
+    /// JSON on stdout.
+    Json,
+    /// Lines on stderr: a step of another command, whose own output is stdout.
+    Log,
+}
+
+impl Out {
+    fn of(json: bool) -> Out {
+        if json {
+            Out::Json
+        } else {
+            Out::Text
+        }
+    }
+
+    fn line(self, s: String) {
+        match self {
+            Out::Log => eprintln!("{s}"),
+            _ => println!("{s}"),
+        }
+    }
+}
+
+/// Sends `amount` IOST from key `from` to `to` (through Atomix to another
+/// shard) and follows it to the end, reporting as `ios tx transfer` does;
+/// whether it went through.
+pub fn transfer(
+    client: &Client,
+    keystore: &KeystoreOpt,
+    from: &str,
+    to: Address,
+    amount: Amount,
+    timeout: Duration,
+) -> Result<bool> {
+    let (call, req) = transfer_call(to, amount);
+    let wait = WaitOpt {
+        no_wait: false,
+        timeout: timeout.as_secs(),
+    };
+    let code = send(client, keystore, from, call, req, None, &wait, Out::Log)?;
+    Ok(code == ExitCode::SUCCESS)
 }
 
 /// Builds `call` at the node, checks that what it built is what was asked,
@@ -184,7 +238,7 @@ fn send(
     req: CallRequest,
     fee: Option<Amount>,
     wait: &WaitOpt,
-    json: bool,
+    out: Out,
 ) -> Result<ExitCode> {
     let ks = keystore.open();
     let sender = ks.info(from)?.address;
@@ -211,10 +265,10 @@ fn send(
         )?;
         eprintln!("submitted {} to shard {}", submitted.id, submitted.shard);
         if wait.no_wait {
-            if json {
+            if out == Out::Json {
                 print_json(&submitted)?;
             } else {
-                println!("{}", submitted.id);
+                out.line(submitted.id.to_string());
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -237,10 +291,10 @@ fn send(
     match (&built.atomix, &status.state) {
         (Some(x), TxState::Finalized) => {
             let done = follow_atomix(client, x, Duration::from_secs(wait.timeout))?;
-            if json {
+            if out == Out::Json {
                 print_json(&serde_json::json!({"lock": status, "atomix": done}))?;
             } else {
-                println!(
+                out.line(format!(
                     "{} locked on shard {} at height {}; cross-shard transfer {}: {} ({})",
                     status.id,
                     status.shard.unwrap_or(0),
@@ -248,7 +302,7 @@ fn send(
                     done.id,
                     done.state,
                     done.detail
-                );
+                ));
             }
             Ok(if done.state == "done" {
                 ExitCode::SUCCESS
@@ -256,7 +310,7 @@ fn send(
                 ExitCode::FAILURE
             })
         }
-        _ => report(&status, json),
+        _ => report(&status, out),
     }
 }
 
@@ -463,30 +517,34 @@ pub(crate) fn wait_final(
     }
 }
 
-fn report(s: &TxStatus, json: bool) -> Result<ExitCode> {
-    if json {
+fn report(s: &TxStatus, out: Out) -> Result<ExitCode> {
+    if out == Out::Json {
         print_json(s)?;
     } else {
         match s.state {
-            TxState::Finalized => println!(
+            TxState::Finalized => out.line(format!(
                 "{} finalized on shard {} at height {}",
                 s.id,
                 s.shard.unwrap_or(0),
                 s.height.unwrap_or(0)
-            ),
+            )),
             TxState::Failed => {
                 let e = s.error.as_ref();
-                println!(
+                out.line(format!(
                     "{} FAILED on shard {} at height {}: {} ({})",
                     s.id,
                     s.shard.unwrap_or(0),
                     s.height.unwrap_or(0),
                     e.map_or("", |e| &e.message),
                     e.map_or("", |e| &e.code)
-                )
+                ))
             }
-            TxState::Pending => println!("{} pending on shard {}", s.id, s.shard.unwrap_or(0)),
-            TxState::Unknown => println!("{} unknown to this node", s.id),
+            TxState::Pending => out.line(format!(
+                "{} pending on shard {}",
+                s.id,
+                s.shard.unwrap_or(0)
+            )),
+            TxState::Unknown => out.line(format!("{} unknown to this node", s.id)),
         }
     }
     Ok(match s.state {

@@ -202,6 +202,8 @@ fn synthetic_doc(i: u64, rng: &mut Rng, words: &[String]) -> ObjectDoc {
         owner: format!("ios1owner{}", rng.next() % 10_000),
         size: rng.next() % (1 << 30),
         created: 1_700_000_000_000 + i,
+        shard: 1,
+        expires: u64::MAX,
         body: i.is_multiple_of(10).then(|| pick(rng, 60).join(" ")),
     }
 }

@@ -103,8 +103,13 @@ impl NodeFile {
     pub fn load(path: &Path) -> Result<NodeFile> {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        toml::from_str(&text)
+        NodeFile::parse(&text)
             .with_context(|| format!("{} is not a valid node config", path.display()))
+    }
+
+    /// A config from its TOML text.
+    pub fn parse(text: &str) -> Result<NodeFile> {
+        Ok(toml::from_str(text)?)
     }
 
     /// Resolves relative paths against `base` (the config file's directory).

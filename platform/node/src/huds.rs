@@ -235,10 +235,24 @@ pub struct Located {
     pub providers: BTreeMap<Address, Provider>,
 }
 
-/// Finds the deal for `content` on the account shards the node follows.
+/// Finds the deal for `content` on the account shards the node follows
+/// (the first shard that has one).
 pub async fn locate(node: &NodeHandle, content: ContentId) -> Result<Option<Located>> {
+    locate_on(node, None, content).await
+}
+
+/// Finds the deal for `content` on `shard` (None: the first followed
+/// shard that has one).
+pub async fn locate_on(
+    node: &NodeHandle,
+    shard: Option<ShardId>,
+    content: ContentId,
+) -> Result<Option<Located>> {
     node.query(move |v| -> Result<Option<Located>> {
         for (s, r) in v.replicas.iter() {
+            if shard.is_some_and(|want| want != *s) {
+                continue;
+            }
             let store = r.store();
             let Some(deal) = ios_chain::committee::read::<Deal>(store, &keys::deal(&content))?
             else {
@@ -289,7 +303,8 @@ pub struct Progress {
     pub errors: Vec<String>,
 }
 
-/// Uploads a gateway holds: fragments in their own store, progress by
+/// Uploads a gateway holds: fragments in their own store, each upload's
+/// layout in `layouts/<cid>` (so a restart takes it up again), progress by
 /// content id.
 pub struct Staging {
     dir: PathBuf,
@@ -298,18 +313,85 @@ pub struct Staging {
 }
 
 impl Staging {
-    /// Opens the staging area in `dir` (fragments from an earlier run are
-    /// dropped: their progress was in memory).
+    /// Opens the staging area in `dir`. Uploads staged by an earlier run
+    /// (their layout in `layouts/`, every fragment still in the store) are
+    /// taken up again: [`Staging::pending`] lists them for [`push`]; half
+    /// received uploads and incomplete ones are dropped.
     pub fn open(dir: &Path, capacity: u64) -> Result<Staging> {
-        if dir.exists() {
-            std::fs::remove_dir_all(dir).with_context(|| format!("clearing {}", dir.display()))?;
+        std::fs::create_dir_all(dir.join("layouts"))
+            .with_context(|| format!("creating {}", dir.display()))?;
+        for e in std::fs::read_dir(dir)? {
+            let p = e?.path();
+            if p.extension().is_some_and(|x| x == "part") {
+                let _ = std::fs::remove_file(&p);
+            }
         }
-        std::fs::create_dir_all(dir)?;
-        Ok(Staging {
-            store: Mutex::new(FragmentStore::open(&dir.join("fragments"), capacity)?),
+        let store = FragmentStore::open(&dir.join("fragments"), capacity)?;
+        let mut uploads = BTreeMap::new();
+        for e in std::fs::read_dir(dir.join("layouts"))? {
+            let p = e?.path();
+            let layout = std::fs::read(&p).ok().and_then(|b| {
+                ios_chain::codec::decode::<Layout>("staged layout", &b, 1 << 20).ok()
+            });
+            let whole = layout.as_ref().is_some_and(|l| {
+                let have = store.of_object(&l.content).map(|f| f.len()).unwrap_or(0);
+                p.file_name().and_then(|n| n.to_str()) == Some(l.content.to_hex().as_str())
+                    && have == l.segments.len() * l.coding.fragments()
+            });
+            match layout {
+                Some(l) if whole => {
+                    let total = l.segments.len() * l.coding.fragments();
+                    let progress = Progress {
+                        total,
+                        state: "taken up again after a restart".into(),
+                        ..Progress::default()
+                    };
+                    uploads.insert(l.content, (l, progress));
+                }
+                _ => {
+                    tracing::warn!(path = %p.display(), "dropping an incomplete staged upload");
+                    let _ = std::fs::remove_file(&p);
+                }
+            }
+        }
+        let staging = Staging {
+            store: Mutex::new(store),
             dir: dir.to_path_buf(),
-            uploads: Mutex::new(BTreeMap::new()),
-        })
+            uploads: Mutex::new(uploads),
+        };
+        // Fragments of no staged upload (a crash before the layout was
+        // written, or after it was removed) are dropped.
+        {
+            let mut store = staging.store.lock().expect("staging lock");
+            let keep: Vec<ContentId> = staging
+                .uploads
+                .lock()
+                .expect("uploads lock")
+                .keys()
+                .copied()
+                .collect();
+            for (id, _) in store.list().unwrap_or_default() {
+                if !keep.contains(&id.content) {
+                    let _ = store.remove(&id);
+                }
+            }
+        }
+        Ok(staging)
+    }
+
+    /// Uploads staged but not yet pushed to their providers.
+    pub fn pending(&self) -> Vec<ContentId> {
+        self.uploads
+            .lock()
+            .expect("uploads lock")
+            .iter()
+            .filter(|(_, (_, p))| p.state != "stored" && !p.state.starts_with("no deal"))
+            .map(|(c, _)| *c)
+            .collect()
+    }
+
+    fn layout_path(&self, content: &ContentId) -> PathBuf {
+        self.dir.join("layouts").join(content.to_hex())
     }
 
     /// A fresh path for an upload's bytes.
@@ -356,6 +438,11 @@ impl Staging {
         })();
         let _ = std::fs::remove_file(path);
         let layout = result?;
+        // Durable before the client is told: a restart takes it up again.
+        crate::node::write_private(
+            &self.layout_path(&layout.content),
+            &ios_chain::codec::encode(&layout),
+        )?;
         let total = layout.segments.len() * layout.coding.fragments();
         self.uploads.lock().expect("uploads lock").insert(
             layout.content,
@@ -399,6 +486,7 @@ impl Staging {
 
     /// Drops what is staged for `content`.
     fn forget(&self, content: &ContentId) {
+        let _ = std::fs::remove_file(self.layout_path(content));
         let mut store = self.store.lock().expect("staging lock");
         if let Ok(frags) = store.of_object(content) {
             for (id, _) in frags {
@@ -435,6 +523,11 @@ pub async fn push(
     let mut jobs = Vec::new();
     for (s, seg) in located.deal.placement.iter().enumerate() {
         for (i, a) in seg.iter().enumerate() {
+            // Signed for already (a push taken up again after a restart).
+            if located.deal.receipted[s][i] {
+                staging.update(&content, |p| p.pushed += 1);
+                continue;
+            }
             jobs.push((
                 FragmentId {
                     content,
@@ -817,6 +910,63 @@ mod tests {
             a.address(),
             "deterministic"
         );
+    }
+
+    #[test]
+    fn staged_uploads_survive_a_restart_and_half_ones_do_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let coding = upload_coding(4, 2).unwrap();
+        let content = {
+            let st = Staging::open(dir.path(), 1 << 30).unwrap();
+            let path = st.temp_path();
+            std::fs::write(&path, &bytes).unwrap();
+            let layout = st.stage_file(&path, coding, u64::MAX).unwrap();
+            assert!(
+                !path.exists(),
+                "the received bytes are dropped once encoded"
+            );
+            // A second upload whose receiving was cut short by the crash.
+            std::fs::write(st.temp_path(), b"half an upload").unwrap();
+            layout.content
+        };
+        let st = Staging::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(st.pending(), vec![content]);
+        let layout = st.layout(&content).expect("the layout is back");
+        assert_eq!(layout.size, bytes.len() as u64);
+        let id = FragmentId {
+            content,
+            segment: 0,
+            index: 5,
+        };
+        assert!(st.fragment(&id).is_ok(), "and its fragments");
+        let parts = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "part")
+            })
+            .count();
+        assert_eq!(parts, 0, "half-received uploads are dropped");
+        // Once pushed it is forgotten, layout and all: a restart finds nothing.
+        st.forget(&content);
+        drop(st);
+        let st = Staging::open(dir.path(), 1 << 30).unwrap();
+        assert!(st.pending().is_empty());
+        // A layout whose fragments are gone is dropped.
+        std::fs::write(
+            dir.path().join("layouts").join(content.to_hex()),
+            ios_chain::codec::encode(&layout),
+        )
+        .unwrap();
+        drop(st);
+        assert!(Staging::open(dir.path(), 1 << 30)
+            .unwrap()
+            .pending()
+            .is_empty());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod bench;
 pub mod bench_atomix;
 pub mod bench_devnet;
 pub mod bench_huds;
+pub mod catalog;
 pub mod config;
 pub mod devnet;
 pub mod fifo;

@@ -508,8 +508,9 @@ pub async fn start(
     Ok((handle, task))
 }
 
-/// A full node's own key, made once and kept in its data directory.
-fn own_key(dir: &Path) -> Result<Keypair> {
+/// A full node's own key, made once and kept in its data directory
+/// (`node.key`).
+pub fn own_key(dir: &Path) -> Result<Keypair> {
     let path = dir.join("node.key");
     if let Ok(bytes) = std::fs::read(&path) {
         let secret: [u8; 32] = bytes

@@ -62,6 +62,10 @@ pub struct ObjectDoc {
     pub size: u64,
     /// When it was stored (unix ms of its block).
     pub created: u64,
+    /// The shard its deal lives on.
+    pub shard: u16,
+    /// The epoch its deal ends (the catalog drops it then).
+    pub expires: u64,
     /// The text of a small text object (cut at [`MAX_BODY_BYTES`]).
     pub body: Option<String>,
 }
@@ -151,6 +155,9 @@ pub struct SearchResults {
 #[derive(Clone, Copy)]
 struct Fields {
     cid: Field,
+    /// `shard:cid`: one object's document per shard (a content id may be
+    /// stored on several shards, by different owners).
+    key: Field,
     name: Field,
     description: Field,
     tag_text: Field,
@@ -159,6 +166,8 @@ struct Fields {
     owner: Field,
     size: Field,
     created: Field,
+    shard: Field,
+    expires: Field,
     body: Field,
 }
 
@@ -178,6 +187,7 @@ fn schema() -> (Schema, Fields) {
     };
     let f = Fields {
         cid: b.add_text_field("cid", STRING | STORED),
+        key: b.add_text_field("key", STRING),
         name: b.add_text_field("name", text(true)),
         description: b.add_text_field("description", text(true)),
         tag_text: b.add_text_field("tag_text", text(false)),
@@ -186,9 +196,15 @@ fn schema() -> (Schema, Fields) {
         owner: b.add_text_field("owner", STRING | STORED),
         size: b.add_u64_field("size", INDEXED | STORED | FAST),
         created: b.add_u64_field("created", INDEXED | STORED | FAST),
+        shard: b.add_u64_field("shard", INDEXED),
+        expires: b.add_u64_field("expires", INDEXED),
         body: b.add_text_field("body", text(true)),
     };
     (b.build(), f)
+}
+
+fn doc_key(shard: u16, cid: &str) -> String {
+    format!("{shard}:{cid}")
 }
 
 /// Cuts `s` to at most `max` bytes on a character boundary.
@@ -205,15 +221,28 @@ fn cut(s: &str, max: usize) -> &str {
 
 /// The search index: one writer, a reader reloaded after every commit.
 pub struct SearchIndex {
+    reader: SearchReader,
+    writer: IndexWriter,
+}
+
+/// The searching half of a [`SearchIndex`]: cheap to clone, used from any
+/// thread while the writer goes on; it sees each commit of the writer.
+#[derive(Clone)]
+pub struct SearchReader {
     index: Index,
     reader: IndexReader,
-    writer: IndexWriter,
     f: Fields,
 }
 
 impl std::fmt::Debug for SearchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "SearchIndex({} docs)", self.num_docs())
+    }
+}
+
+impl std::fmt::Debug for SearchReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SearchReader({} docs)", self.num_docs())
     }
 }
 
@@ -240,26 +269,36 @@ impl SearchIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(SearchIndex {
-            index,
-            reader,
+            reader: SearchReader { index, reader, f },
             writer,
-            f,
         })
+    }
+
+    /// A reader that follows this index's commits.
+    pub fn reader(&self) -> SearchReader {
+        self.reader.clone()
     }
 
     /// Documents searchable now (as of the last commit).
     pub fn num_docs(&self) -> u64 {
-        self.reader.searcher().num_docs()
+        self.reader.num_docs()
     }
 
-    /// Adds `doc`, replacing any document of the same content id. Seen by
+    /// Runs a query against what was last committed.
+    pub fn search(&self, q: &SearchQuery) -> Result<SearchResults> {
+        self.reader.search(q)
+    }
+
+    /// Adds `doc`, replacing the document of the same content id on the
+    /// same shard. Seen by
     /// searches after the next [`SearchIndex::commit`].
     pub fn upsert(&mut self, doc: &ObjectDoc) -> Result<()> {
-        let f = self.f;
-        self.writer
-            .delete_term(Term::from_field_text(f.cid, &doc.cid));
+        let f = self.reader.f;
+        let key = doc_key(doc.shard, &doc.cid);
+        self.writer.delete_term(Term::from_field_text(f.key, &key));
         let mut d = TantivyDocument::default();
         d.add_text(f.cid, &doc.cid);
+        d.add_text(f.key, &key);
         d.add_text(f.name, &doc.name);
         d.add_text(f.description, &doc.description);
         for t in doc.tags.iter().take(MAX_TAGS) {
@@ -270,6 +309,8 @@ impl SearchIndex {
         d.add_text(f.owner, &doc.owner);
         d.add_u64(f.size, doc.size);
         d.add_u64(f.created, doc.created);
+        d.add_u64(f.shard, u64::from(doc.shard));
+        d.add_u64(f.expires, doc.expires);
         if let Some(body) = &doc.body {
             d.add_text(f.body, cut(body, MAX_BODY_BYTES));
         }
@@ -277,9 +318,41 @@ impl SearchIndex {
         Ok(())
     }
 
-    pub fn remove(&mut self, cid: &str) {
+    /// Drops the document of `cid` on `shard`.
+    pub fn remove(&mut self, shard: u16, cid: &str) {
+        self.writer.delete_term(Term::from_field_text(
+            self.reader.f.key,
+            &doc_key(shard, cid),
+        ));
+    }
+
+    /// Drops the documents of `shard` whose deals end by `epoch`.
+    pub fn expire(&mut self, shard: u16, epoch: u64) -> Result<()> {
+        let f = self.reader.f;
+        let q = BooleanQuery::new(vec![
+            (
+                Occur::Must,
+                Box::new(TermQuery::new(
+                    Term::from_field_u64(f.shard, u64::from(shard)),
+                    IndexRecordOption::Basic,
+                )) as Box<dyn Query>,
+            ),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    Bound::Unbounded,
+                    Bound::Included(Term::from_field_u64(f.expires, epoch)),
+                )),
+            ),
+        ]);
+        self.writer.delete_query(Box::new(q))?;
+        Ok(())
+    }
+
+    /// Drops every document of `shard` (before it is read again whole).
+    pub fn remove_shard(&mut self, shard: u16) {
         self.writer
-            .delete_term(Term::from_field_text(self.f.cid, cid));
+            .delete_term(Term::from_field_u64(self.reader.f.shard, u64::from(shard)));
     }
 
     /// Drops every document (before a rebuild).
@@ -288,11 +361,25 @@ impl SearchIndex {
         Ok(())
     }
 
+    /// Drops what was added or removed since the last commit.
+    pub fn rollback(&mut self) {
+        if let Err(e) = self.writer.rollback() {
+            tracing::warn!(error = %e, "search index rollback failed");
+        }
+    }
+
     /// Makes what was added or removed durable and searchable.
     pub fn commit(&mut self) -> Result<()> {
         self.writer.commit()?;
-        self.reader.reload()?;
+        self.reader.reader.reload()?;
         Ok(())
+    }
+}
+
+impl SearchReader {
+    /// Documents searchable now (as of the last commit).
+    pub fn num_docs(&self) -> u64 {
+        self.reader.searcher().num_docs()
     }
 
     fn check(q: &SearchQuery) -> Result<()> {
@@ -365,7 +452,7 @@ impl SearchIndex {
     }
 
     pub fn search(&self, q: &SearchQuery) -> Result<SearchResults> {
-        SearchIndex::check(q)?;
+        SearchReader::check(q)?;
         let f = self.f;
         let searcher = self.reader.searcher();
         let query = self.query(q);
@@ -470,6 +557,8 @@ mod tests {
             .into(),
             size: i * 1_000,
             created: 1_700_000_000_000 + i,
+            shard: (i % 2) as u16 + 1,
+            expires: 100 + i,
             body: None,
         }
     }
@@ -513,6 +602,42 @@ mod tests {
             .iter()
             .map(|h| u64::from_str_radix(&h.cid, 16).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn expiry_and_shard_removal_reach_readers_at_commit() {
+        let mut ix = index();
+        let reader = ix.reader();
+        assert_eq!(reader.num_docs(), 4);
+        // Shard 2 holds 1 (ends at epoch 101) and 3 (at 103); shard 1 holds 2 and 4.
+        // The same content stored on shard 1 too (by someone else) is its own document.
+        let mut again = doc(1, "Another name", "", &[], "image/jpeg");
+        again.shard = 1;
+        again.expires = 500;
+        ix.upsert(&again).unwrap();
+        ix.expire(2, 102).unwrap();
+        assert_eq!(reader.num_docs(), 4, "nothing changes before the commit");
+        ix.commit().unwrap();
+        let all = reader.search(&SearchQuery::default()).unwrap();
+        assert_eq!(cids(&all).len(), 4);
+        assert_eq!(
+            all.hits.iter().filter(|h| h.name == "Another name").count(),
+            1,
+            "shard 2's copy expired, shard 1's stays"
+        );
+        ix.remove(1, &again.cid);
+        ix.commit().unwrap();
+        let all = reader.search(&SearchQuery::default()).unwrap();
+        assert!(
+            !cids(&all).contains(&1),
+            "1 gone from both shards, 2 (shard 1) stays"
+        );
+        ix.remove_shard(1);
+        ix.commit().unwrap();
+        assert_eq!(
+            cids(&reader.search(&SearchQuery::default()).unwrap()),
+            vec![3]
+        );
     }
 
     #[test]
@@ -622,7 +747,7 @@ mod tests {
             ix.commit().unwrap();
             ix.upsert(&doc(1, "new name", "", &[], "text/plain"))
                 .unwrap();
-            ix.remove(&format!("{:064x}", 2));
+            ix.remove(1, &format!("{:064x}", 2));
             ix.commit().unwrap();
         }
         let mut ix = SearchIndex::open(dir.path()).unwrap();

@@ -11,7 +11,7 @@ use ios_chain::types::{Amount, TimeMs, UNITS_PER_IOST};
 use ios_storage::codec::{Codec, Coding, Layout, ObjectEncoder};
 use ios_storage::deal::storage_cost;
 use ios_storage::module::{
-    keys, AuditRound, AuditState, Deal, Endpoint, Provider, StorageCall, StorageModule,
+    keys, AuditRound, AuditState, Deal, Endpoint, ObjectMeta, Provider, StorageCall, StorageModule,
     StorageParams,
 };
 use ios_storage::tree;
@@ -255,12 +255,20 @@ fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
     let object: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 253) as u8).collect();
     let (layout, frags) = encode(&object);
     let price = 1_000 * IOST;
+    let meta = ObjectMeta {
+        name: "numbers.bin".into(),
+        mime: "application/octet-stream".into(),
+        tags: vec!["test".into(), "numbers".into()],
+        description: "A hundred thousand numbers".into(),
+        public: true,
+    };
     let st = c.run(vec![(
         &owner,
         StorageCall::CreateDeal {
             layout: layout.clone(),
             epochs: 50,
             price_per_gib_epoch: price,
+            meta: meta.clone(),
         },
     )]);
     ok(&st[0]);
@@ -271,6 +279,7 @@ fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
     assert_eq!(before - after, cost + FEE, "cost and fee");
     let deal: Deal = c.get(&keys::deal(&layout.content)).unwrap();
     assert_eq!(deal.escrow, cost);
+    assert_eq!(deal.meta, meta, "the metadata is on chain as given");
     assert_eq!(deal.placement.len(), 4, "100 000 bytes in 32 KiB segments");
     // The same object again, and a deal below every provider's price: refused.
     let st = c.run(vec![
@@ -280,6 +289,7 @@ fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
                 layout: layout.clone(),
                 epochs: 5,
                 price_per_gib_epoch: price,
+                meta: ObjectMeta::default(),
             },
         ),
         (
@@ -288,11 +298,51 @@ fn deals_audits_payments_strikes_and_losses_on_a_real_chain() {
                 layout: encode(b"another object").0,
                 epochs: 5,
                 price_per_gib_epoch: price - 1,
+                meta: ObjectMeta::default(),
+            },
+        ),
+        (
+            &owner,
+            StorageCall::CreateDeal {
+                layout: encode(b"a third object").0,
+                epochs: 5,
+                price_per_gib_epoch: price,
+                meta: ObjectMeta {
+                    tags: vec!["two words".into()],
+                    ..ObjectMeta::default()
+                },
+            },
+        ),
+        (
+            &owner,
+            StorageCall::CreateDeal {
+                layout: encode(b"a fourth object").0,
+                epochs: 5,
+                price_per_gib_epoch: price,
+                meta: ObjectMeta {
+                    description: "x".repeat(ObjectMeta::MAX_DESCRIPTION_BYTES + 1),
+                    ..ObjectMeta::default()
+                },
             },
         ),
     ]);
     refused(&st[0], "already stored");
     refused(&st[1], "are eligible");
+    refused(&st[2], "without spaces");
+    refused(&st[3], "description is 4097 bytes");
+    let st = c.run(vec![(
+        &owner,
+        StorageCall::CreateDeal {
+            layout: encode(b"a fifth object").0,
+            epochs: 5,
+            price_per_gib_epoch: price,
+            meta: ObjectMeta {
+                description: "red \u{1b}[31m text".into(),
+                ..ObjectMeta::default()
+            },
+        },
+    )]);
+    refused(&st[0], "control characters");
 
     // Receipts: each placed provider for its own fragments; a receipt for a
     // fragment placed elsewhere is refused.
@@ -469,6 +519,7 @@ fn lost_fragments_are_placed_anew_until_no_provider_is_left() {
             layout: layout.clone(),
             epochs: 20,
             price_per_gib_epoch: IOST,
+            meta: ObjectMeta::default(),
         },
     )])
     .iter()
@@ -561,6 +612,7 @@ fn an_expired_deal_refunds_its_escrow_and_frees_capacity() {
             layout: layout.clone(),
             epochs: 1,
             price_per_gib_epoch: 10 * IOST,
+            meta: ObjectMeta::default(),
         },
     )])
     .iter()
@@ -619,6 +671,7 @@ fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
                 layout: big,
                 epochs: 5,
                 price_per_gib_epoch: IOST,
+                meta: ObjectMeta::default(),
             },
         ),
         (
@@ -627,6 +680,7 @@ fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
                 layout: small.clone(),
                 epochs: 0,
                 price_per_gib_epoch: IOST,
+                meta: ObjectMeta::default(),
             },
         ),
         (
@@ -635,6 +689,7 @@ fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
                 layout: small.clone(),
                 epochs: 101,
                 price_per_gib_epoch: IOST,
+                meta: ObjectMeta::default(),
             },
         ),
         (
@@ -643,6 +698,7 @@ fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
                 layout: inconsistent,
                 epochs: 5,
                 price_per_gib_epoch: IOST,
+                meta: ObjectMeta::default(),
             },
         ),
         (

@@ -10,6 +10,7 @@ use ios_chain::crypto::Keypair;
 use ios_node::devnet::{provider_keys, user_keys, Devnet, DevnetConfig};
 use ios_node::huds::provider_key;
 use ios_web::client::{put_signed, Client};
+use ios_web::types::{ObjectMetaJson, SearchParams};
 use std::time::{Duration, Instant};
 
 fn wait<T>(what: &str, secs: u64, mut f: impl FnMut() -> Result<Option<T>>) -> Result<T> {
@@ -44,8 +45,16 @@ fn download(c: &Client, content: &str, range: Option<(u64, u64)>) -> Result<Vec<
 
 /// Stores `data` as `owner` (upload, deal, every receipt); returns the
 /// content id, checked to be the blake3 of the bytes.
-fn store(c: &Client, owner: &Keypair, data: &[u8]) -> Result<String> {
-    let o = put_signed(c, owner, data, (4, 2), 1_000, Duration::from_secs(180))?;
+fn store(c: &Client, owner: &Keypair, data: &[u8], meta: ObjectMetaJson) -> Result<String> {
+    let o = put_signed(
+        c,
+        owner,
+        data,
+        (4, 2),
+        1_000,
+        meta,
+        Duration::from_secs(180),
+    )?;
     ensure!(
         o.content == blake3::hash(data).to_hex().as_str(),
         "the gateway's content id is not the blake3 of the bytes"
@@ -82,9 +91,10 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
     let (net, api, url) = devnet(&cfg).await?;
     let owner = user_keys(cfg.users)[0].clone();
     let data = object(20 << 20, b"huds-e2e");
-    let small = object(1000, b"huds-e2e-small");
+    // A small public text object: found by search by the words of its text.
+    let small = b"Field notes: the heliotrope by the north wall flowered early.\n".repeat(16);
 
-    // Up to the first failure: store two objects and read them back.
+    // Up to the first failure: store three objects and read them back.
     let (u, o, d, sm) = (url.clone(), owner.clone(), data.clone(), small.clone());
     let (big, little) = tokio::task::spawn_blocking(move || -> Result<(String, String)> {
         let c = Client::new(&u);
@@ -92,10 +102,42 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
             Ok((c.providers()?.len() == 12).then_some(()))
         })?;
         eprintln!("providers registered");
-        let big = store(&c, &o, &d)?;
+        let meta =
+            |name: &str, mime: &str, tags: &[&str], description: &str, public| ObjectMetaJson {
+                name: name.into(),
+                mime: mime.into(),
+                tags: tags.iter().map(|t| t.to_string()).collect(),
+                description: description.into(),
+                public,
+            };
+        let big = store(
+            &c,
+            &o,
+            &d,
+            meta(
+                "survey.bin",
+                "application/octet-stream",
+                &["survey", "raw"],
+                "Raw lidar survey of the north field",
+                true,
+            ),
+        )?;
         eprintln!("stored 20 MiB");
-        let little = store(&c, &o, &sm)?;
-        eprintln!("stored 1000 bytes");
+        let little = store(
+            &c,
+            &o,
+            &sm,
+            meta("notes.txt", "text/plain", &["notes"], "Garden notes", true),
+        )?;
+        eprintln!("stored {} bytes of text", sm.len());
+        let unlisted = store(
+            &c,
+            &o,
+            b"an unlisted plan",
+            meta("secret-plan.txt", "text/plain", &[], "", false),
+        )?;
+        search_finds_public_objects(&c, &big, &little, &unlisted)?;
+        eprintln!("search finds the public objects");
         let obj = c.object(&big)?;
         ensure!(obj.segments == 2 && obj.fragments == 12, "{obj:?}");
         ensure!(
@@ -113,9 +155,15 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
             "a range across two segments differs"
         );
         let listed = c.objects(&o.address().to_string())?;
-        ensure!(listed.len() == 2, "ls shows {listed:?}");
+        ensure!(listed.len() == 3, "ls shows {listed:?}");
+        ensure!(
+            listed
+                .iter()
+                .any(|l| l.meta.name == "secret-plan.txt" && !l.meta.public),
+            "the unlisted object's metadata: {listed:?}"
+        );
         let held: usize = c.providers()?.iter().map(|p| p.held_fragments).sum();
-        ensure!(held == 12 + 6, "providers hold {held} fragments");
+        ensure!(held == 12 + 6 + 6, "providers hold {held} fragments");
         // The next epochs' audits: providers prove chunks and are paid.
         wait("an audit passed and paid", 90, || {
             Ok(c.providers()?
@@ -145,7 +193,7 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
             corrupted += 1;
         }
     }
-    ensure!(corrupted == 3, "provider-5 held {corrupted} fragment files");
+    ensure!(corrupted == 4, "provider-5 held {corrupted} fragment files");
     step("provider-5's fragments corrupted");
     // Its next audit fails (it cannot prove a chunk of a corrupt
     // fragment): a strike on chain.
@@ -197,7 +245,86 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
     })
     .await??;
     api.stop().await;
-    net.stop().await
+    let gateway_dir = net.gateway.data_dir.clone();
+    net.stop().await?;
+    // `ios reindex`: the stopped gateway's index is rebuilt from its chain
+    // data: the two public objects, the text one's words to fetch again.
+    let rebuilt = ios_node::catalog::rebuild(&gateway_dir, |_, _| {})?;
+    ensure!(
+        rebuilt.objects.values().sum::<usize>() == 2 && rebuilt.bodies_pending == 1,
+        "{rebuilt:?}"
+    );
+    Ok(())
+}
+
+/// Search over what the devnet stored: by words of a description, a name
+/// and a text object's text (once the catalog fetched it), by tag and media
+/// type, sorted by size; the unlisted object is never found; a bad query
+/// is a 400.
+fn search_finds_public_objects(c: &Client, big: &str, little: &str, unlisted: &str) -> Result<()> {
+    let find = |q: &str| -> Result<Vec<String>> {
+        Ok(c.search(&SearchParams {
+            q: q.into(),
+            ..Default::default()
+        })?
+        .hits
+        .into_iter()
+        .map(|h| h.content)
+        .collect())
+    };
+    wait("the catalog to index the text object's words", 90, || {
+        Ok((find("heliotrope")? == [little]).then_some(()))
+    })?;
+    // Everything stored so far has been read by the catalog (so that what
+    // it does not find, it left out on purpose).
+    let heights = c.status()?.shard_status;
+    wait("the catalog to read every stored deal", 60, || {
+        let seen = c.search(&SearchParams::default())?.indexed_heights;
+        Ok(heights
+            .iter()
+            .all(|h| {
+                seen.get(&h.shard.to_string())
+                    .is_some_and(|s| *s >= h.height)
+            })
+            .then_some(()))
+    })?;
+    let r = c.search(&SearchParams {
+        q: "lidar".into(),
+        ..Default::default()
+    })?;
+    ensure!(r.hits.len() == 1 && r.hits[0].content == big, "{r:?}");
+    ensure!(r.hits[0].snippet.contains("<b>lidar</b>"), "{r:?}");
+    ensure!(r.hits[0].name == "survey.bin" && r.hits[0].size == 20 << 20);
+    ensure!(find("notes.txt")? == [little], "by name");
+    ensure!(
+        find("secret")?.is_empty() && find("plan")?.is_empty(),
+        "unlisted"
+    );
+    let all = c.search(&SearchParams {
+        sort: Some("largest".into()),
+        ..Default::default()
+    })?;
+    let order: Vec<&str> = all.hits.iter().map(|h| h.content.as_str()).collect();
+    ensure!(order == [big, little] && all.total == 2, "{all:?}");
+    ensure!(!order.contains(&unlisted));
+    let tagged = c.search(&SearchParams {
+        tags: Some("survey,raw".into()),
+        ..Default::default()
+    })?;
+    ensure!(tagged.hits.len() == 1 && tagged.hits[0].content == big);
+    let text = c.search(&SearchParams {
+        mime: Some("text/plain".into()),
+        ..Default::default()
+    })?;
+    ensure!(text.hits.len() == 1 && text.hits[0].content == little);
+    let e = c
+        .search(&SearchParams {
+            limit: Some(1_000),
+            ..Default::default()
+        })
+        .unwrap_err();
+    ensure!(e.code() == Some("bad_request"), "{e}");
+    Ok(())
 }
 
 /// Repair: with 8 providers, two holders of one segment go down; their
@@ -236,8 +363,8 @@ async fn lost_fragments_are_rebuilt_on_other_providers() -> Result<()> {
             wait("8 providers registered", 180, || {
                 Ok((c.providers()?.len() == 8).then_some(()))
             })?;
-            let big = store(&c, &o, &d)?;
-            let little = store(&c, &o, &sm)?;
+            let big = store(&c, &o, &d, ObjectMetaJson::default())?;
+            let little = store(&c, &o, &sm, ObjectMetaJson::default())?;
             // Segment 0's holders, from the chain's placement.
             let holders = ios_web_placement(&c, &big)?;
             Ok((big, little, holders))

@@ -19,8 +19,9 @@ impl Drop for Devnet {
     }
 }
 
-/// Starts `ios devnet` with its API on a free port; returns once it serves.
-fn devnet(data: &Path) -> Devnet {
+/// Starts `ios devnet` (with `extra` arguments) with its API on a free
+/// port; returns once it serves.
+fn devnet(data: &Path, extra: &[&str]) -> Devnet {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ios"))
         .args([
             "devnet",
@@ -35,6 +36,7 @@ fn devnet(data: &Path) -> Devnet {
             "--data",
         ])
         .arg(data)
+        .args(extra)
         .env("IOS_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -72,6 +74,44 @@ fn ios(net: &Devnet, keys: &Path, args: &[&str]) -> Output {
         .expect("the ios binary runs")
 }
 
+/// `ios chain status` once the gateway runs every shard (beacon + 2).
+fn every_shard_runs(net: &Devnet, keys: &Path) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let o = ios(net, keys, &["chain", "status", "--json"]);
+        if o.status.success() {
+            let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            let shards = s["shard_status"].as_array().cloned().unwrap_or_default();
+            if shards.len() == 3 && shards.iter().all(|x| x["height"].as_u64() > Some(0)) {
+                return s;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the devnet never served status"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs `ios args`, which must succeed.
+fn succeeds(net: &Devnet, keys: &Path, args: &[&str]) {
+    let o = ios(net, keys, args);
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Runs `ios args`, which must fail with `needle` in its error.
+fn fails_with(net: &Devnet, keys: &Path, args: &[&str], needle: &str) {
+    let o = ios(net, keys, args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+}
+
 fn ok_json(o: &Output) -> serde_json::Value {
     assert!(
         o.status.success(),
@@ -86,26 +126,10 @@ fn ok_json(o: &Output) -> serde_json::Value {
 #[test]
 fn keys_transfers_and_chain_queries_through_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("devnet"));
+    let net = devnet(&dir.path().join("devnet"), &[]);
     let keys = dir.path().join("keys");
 
-    // The gateway answers once every shard runs.
-    let started = Instant::now();
-    let status = loop {
-        let o = ios(&net, &keys, &["chain", "status", "--json"]);
-        if o.status.success() {
-            let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            let shards = s["shard_status"].as_array().cloned().unwrap_or_default();
-            if shards.len() == 3 && shards.iter().all(|x| x["height"].as_u64() > Some(0)) {
-                break s;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the devnet never served status"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let status = every_shard_runs(&net, &keys);
     assert_eq!(status["shards"], 2);
 
     // Keys: a devnet user (funded) and a fresh one on the same shard.
@@ -300,7 +324,7 @@ fn keys_transfers_and_chain_queries_through_the_gateway() {
 #[test]
 fn files_go_up_and_come_back_through_ios_store() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("devnet"));
+    let net = devnet(&dir.path().join("devnet"), &[]);
     let keys = dir.path().join("keys");
 
     // The devnet's providers register themselves on both account shards.
@@ -345,28 +369,33 @@ fn files_go_up_and_come_back_through_ios_store() {
             "carol",
             "--epochs",
             "5",
+            "--tag",
+            "quarterly",
+            "--description",
+            "Figures of the quarterly report",
             "--json",
         ],
     ));
     let cid = put["content"].as_str().unwrap().to_string();
+    assert_eq!(put["meta"]["name"], "report.bin");
+    assert_eq!(put["meta"]["public"], true);
     assert_eq!(cid, blake3::hash(&bytes).to_hex().as_str());
     assert_eq!(put["receipted"], put["fragments"]);
     assert_eq!(put["owner"], carol_addr.as_str());
 
     // Get: whole (checked against the id) and a range.
     let out = dir.path().join("back.bin");
-    let o = ios(
+    succeeds(
         &net,
         &keys,
         &["store", "get", &cid, "-o", out.to_str().unwrap()],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(
         std::fs::read(&out).unwrap() == bytes,
         "the file read back differs"
     );
     let part = dir.path().join("part.bin");
-    let o = ios(
+    succeeds(
         &net,
         &keys,
         &[
@@ -379,7 +408,6 @@ fn files_go_up_and_come_back_through_ios_store() {
             "1000-1999",
         ],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read(&part).unwrap() == bytes[1000..2000]);
 
     // ls and provider status show it.
@@ -419,7 +447,7 @@ fn files_go_up_and_come_back_through_ios_store() {
     ));
     let private_cid = put["content"].as_str().unwrap().to_string();
     let plain = dir.path().join("plain.txt");
-    let o = ios(
+    succeeds(
         &net,
         &keys,
         &[
@@ -432,12 +460,11 @@ fn files_go_up_and_come_back_through_ios_store() {
             "dave",
         ],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(
         std::fs::read(&plain).unwrap(),
         std::fs::read(&secret).unwrap()
     );
-    let o = ios(
+    fails_with(
         &net,
         &keys,
         &[
@@ -449,21 +476,15 @@ fn files_go_up_and_come_back_through_ios_store() {
             "--key",
             "erin",
         ],
-    );
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("is not a reader"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        "is not a reader",
     );
     assert!(!Path::new("erin.txt").exists());
     let sealed = dir.path().join("sealed.bin");
-    let o = ios(
+    succeeds(
         &net,
         &keys,
         &["store", "get", &private_cid, "-o", sealed.to_str().unwrap()],
     );
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let stored = std::fs::read(&sealed).unwrap();
     assert!(stored.starts_with(b"IOSP"), "stored as an envelope");
     assert!(
@@ -471,23 +492,255 @@ fn files_go_up_and_come_back_through_ios_store() {
         "no plaintext stored"
     );
 
+    // Search: the public report is found by its description and tag; the
+    // private object (no name, not listed) is not.
+    let mut found = serde_json::Value::Null;
+    for _ in 0..100 {
+        found = ok_json(&ios(
+            &net,
+            &keys,
+            &[
+                "store",
+                "search",
+                "report",
+                "figures",
+                "--tag",
+                "quarterly",
+                "--json",
+            ],
+        ));
+        if found["total"] == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(found["hits"][0]["content"], cid.as_str(), "{found}");
+    assert_eq!(found["hits"][0]["name"], "report.bin");
+    // Once the catalog has read every block so far, the private object
+    // (stored after the report) is known to be left out on purpose.
+    let status = ok_json(&ios(&net, &keys, &["chain", "status", "--json"]));
+    for _ in 0..100 {
+        let seen = ok_json(&ios(&net, &keys, &["store", "search", "--json"]));
+        let caught_up = status["shard_status"].as_array().unwrap().iter().all(|s| {
+            seen["indexed_heights"][s["shard"].to_string()].as_u64() >= s["height"].as_u64()
+        });
+        if caught_up {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let everything = ok_json(&ios(&net, &keys, &["store", "search", "--json"]));
+    assert_eq!(
+        everything["total"], 1,
+        "the private object is not listed: {everything}"
+    );
+    let o = ios(&net, &keys, &["store", "search", "report"]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("report.bin") && text.contains("*report*"),
+        "{text}"
+    );
+    fails_with(
+        &net,
+        &keys,
+        &["store", "search", "x", "--limit", "500"],
+        "limit 500",
+    );
+    fails_with(
+        &net,
+        &keys,
+        &[
+            "store",
+            "put",
+            file.to_str().unwrap(),
+            "--from",
+            "carol",
+            "--tag",
+            "two words",
+        ],
+        "metadata: tag",
+    );
+
     // Bad input: clear errors, nothing written.
     let unknown = "ab".repeat(32);
-    let o = ios(&net, &keys, &["store", "get", &unknown, "-o", "nope.bin"]);
-    assert!(!o.status.success());
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("no deal for"),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+    fails_with(
+        &net,
+        &keys,
+        &["store", "get", &unknown, "-o", "nope.bin"],
+        "no deal for",
     );
     assert!(!Path::new("nope.bin").exists());
     let empty = dir.path().join("empty");
     std::fs::write(&empty, b"").unwrap();
-    let o = ios(
+    fails_with(
         &net,
         &keys,
         &["store", "put", empty.to_str().unwrap(), "--from", "carol"],
+        "is empty",
     );
+
+    // `ios reindex` is refused while the gateway runs; once it is stopped
+    // it rebuilds the index from the chain data: the one public object.
+    let gateway = dir.path().join("devnet").join("gateway");
+    let reindex = |net: &Devnet| {
+        ios(
+            net,
+            &keys,
+            &["reindex", "--data", gateway.to_str().unwrap()],
+        )
+    };
+    let o = reindex(&net);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("is empty"));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is in use by another ios node"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut net = net;
+    let _ = net.child.kill();
+    let _ = net.child.wait();
+    let o = reindex(&net);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains(": 1 public objects"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_node_becomes_a_storage_provider_with_ios_provider_register() {
+    let dir = tempfile::tempdir().unwrap();
+    let devnet_dir = dir.path().join("devnet");
+    let net = devnet(&devnet_dir, &["--providers", "0"]);
+    let keys = dir.path().join("keys");
+    every_shard_runs(&net, &keys);
+    ok_json(&ios(
+        &net,
+        &keys,
+        &["key", "new", "carol", "--devnet-user", "1", "--json"],
+    ));
+
+    // A full node of one's own, joining the devnet through its gateway.
+    let info: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(devnet_dir.join("gateway").join("node.json")).unwrap(),
+    )
+    .unwrap();
+    let bootstrap = info["addrs"][0].as_str().unwrap().to_string();
+    let home = dir.path().join("prov");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = home.join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "# my storage node\nname = \"prov\"\nrole = \"full\"\ndata_dir = \"data\"\nlisten = \"/ip4/127.0.0.1/tcp/0\"\nbootstrap = [\"{bootstrap}\"]\ngenesis = \"{}\"\n",
+            devnet_dir.join("genesis.bin").display()
+        ),
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+
+    // Bad offers are refused before anything is written or sent.
+    fails_with(
+        &net,
+        &keys,
+        &["provider", "register", "--config", cfg, "--stake", "5"],
+        "below the network's minimum",
+    );
+    assert!(!std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("[provider]"));
+    // Unfunded accounts and no --fund-from: a clear error naming them.
+    fails_with(
+        &net,
+        &keys,
+        &[
+            "provider",
+            "register",
+            "--config",
+            cfg,
+            "--capacity-gib",
+            "2",
+        ],
+        "cannot pay their stake",
+    );
+
+    // The node is not running: the offer goes into the config and both
+    // shards' accounts are funded (one of them through Atomix).
+    let funded = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "provider",
+            "register",
+            "--config",
+            cfg,
+            "--capacity-gib",
+            "2",
+            "--fund-from",
+            "carol",
+            "--json",
+        ],
+    ));
+    assert_eq!(funded.as_array().map(Vec::len), Some(2), "{funded}");
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.starts_with("# my storage node") && text.contains("capacity = 2147483648"),
+        "{text}"
+    );
+
+    // Once the node runs, it registers itself on both shards.
+    let log = std::fs::File::create(home.join("node.log")).unwrap();
+    let _node = Killed(
+        Command::new(env!("CARGO_BIN_EXE_ios"))
+            .args(["node", "--config", cfg])
+            .env("IOS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while !home.join("data").join("node.json").exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the node never started"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let done = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "provider",
+            "register",
+            "--config",
+            cfg,
+            "--timeout",
+            "90",
+            "--json",
+        ],
+    ));
+    let list = done.as_array().unwrap();
+    assert!(list.iter().all(|s| s["registered"] == true), "{done}");
+    let status = ok_json(&ios(&net, &keys, &["provider", "status", "--json"]));
+    let caps: Vec<u64> = status
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["capacity"].as_u64().unwrap())
+        .collect();
+    assert_eq!(caps, vec![2 << 30, 2 << 30], "{status}");
 }
