@@ -68,6 +68,10 @@ pub enum VoteKind {
 pub struct Vote {
     pub chain_id: ChainId,
     pub shard: ShardId,
+    /// The committee epoch the voter signs as: any node that knows the epoch
+    /// chain can check membership without knowing which epoch `height` is in,
+    /// so a relay that forwards a non-member's vote is provably at fault.
+    pub epoch: Epoch,
     pub height: Height,
     pub round: Round,
     pub kind: VoteKind,
@@ -194,6 +198,7 @@ impl CommitCertificate {
         let vote = Vote {
             chain_id: chain_id.clone(),
             shard,
+            epoch: committee.epoch,
             height: self.height,
             round: self.round,
             kind: VoteKind::Precommit,

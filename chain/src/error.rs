@@ -62,6 +62,14 @@ pub enum ChainError {
     Mempool(String),
     #[error("{0} is not a member of the current committee")]
     NotCommitteeMember(crate::crypto::Address),
+    #[error(
+        "{signer} signed as a member of shard {shard}'s committee in epoch {epoch}, and is not one"
+    )]
+    NotMemberOfEpoch {
+        signer: crate::crypto::Address,
+        shard: u16,
+        epoch: u64,
+    },
     #[error("randomness beacon: {0}")]
     Beacon(String),
     #[error("PVSS: {0}")]
@@ -87,9 +95,10 @@ impl ChainError {
     /// (malformed, oversized, forged or misaddressed), as opposed to input
     /// that is only stale, early or unaffordable, which honest peers send
     /// during ordinary churn. Transports penalize the first kind only.
-    /// A vote by a non-member is not counted as a fault: treating it as one
-    /// got honest validators banned around committee rotation in the
-    /// crash test (cause not yet found).
+    /// `NotCommitteeMember` is not a fault: a replica judges it against the
+    /// committee of its own height, which a relay at another height cannot
+    /// know. `NotMemberOfEpoch` is: it is judged against the epoch the signer
+    /// named, which every node checks before forwarding (protocol 19.2).
     pub fn is_peer_fault(&self) -> bool {
         matches!(
             self,
@@ -99,6 +108,7 @@ impl ChainError {
                 | ChainError::WrongChainId { .. }
                 | ChainError::WrongShard { .. }
                 | ChainError::InvalidCertificate(_)
+                | ChainError::NotMemberOfEpoch { .. }
                 | ChainError::Pvss(_)
         )
     }
@@ -131,6 +141,7 @@ impl ChainError {
             ChainError::Proof(_) => "proof",
             ChainError::Mempool(_) => "mempool",
             ChainError::NotCommitteeMember(_) => "not_committee_member",
+            ChainError::NotMemberOfEpoch { .. } => "not_member_of_epoch",
             ChainError::Beacon(_) => "beacon",
             ChainError::Pvss(_) => "pvss",
             ChainError::Relay(_) => "relay",

@@ -232,7 +232,12 @@ impl RoundVotes {
     fn has(&self, sv: &SignedVote) -> bool {
         self.of(sv.vote.kind)
             .get(&sv.voter)
-            .is_some_and(|vs| vs.iter().any(|v| v.vote.block == sv.vote.block))
+            // The signature too: a copy with forged bytes must still be checked
+            // (and refused) rather than forwarded as known.
+            .is_some_and(|vs| {
+                vs.iter()
+                    .any(|v| v.vote.block == sv.vote.block && v.signature == sv.signature)
+            })
     }
 
     /// Distinct voters that voted in this step at all.
@@ -925,10 +930,12 @@ impl Replica {
                 got: p.shard,
             });
         }
-        if p.height != self.height || p.round > self.round + 1 {
-            return Ok(()); // stale or early: status gossip and re-sends resolve it
-        }
+        // Stale or early: status gossip and re-sends resolve it. Checked
+        // first even then, as the node forwards what we accept.
         sp.verify()?;
+        if p.height != self.height || p.round > self.round + 1 {
+            return Ok(());
+        }
         if sp.proposer != self.proposer(p.round)? {
             return Err(ChainError::InvalidBlock(format!(
                 "{} is not the proposer of round {}",
@@ -1077,9 +1084,11 @@ impl Replica {
             });
         }
         if v.height != self.height {
-            return Ok(());
+            // Not ours to count, but the node forwards what we accept: only a
+            // genuine vote may go on (membership of its epoch is the node's check).
+            return sv.verify();
         }
-        if !self.committee.is_member(&sv.voter) {
+        if v.epoch != self.committee.epoch || !self.committee.is_member(&sv.voter) {
             return Err(ChainError::NotCommitteeMember(sv.voter));
         }
         if self.votes.get(&v.round).is_some_and(|rv| rv.has(sv)) {
@@ -1586,6 +1595,7 @@ impl Replica {
                 let vote = Vote {
                     chain_id: params.chain_id.clone(),
                     shard: self.runtime.shard(),
+                    epoch: self.committee.epoch,
                     height: self.height,
                     round,
                     kind,

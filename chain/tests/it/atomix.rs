@@ -146,6 +146,7 @@ impl Shard {
         let vote = Vote {
             chain_id: env.chain_id.clone(),
             shard: self.id,
+            epoch: header.epoch,
             height: env.height,
             round: 0,
             kind: VoteKind::Precommit,
@@ -833,6 +834,7 @@ fn account_shard_equivocation_is_slashed_on_the_beacon() {
             let v = Vote {
                 chain_id: chain_id.clone(),
                 shard: 1,
+                epoch: 0,
                 height: 5,
                 round: 0,
                 kind: VoteKind::Precommit,

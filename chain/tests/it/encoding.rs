@@ -118,7 +118,7 @@ fn signed_vote() -> impl Strategy<Value = SignedVote> {
     (
         chain_id(),
         any::<u16>(),
-        any::<u64>(),
+        (any::<u64>(), any::<u64>()),
         any::<u32>(),
         vote_kind(),
         proptest::option::of(hash()),
@@ -126,10 +126,11 @@ fn signed_vote() -> impl Strategy<Value = SignedVote> {
         signature(),
     )
         .prop_map(
-            |(chain_id, shard, height, round, kind, block, voter, signature)| SignedVote {
+            |(chain_id, shard, (epoch, height), round, kind, block, voter, signature)| SignedVote {
                 vote: Vote {
                     chain_id,
                     shard,
+                    epoch,
                     height,
                     round,
                     kind,
@@ -580,6 +581,7 @@ fn golden_vectors() {
         Vote {
             chain_id: ChainId("ios-golden".into()),
             shard: 1,
+            epoch: 3,
             height: 42,
             round: 1,
             kind: VoteKind::Precommit,

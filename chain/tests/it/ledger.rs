@@ -771,6 +771,7 @@ fn vote(key: &Keypair, chain: &str, round: u32, kind: VoteKind, block: Option<Ha
         Vote {
             chain_id: ChainId(chain.into()),
             shard: 0,
+            epoch: 0,
             height: 5,
             round,
             kind,

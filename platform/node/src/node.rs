@@ -1914,12 +1914,24 @@ impl Node {
                 reason: format!("a {} message on the {:?} topic", msg.kind(), expected),
             });
         }
+        if !self.check_signers(shard, &msg)? {
+            return Ok(false);
+        }
         // Replies go to the peer it came from (connected, unlike its publisher).
         let h = self.book.handle(from);
         let now = unix_ms();
         let Some(r) = self.replicas.get_mut(&shard) else {
             return Ok(false);
         };
+        // A relayed quorum for another height cannot be checked here (its
+        // votes are not verified), so it is not forwarded either.
+        if let Message::Polka { block, .. } | Message::Proposal { block, .. } = &msg {
+            let pol = matches!(&msg, Message::Polka { .. })
+                || matches!(&msg, Message::Proposal { pol, .. } if !pol.is_empty());
+            if pol && block.header.height != r.height() {
+                return Ok(false);
+            }
+        }
         match r.handle(h, &msg, now) {
             Ok(out) => {
                 if let Err(e) = self.route(shard, out) {
@@ -1932,6 +1944,67 @@ impl Node {
                 debug!(shard, kind = msg.kind(), error = %e, "message not taken");
                 Ok(false)
             }
+        }
+    }
+
+    /// Whether every signer of a consensus message sits on `shard`'s
+    /// committee in the epoch it signed as (a vote names its epoch; a
+    /// proposal's is its block's). Every node can check this against its
+    /// epoch chain whatever height it is at, and checks it before forwarding,
+    /// so a failure proves the peer that sent the message faulty. Ok(false):
+    /// an epoch this node does not know yet; the message is not forwarded.
+    fn check_signers(&self, shard: ShardId, msg: &Message) -> Result<bool, ChainError> {
+        let member = |epoch: Epoch, signer: &ios_chain::crypto::Address| {
+            // The shard's replica may have reached an epoch before the
+            // node's epoch chain heard of it.
+            let Some(c) = self
+                .epochs
+                .info(epoch)
+                .and_then(|i| i.committee(shard).ok())
+                .or_else(|| {
+                    let r = self.replicas.get(&shard)?;
+                    Some(r.committee()).filter(|c| c.epoch == epoch)
+                })
+            else {
+                return Ok(false);
+            };
+            if c.is_member(signer) {
+                Ok(true)
+            } else {
+                Err(ChainError::NotMemberOfEpoch {
+                    signer: *signer,
+                    shard,
+                    epoch,
+                })
+            }
+        };
+        let votes_of = |epoch: Epoch, votes: &[ios_chain::block::SignedVote]| {
+            for v in votes {
+                if v.vote.epoch != epoch {
+                    return Err(ChainError::Malformed {
+                        what: "quorum",
+                        reason: format!(
+                            "a vote of epoch {} for a block of epoch {epoch}",
+                            v.vote.epoch
+                        ),
+                    });
+                }
+                if !member(epoch, &v.voter)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        };
+        match msg {
+            Message::Vote(v) => member(v.vote.epoch, &v.voter),
+            Message::Proposal {
+                proposal,
+                block,
+                pol,
+            } => Ok(member(block.header.epoch, &proposal.proposer)?
+                && votes_of(block.header.epoch, pol)?),
+            Message::Polka { block, votes, .. } => votes_of(block.header.epoch, votes),
+            _ => Ok(true),
         }
     }
 
@@ -1986,6 +2059,18 @@ impl Node {
         let now = unix_ms();
         Ok(match request {
             Request::Shard { shard, msg } => {
+                match self.check_signers(shard, &msg) {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return Ok(Response::Refused(
+                            "signed in an epoch this node does not know yet".into(),
+                        ))
+                    }
+                    Err(e) => {
+                        self.fault(peer, msg.kind(), &e);
+                        return Ok(Response::Refused(e.to_string()));
+                    }
+                }
                 let h = self.book.handle(peer);
                 let Some(r) = self.replicas.get_mut(&shard) else {
                     return Ok(Response::Refused(format!(

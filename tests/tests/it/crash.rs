@@ -230,6 +230,8 @@ fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
     // Honest nodes never ban each other, whatever crashed in between.
     for url in net.api_urls() {
         let bans = Client::new(&url).metric("ios_peer_bans_total")?;
+        let faults = Client::new(&url).metric("ios_peer_faults_total")?;
+        eprintln!("{url}: peer faults {faults:?}, bans {bans:?}");
         assert_eq!(bans, Some(0.0), "{url} banned an honest peer");
     }
 

@@ -302,6 +302,93 @@ async fn a_hostile_peer_is_banned_and_the_network_goes_on() -> Result<()> {
         "{sent} requests at once were not counted as a flood"
     );
 
+    // Votes signed by a key that is on no committee, gossiped on the shard's
+    // consensus topic and sent directly: each is a fault of the peer that
+    // sent it (every node checks a vote's signer against the epoch it names
+    // before forwarding it), and the direct one is refused.
+    let (height, epoch) = target
+        .query(move |v| {
+            let r = &v.replicas[&shard];
+            (r.height(), r.committee().epoch)
+        })
+        .await?;
+    let outsider = ios_chain::crypto::Keypair::from_seed("not-a-member", 0);
+    let vote = |round: u32| {
+        let v = ios_chain::block::Vote {
+            chain_id: net.genesis.params.chain_id.clone(),
+            shard,
+            epoch,
+            height,
+            round,
+            kind: ios_chain::block::VoteKind::Prevote,
+            block: None,
+        };
+        ios_chain::message::Message::Vote(ios_chain::block::SignedVote::new(v, &outsider))
+    };
+    let faults_before = target.metrics.faults.load(Ordering::Relaxed);
+    let mut forger = p2p::build_swarm(libp2p::identity::Keypair::generate_ed25519())?;
+    forger
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&topic)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    forger.dial(target.addrs[0].clone())?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut round = 0u32;
+    let mut tick = ticker(100);
+    while tokio::time::Instant::now() < deadline
+        && target.metrics.faults.load(Ordering::Relaxed) == faults_before
+    {
+        tokio::select! {
+            _ = forger.select_next_some() => {}
+            _ = tick.tick() => {
+                let bytes = vote(round).to_bytes();
+                if forger.behaviour_mut().gossipsub.publish(topic.clone(), bytes).is_ok() {
+                    round += 1;
+                }
+            }
+        }
+    }
+    assert!(
+        target.metrics.faults.load(Ordering::Relaxed) > faults_before,
+        "{round} gossiped votes by a non-member were not counted as faults"
+    );
+    let faults_before = target.metrics.faults.load(Ordering::Relaxed);
+    let id = forger.behaviour_mut().rpc.send_request(
+        &target.peer_id,
+        p2p::Frame::Good(Request::Shard {
+            shard,
+            msg: vote(1_000),
+        }),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        tokio::select! {
+            ev = forger.select_next_some() => {
+                if let SwarmEvent::Behaviour(p2p::BehaviourEvent::Rpc(
+                    libp2p::request_response::Event::Message {
+                        message: libp2p::request_response::Message::Response { request_id, response },
+                        ..
+                    },
+                )) = ev
+                {
+                    if request_id == id {
+                        break response;
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => anyhow::bail!("no answer to the direct vote"),
+        }
+    };
+    assert!(
+        matches!(&answer, p2p::Response::Refused(why) if why.contains("not one")),
+        "the direct vote by a non-member was answered {answer:?}"
+    );
+    assert!(
+        target.metrics.faults.load(Ordering::Relaxed) > faults_before,
+        "the direct vote by a non-member was not counted as a fault"
+    );
+
     // The network goes on.
     let before = shard_state(&gw).await?;
     wait_for("more blocks on every shard", 30, async || {
