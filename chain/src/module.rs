@@ -170,6 +170,25 @@ impl<'a, 'b> CallContext<'a, 'b> {
         Ok(())
     }
 
+    /// Pays `amount` out of this module's custody into the fee pool (a
+    /// commission), which validators share as they share transaction fees.
+    pub fn release_to_fee_pool(&mut self, amount: Amount) -> Result<()> {
+        let held = self.held()?;
+        let left = held
+            .checked_sub(amount)
+            .ok_or(ChainError::InsufficientFunds {
+                need: amount,
+                have: held,
+            })?;
+        let pool: Amount = self.get(crate::committee::K_FEE_POOL)?.unwrap_or(0);
+        let pool = pool.checked_add(amount).ok_or(ChainError::Overflow)?;
+        self.state
+            .put(crate::committee::K_FEE_POOL.to_vec(), codec::encode(&pool));
+        self.state
+            .put(keys::held(self.module), codec::encode(&left));
+        Ok(())
+    }
+
     pub fn emit<T: BorshSerialize>(&mut self, kind: &str, data: &T) {
         self.events.push(Event {
             module: self.module.0,

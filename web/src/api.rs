@@ -168,7 +168,13 @@ impl Gateway {
         crate::store::objects,
         crate::store::content,
         crate::store::search,
-        crate::store::providers
+        crate::store::providers,
+        crate::market::listings,
+        crate::market::listing,
+        crate::market::orders,
+        crate::market::order,
+        crate::market::dispute,
+        crate::market::reputation
     )
 )]
 pub struct ApiDoc;
@@ -201,6 +207,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tx/{id}", web::get().to(tx_status))
             .route("/atomix/{id}", web::get().to(atomix_status))
             .configure(crate::store::configure)
+            .configure(crate::market::configure)
             .default_service(web::to(|| async {
                 ApiError::not_found("no such API route (see /api/openapi.json)").error_response()
             })),
@@ -423,6 +430,9 @@ fn ledger_call(c: &CallRequest) -> Result<LedgerCall, ApiError> {
         CallRequest::StoreDeal { .. } => {
             return Err(ApiError::bad_request("a storage deal is not a ledger call"))
         }
+        CallRequest::Market { .. } => {
+            return Err(ApiError::bad_request("a market call is not a ledger call"))
+        }
     })
 }
 
@@ -523,6 +533,50 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
                     fee,
                     req.expires_in,
                     call,
+                    what,
+                    None,
+                )
+            })
+            .await??;
+        return Ok(web::Json(built));
+    }
+    if let CallRequest::Market { call } = &req.call {
+        let (call, what) = crate::market::market_call(call)?;
+        let fee = asked_fee(&req)?;
+        let built = g
+            .node
+            .query(move |v| -> Result<BuiltTx, ApiError> {
+                let shard = account_shard(v, v.genesis.params.shards, &sender);
+                let r = replica(v, shard)?;
+                // A listing takes orders on its provider's shard only.
+                if let ios_market::module::MarketCall::PlaceOrder { listing, .. } = &call {
+                    let key = ios_market::module::keys::listing(listing);
+                    let here = ios_chain::committee::read::<ios_market::module::Listing>(
+                        r.store(),
+                        &key,
+                    )
+                    .map_err(|e| ApiError::chain(&e))?;
+                    if here.is_none() {
+                        return Err(match crate::market::find::<ios_market::module::Listing>(
+                            v, &key,
+                        )? {
+                            Some((s, _, _)) => ApiError::bad_request(format!(
+                                "listing {listing} is on shard {s} and the buyer's account on shard {shard}: orders across shards (through Atomix) are not supported yet"
+                            )),
+                            None => ApiError::not_found(format!("no listing {listing}")),
+                        });
+                    }
+                }
+                let nonce = nonce_for(r, &sender, req.nonce)?;
+                finish_tx(
+                    v,
+                    r,
+                    shard,
+                    sender,
+                    nonce,
+                    fee,
+                    req.expires_in,
+                    call.to_call(),
                     what,
                     None,
                 )

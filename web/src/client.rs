@@ -244,6 +244,32 @@ impl Client {
         self.get(&format!("/api/v1/store/objects?owner={owner}"))
     }
 
+    pub fn listing(&self, id: &str) -> Result<ListingView> {
+        self.get(&format!("/api/v1/market/listings/{id}"))
+    }
+
+    /// A provider's listings.
+    pub fn listings(&self, provider: &str) -> Result<Vec<ListingView>> {
+        self.get(&format!("/api/v1/market/listings?of={provider}"))
+    }
+
+    pub fn market_order(&self, id: &str) -> Result<OrderView> {
+        self.get(&format!("/api/v1/market/orders/{id}"))
+    }
+
+    /// Orders an account is the buyer or provider of.
+    pub fn market_orders(&self, party: &str) -> Result<Vec<OrderView>> {
+        self.get(&format!("/api/v1/market/orders?of={party}"))
+    }
+
+    pub fn dispute(&self, order: &str) -> Result<DisputeView> {
+        self.get(&format!("/api/v1/market/disputes/{order}"))
+    }
+
+    pub fn reputation(&self, address: &str) -> Result<ReputationView> {
+        self.get(&format!("/api/v1/market/reputation/{address}"))
+    }
+
     /// Searches public objects.
     pub fn search(&self, q: &SearchParams) -> Result<SearchResponse> {
         let url = format!("{}/api/v1/store/search", self.base);

@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod load;
+pub mod market;
 pub mod metrics;
 pub mod store;
 pub mod types;

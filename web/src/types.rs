@@ -136,6 +136,9 @@ pub enum CallRequest {
         #[serde(default)]
         meta: ObjectMetaJson,
     },
+    /// A market call (listings, orders, ratings, disputes), executed on
+    /// the sender's home shard.
+    Market { call: MarketCallJson },
 }
 
 /// An object's metadata, on chain in the clear (a private object's owner
@@ -409,4 +412,230 @@ pub struct ProviderView {
     pub failing: bool,
     pub iost_earned: String,
     pub servi_earned: u64,
+}
+
+// ---- market ------------------------------------------------------------
+
+/// A listing's terms. Bounds: title 128 bytes on one line, category 64 of
+/// lowercase letters, digits, `-` and `/`; price at least the market's
+/// minimum.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListingTermsJson {
+    pub title: String,
+    pub category: String,
+    /// Base units.
+    pub price: String,
+    /// Blocks the provider has to deliver once it accepts.
+    pub delivery_blocks: u64,
+    /// The listing document (description, images, terms): a HUDS content id.
+    pub doc: String,
+}
+
+/// One to five stars in four respects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ScoresJson {
+    pub overall: u8,
+    pub quality: u8,
+    pub communication: u8,
+    pub timeliness: u8,
+}
+
+/// A statement and HUDS objects as evidence (at most 8).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CaseJson {
+    pub statement: String,
+    #[serde(default)]
+    pub evidence: Vec<String>,
+}
+
+/// A market call; ids are hex (listing and order ids are the ids of the
+/// transactions that created them).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MarketCallJson {
+    CreateListing(ListingTermsJson),
+    UpdateListing {
+        listing: String,
+        terms: ListingTermsJson,
+    },
+    /// `active`, `paused` or `closed` (final).
+    SetListingStatus {
+        listing: String,
+        status: String,
+    },
+    /// `price` must be the listing's current price (base units).
+    PlaceOrder {
+        listing: String,
+        price: String,
+    },
+    Accept {
+        order: String,
+    },
+    Decline {
+        order: String,
+    },
+    Cancel {
+        order: String,
+    },
+    /// `delivery`: a HUDS content id, encrypted to the buyer.
+    Deliver {
+        order: String,
+        delivery: String,
+    },
+    Confirm {
+        order: String,
+    },
+    /// `commitment`: hex of `Rating::commitment(order, rater, salt)`.
+    CommitRating {
+        order: String,
+        commitment: String,
+    },
+    /// `salt`: the 32 bytes (hex) the commitment was made with.
+    RevealRating {
+        order: String,
+        scores: ScoresJson,
+        #[serde(default)]
+        comment: String,
+        salt: String,
+    },
+    Respond {
+        order: String,
+        text: String,
+    },
+    Dispute {
+        order: String,
+        case: CaseJson,
+    },
+    Answer {
+        order: String,
+        case: CaseJson,
+    },
+    JoinJuryPool,
+    LeaveJuryPool,
+    /// `commitment`: hex of `jury::vote_commitment(order, juror, round, share, salt)`.
+    JuryCommit {
+        order: String,
+        commitment: String,
+    },
+    /// `share`: the buyer's share of the price in ppm (0 to 1000000).
+    JuryReveal {
+        order: String,
+        share: u32,
+        salt: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListingView {
+    pub id: String,
+    pub shard: u16,
+    pub provider: String,
+    pub title: String,
+    pub category: String,
+    /// Base units.
+    pub price: String,
+    pub delivery_blocks: u64,
+    pub doc: String,
+    /// `active`, `paused` or `closed`.
+    pub status: String,
+    pub created: u64,
+    pub updated: u64,
+    pub orders: u64,
+    /// The provider's Bayesian score, thousandths of a star.
+    pub provider_score_milli: u32,
+    /// The provider's revealed ratings.
+    pub provider_ratings: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RatingView {
+    /// The side that rated: `buyer` (of the provider) or `provider` (of the buyer).
+    pub by: String,
+    pub committed: u64,
+    pub revealed: bool,
+    #[serde(default)]
+    pub scores: Option<ScoresJson>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub weight: Option<u64>,
+    #[serde(default)]
+    pub response: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    pub id: String,
+    pub shard: u16,
+    pub listing: String,
+    pub buyer: String,
+    pub provider: String,
+    /// Base units held in escrow until the order ends.
+    pub price: String,
+    pub placed: u64,
+    /// funded, accepted, declined, expired, cancelled, late, delivered,
+    /// completed, disputed or resolved.
+    pub state: String,
+    /// The block from which the order moves by itself (expires, is late,
+    /// completes), while it can.
+    #[serde(default)]
+    pub due: Option<u64>,
+    #[serde(default)]
+    pub delivery: Option<String>,
+    /// A resolved order: the buyer's share (ppm).
+    #[serde(default)]
+    pub buyer_share: Option<u32>,
+    /// Last block to commit a rating, once the order can be rated.
+    #[serde(default)]
+    pub rate_by: Option<u64>,
+    pub ratings: Vec<RatingView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct JurorView {
+    pub address: String,
+    pub committed: bool,
+    #[serde(default)]
+    pub vote: Option<u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DisputeView {
+    pub order: String,
+    /// `buyer` or `provider`.
+    pub opened_by: String,
+    pub opened: u64,
+    pub statement: String,
+    pub evidence: Vec<String>,
+    #[serde(default)]
+    pub answer: Option<CaseJson>,
+    /// Draws so far (0: waiting for the next epoch's randomness).
+    pub round: u8,
+    pub jurors: Vec<JurorView>,
+    pub commit_by: u64,
+    pub reveal_by: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ReputationView {
+    pub address: String,
+    pub shard: u16,
+    /// Revealed ratings received.
+    pub ratings: u32,
+    /// Overall, quality, communication, timeliness: Bayesian averages in
+    /// thousandths of a star.
+    pub scores_milli: [u32; 4],
+    /// Ratings by overall stars, 1 to 5.
+    pub histogram: [u32; 5],
+    /// Reputation (ppm), which feeds believability.
+    pub reputation: u32,
+    pub believability: u32,
+    pub servi: u64,
+}
+
+/// `GET /market/listings` and `/market/orders`: whose.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct PartyQuery {
+    /// bech32 address.
+    pub of: String,
 }

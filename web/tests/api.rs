@@ -168,6 +168,12 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         "/api/v1/store/objects/{cid}/content",
         "/api/v1/store/search",
         "/api/v1/store/providers",
+        "/api/v1/market/listings",
+        "/api/v1/market/listings/{id}",
+        "/api/v1/market/orders",
+        "/api/v1/market/orders/{id}",
+        "/api/v1/market/disputes/{order}",
+        "/api/v1/market/reputation/{address}",
     ] {
         assert!(
             doc["paths"][p].is_object(),
@@ -314,6 +320,42 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
             test::TestRequest::post()
                 .uri("/api/v1/tx/build")
                 .set_json(json!({"sender": user.address().to_string(), "call": {"type": "transfer", "to": to, "amount": "-1"}})),
+            400,
+            "bad_request",
+        ),
+        (test::TestRequest::get().uri("/api/v1/market/listings/zz"), 400, "bad_request"),
+        (test::TestRequest::get().uri(&format!("/api/v1/market/listings/{}", "00".repeat(32))), 404, "not_found"),
+        (test::TestRequest::get().uri(&format!("/api/v1/market/orders/{}", "00".repeat(32))), 404, "not_found"),
+        (test::TestRequest::get().uri(&format!("/api/v1/market/disputes/{}", "00".repeat(32))), 404, "not_found"),
+        (test::TestRequest::get().uri("/api/v1/market/orders?of=nobody"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/market/listings"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/market/reputation/nobody"), 400, "bad_request"),
+        (
+            // A listing with a price of zero.
+            test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": user.address().to_string(), "call": {"type": "market", "call": {"type": "create_listing", "title": "Free", "category": "misc", "price": "0", "delivery_blocks": 10, "doc": "00".repeat(32)}}})),
+            400,
+            "bad_request",
+        ),
+        (
+            // Oversized text.
+            test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": user.address().to_string(), "call": {"type": "market", "call": {"type": "create_listing", "title": "x".repeat(500), "category": "misc", "price": "100000000", "delivery_blocks": 10, "doc": "00".repeat(32)}}})),
+            400,
+            "bad_request",
+        ),
+        (
+            // Ordering from a listing that does not exist.
+            test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": user.address().to_string(), "call": {"type": "market", "call": {"type": "place_order", "listing": "00".repeat(32), "price": "100"}}})),
+            404,
+            "not_found",
+        ),
+        (
+            // Scores out of range.
+            test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": user.address().to_string(), "call": {"type": "market", "call": {"type": "reveal_rating", "order": "00".repeat(32), "scores": {"overall": 9, "quality": 1, "communication": 1, "timeliness": 1}, "salt": "00".repeat(32)}}})),
+            400,
+            "bad_request",
+        ),
+        (
+            test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": user.address().to_string(), "call": {"type": "market", "call": {"type": "jury_reveal", "order": "00".repeat(32), "share": 2000000, "salt": "00".repeat(32)}}})),
             400,
             "bad_request",
         ),

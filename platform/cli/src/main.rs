@@ -7,6 +7,7 @@ mod chain;
 mod common;
 mod devnet;
 mod key;
+mod market;
 mod node;
 mod procdevnet;
 mod provider;
@@ -46,6 +47,8 @@ enum Command {
     Tx(tx::TxArgs),
     /// HUDS storage: put, get, ls, status, search (talks to --node).
     Store(store::StoreArgs),
+    /// The market: listings, orders, ratings, disputes and juries (talks to --node).
+    Market(market::MarketArgs),
     /// HUDS storage providers: register a node as one, status of all (talks to --node).
     Provider(provider::ProviderArgs),
     /// Chain status, blocks and accounts (talks to --node).
@@ -75,6 +78,7 @@ fn main() -> ExitCode {
         Command::Key(a) => key::run(a),
         Command::Tx(a) => tx::run(a),
         Command::Store(a) => store::run(a),
+        Command::Market(a) => market::run(a),
         Command::Provider(a) => provider::run(a),
         Command::Chain(a) => chain::run(a),
         Command::Sim(a) => sim::run(a),

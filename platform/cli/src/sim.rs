@@ -44,9 +44,60 @@ pub struct SimArgs {
     /// Print one line per seed.
     #[arg(long, short)]
     verbose: bool,
+    /// Run the FTFS manipulation simulation instead (a market of honest
+    /// providers and attackers): each seed's table of attacker ranks and
+    /// scores with all defences and with each one off.
+    #[arg(long)]
+    market: bool,
+    /// With --market: print the reports as JSON.
+    #[arg(long, requires = "market")]
+    json: bool,
+}
+
+/// `ios sim --market`: fails when, with every defence on, an attack
+/// reaches the top quartile or honest providers' ranking stops following
+/// their quality (Spearman < 0.8).
+fn market(a: &SimArgs) -> Result<ExitCode> {
+    let seeds: Vec<u64> = match a.seed {
+        Some(s) => vec![s],
+        None => (0..a.seeds).collect(),
+    };
+    let cfg = ios_market::sim::SimConfig::default();
+    let mut failed = Vec::new();
+    let mut reports = Vec::new();
+    for seed in seeds {
+        let r = ios_market::sim::run(seed, &cfg);
+        let all = r.all_defences();
+        let worst = all.attacks.iter().map(|o| o.rank).min().unwrap_or(u32::MAX);
+        if worst <= r.top_quartile() || all.honest_spearman < 0.8 {
+            failed.push(seed);
+        }
+        if !a.json {
+            println!("{}", r.render());
+        }
+        reports.push(r);
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    }
+    if failed.is_empty() {
+        eprintln!(
+            "market sim: {} seeds; with every defence no attack reached the top quartile",
+            reports.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "market sim: defences failed on seeds {failed:?} (replay with --market --seed N)"
+        );
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 pub fn run(a: SimArgs) -> Result<ExitCode> {
+    if a.market {
+        return market(&a);
+    }
     anyhow::ensure!(a.validators >= 1, "--validators must be at least 1");
     anyhow::ensure!(a.shards <= 64, "--shards must be at most 64");
     let cfg = SimConfig {

@@ -349,7 +349,7 @@ fn put_meta(p: &PutArgs) -> Result<ObjectMetaJson> {
 
 /// Text from the network, safe to print on a terminal: control
 /// characters (escape sequences) become spaces.
-fn printable(s: &str) -> String {
+pub(crate) fn printable(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()

@@ -181,7 +181,7 @@ pub fn run(a: TxArgs) -> Result<ExitCode> {
 
 /// Where a command's results go.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Out {
+pub(crate) enum Out {
     /// Lines on stdout.
     Text,
     /// JSON on stdout.
@@ -227,6 +227,15 @@ pub fn transfer(
     Ok(code == ExitCode::SUCCESS)
 }
 
+/// What a transaction must do for the CLI to sign what the node built.
+pub(crate) enum Asked {
+    /// This ledger call (or, for a transfer to another shard, the Atomix
+    /// lock that carries it).
+    Ledger(LedgerCall),
+    /// Exactly this module call.
+    Exact(ios_chain::tx::Call),
+}
+
 /// Builds `call` at the node, checks that what it built is what was asked,
 /// signs it with key `from` and submits it; then follows it to finality.
 #[allow(clippy::too_many_arguments)]
@@ -240,9 +249,41 @@ fn send(
     wait: &WaitOpt,
     out: Out,
 ) -> Result<ExitCode> {
+    let wait = (!wait.no_wait).then(|| Duration::from_secs(wait.timeout));
+    let (code, _) = send_call(
+        client,
+        keystore,
+        from,
+        &Asked::Ledger(call),
+        req,
+        fee,
+        wait,
+        out,
+    )?;
+    Ok(code)
+}
+
+/// `send` for any call: `wait` None returns once the node pooled it.
+/// Returns the exit code and, when it waited, the final status.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send_call(
+    client: &Client,
+    keystore: &KeystoreOpt,
+    from: &str,
+    call: &Asked,
+    req: CallRequest,
+    fee: Option<Amount>,
+    wait: Option<Duration>,
+    out: Out,
+) -> Result<(ExitCode, Option<TxStatus>)> {
+    let wait = WaitOpt {
+        no_wait: wait.is_none(),
+        timeout: wait.map_or(60, |w| w.as_secs()),
+    };
+    let wait = &wait;
     let ks = keystore.open();
     let sender = ks.info(from)?.address;
-    let mut first = Some(build_checked(client, &sender, &call, &req, fee)?);
+    let mut first = Some(build_checked(client, &sender, call, &req, fee)?);
     if let Some((_, built)) = &first {
         eprintln!("{}", built.summary);
     }
@@ -252,7 +293,7 @@ fn send(
         attempt += 1;
         let (tx, built) = match first.take() {
             Some(b) => b,
-            None => build_checked(client, &sender, &call, &req, fee)?,
+            None => build_checked(client, &sender, call, &req, fee)?,
         };
         let signature = key.sign(&tx.signing_hash());
         let submitted = submit_when_not_busy(
@@ -270,7 +311,7 @@ fn send(
             } else {
                 out.line(submitted.id.to_string());
             }
-            return Ok(ExitCode::SUCCESS);
+            return Ok((ExitCode::SUCCESS, None));
         }
         let timeout = Duration::from_secs(wait.timeout);
         match wait_final(client, &submitted.id, Some((&sender, tx.nonce)), timeout)? {
@@ -304,13 +345,14 @@ fn send(
                     done.detail
                 ));
             }
-            Ok(if done.state == "done" {
+            let code = if done.state == "done" {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
-            })
+            };
+            Ok((code, Some(status)))
         }
-        _ => report(&status, out),
+        _ => Ok((report(&status, out)?, Some(status))),
     }
 }
 
@@ -319,7 +361,7 @@ fn send(
 fn build_checked(
     client: &Client,
     sender: &Address,
-    call: &LedgerCall,
+    asked: &Asked,
     req: &CallRequest,
     fee: Option<Amount>,
 ) -> Result<(Transaction, ios_web::types::BuiltTx)> {
@@ -334,7 +376,11 @@ fn build_checked(
     let bytes = ios_web::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
     let tx: Transaction = ios_chain::codec::decode("built transaction", &bytes, 1 << 16)?;
     let got = LedgerModule::decode(&tx.call);
-    if tx.sender != *sender || !same_effect(call, got.as_ref(), sender, built.atomix.as_deref()) {
+    let same = match asked {
+        Asked::Ledger(call) => same_effect(call, got.as_ref(), sender, built.atomix.as_deref()),
+        Asked::Exact(call) => tx.call == *call && built.atomix.is_none(),
+    };
+    if tx.sender != *sender || !same {
         bail!("the node built a different transaction than asked; not signing it");
     }
     let status = client.status()?;

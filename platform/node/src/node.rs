@@ -42,6 +42,7 @@ use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
 use ios_chain::shard::BEACON;
 use ios_chain::tx::{SignedTransaction, Transaction};
 use ios_chain::types::{Epoch, Height, ShardId, TimeMs};
+use ios_market::module::{MarketModule, MarketParams};
 use ios_storage::module::{
     AuditRound, AuditState, Endpoint, StorageCall, StorageModule, StorageParams,
 };
@@ -258,12 +259,13 @@ pub fn tx_shard(
 }
 
 /// The modules a node runs on `shard`: the ledger everywhere, HUDS's
-/// storage module on account shards (on the beacon of a one-shard chain).
-/// Every node of a network must agree on this.
+/// storage module and the market on account shards (on the beacon of a
+/// one-shard chain). Every node of a network must agree on this.
 pub fn runtime(genesis: &Genesis, shard: ShardId) -> Runtime {
     let r = Runtime::for_shard(genesis.params.clone(), shard);
     if shard != BEACON || genesis.params.shards == 0 {
         r.with_module(Arc::new(StorageModule::new(StorageParams::default())))
+            .with_module(Arc::new(MarketModule::new(MarketParams::default())))
     } else {
         r
     }

@@ -744,3 +744,227 @@ fn a_node_becomes_a_storage_provider_with_ios_provider_register() {
         .collect();
     assert_eq!(caps, vec![2 << 30, 2 << 30], "{status}");
 }
+
+/// Runs `ios args`, which must fail with `needle` in what it printed
+/// (a transaction the chain refused reports on stdout, other errors on stderr).
+fn refused_with(net: &Devnet, keys: &Path, args: &[&str], needle: &str) {
+    let o = ios(net, keys, args);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "{args:?} succeeded: {all}");
+    assert!(all.contains(needle), "{args:?}: {all:?} lacks {needle:?}");
+}
+
+#[test]
+fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(&dir.path().join("devnet"), &["--providers", "0"]);
+    let keys = dir.path().join("keys");
+    every_shard_runs(&net, &keys);
+
+    // A provider and a buyer on the same shard (orders across shards are not built yet).
+    let shard = home_shard(&Keypair::from_seed("devnet-user", 0).address(), 2);
+    let buyer_n = (1..64)
+        .find(|n| home_shard(&Keypair::from_seed("devnet-user", *n).address(), 2) == shard)
+        .unwrap();
+    let other_n = (1..64)
+        .find(|n| home_shard(&Keypair::from_seed("devnet-user", *n).address(), 2) != shard)
+        .unwrap();
+    for (name, n) in [("maker", 0), ("client", buyer_n), ("faraway", other_n)] {
+        succeeds(
+            &net,
+            &keys,
+            &["key", "new", name, "--devnet-user", &n.to_string()],
+        );
+    }
+    let doc = "ab".repeat(32);
+    let created = ok_json(&ios(
+        &net,
+        &keys,
+        &[
+            "market",
+            "create",
+            "--from",
+            "maker",
+            "--title",
+            "A logo in a day",
+            "--category",
+            "design/logo",
+            "--price",
+            "5",
+            "--delivery-blocks",
+            "200",
+            "--doc",
+            &doc,
+            "--json",
+        ],
+    ));
+    assert_eq!(created["state"], "finalized", "{created}");
+    let listing = created["id"].as_str().unwrap().to_string();
+    let shown = ok_json(&ios(&net, &keys, &["market", "show", &listing, "--json"]));
+    assert_eq!(shown["title"], "A logo in a day");
+    assert_eq!(shown["price"], "500000000");
+    let mine = ok_json(&ios(
+        &net,
+        &keys,
+        &["market", "list", "--provider", "maker", "--json"],
+    ));
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+    refused_with(
+        &net,
+        &keys,
+        &[
+            "market",
+            "create",
+            "--from",
+            "maker",
+            "--title",
+            "Free",
+            "--category",
+            "design",
+            "--price",
+            "0",
+            "--delivery-blocks",
+            "10",
+            "--doc",
+            &doc,
+        ],
+        "below the minimum",
+    );
+    // A buyer on the other shard is told why it cannot order yet.
+    refused_with(
+        &net,
+        &keys,
+        &["market", "order", &listing, "--from", "faraway"],
+        "not supported yet",
+    );
+
+    let placed = ok_json(&ios(
+        &net,
+        &keys,
+        &["market", "order", &listing, "--from", "client", "--json"],
+    ));
+    let order = placed["id"].as_str().unwrap().to_string();
+    refused_with(
+        &net,
+        &keys,
+        &["market", "accept", &order, "--from", "client"],
+        "only the provider may accept",
+    );
+    succeeds(
+        &net,
+        &keys,
+        &["market", "accept", &order, "--from", "maker"],
+    );
+    succeeds(
+        &net,
+        &keys,
+        &[
+            "market",
+            "deliver",
+            &order,
+            "--delivery",
+            &"cd".repeat(32),
+            "--from",
+            "maker",
+        ],
+    );
+    refused_with(
+        &net,
+        &keys,
+        &["market", "confirm", &order, "--from", "maker"],
+        "only the buyer may confirm",
+    );
+    succeeds(
+        &net,
+        &keys,
+        &["market", "confirm", &order, "--from", "client"],
+    );
+    let o = ok_json(&ios(&net, &keys, &["market", "show", &order, "--json"]));
+    assert_eq!(o["state"], "completed", "{o}");
+
+    // Sealed ratings, then revealed by both.
+    succeeds(
+        &net,
+        &keys,
+        &[
+            "market",
+            "rate",
+            &order,
+            "--from",
+            "client",
+            "--overall",
+            "5",
+            "--comment",
+            "Quick and clean",
+        ],
+    );
+    refused_with(
+        &net,
+        &keys,
+        &["market", "rate", &order, "--from", "client", "--reveal"],
+        "the other side has not rated yet",
+    );
+    refused_with(
+        &net,
+        &keys,
+        &[
+            "market",
+            "rate",
+            &order,
+            "--from",
+            "client",
+            "--overall",
+            "1",
+        ],
+        "already sealed",
+    );
+    succeeds(
+        &net,
+        &keys,
+        &[
+            "market",
+            "rate",
+            &order,
+            "--from",
+            "maker",
+            "--overall",
+            "4",
+        ],
+    );
+    succeeds(
+        &net,
+        &keys,
+        &["market", "rate", &order, "--from", "client", "--reveal"],
+    );
+    succeeds(
+        &net,
+        &keys,
+        &["market", "rate", &order, "--from", "maker", "--reveal"],
+    );
+    succeeds(
+        &net,
+        &keys,
+        &[
+            "market", "respond", &order, "--from", "maker", "--text", "Thanks!",
+        ],
+    );
+    let o = ok_json(&ios(&net, &keys, &["market", "show", &order, "--json"]));
+    let ratings = o["ratings"].as_array().unwrap();
+    assert!(ratings.iter().all(|r| r["revealed"] == true), "{o}");
+    let by_buyer = ratings.iter().find(|r| r["by"] == "buyer").unwrap();
+    assert_eq!(by_buyer["scores"]["overall"], 5);
+    assert_eq!(by_buyer["response"], "Thanks!");
+    let rep = ok_json(&ios(
+        &net,
+        &keys,
+        &["market", "reputation", "maker", "--json"],
+    ));
+    assert_eq!(rep["ratings"], 1);
+    assert!(rep["scores_milli"][0].as_u64().unwrap() > 3_000, "{rep}");
+    let text = ios(&net, &keys, &["market", "show", &order]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("Quick and clean"));
+}

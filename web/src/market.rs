@@ -1,0 +1,579 @@
+//! Market routes: listings, orders, disputes and reputation as the chain
+//! holds them, and the conversion of `MarketCallJson` into the module's
+//! calls (with the readable summary a signer is shown).
+//!
+//! Listing and order ids do not name their shard: a gateway (which runs
+//! every shard) looks on each account shard in turn.
+
+use crate::api::{parse_address, ApiError, Gateway};
+use crate::types::{
+    CaseJson, DisputeView, JurorView, ListingTermsJson, ListingView, MarketCallJson, OrderView,
+    PartyQuery, RatingView, ReputationView, ScoresJson,
+};
+use actix_web::web;
+use ios_chain::committee::read_account;
+use ios_chain::hash::Hash;
+use ios_chain::replica::Replica;
+use ios_chain::shard::BEACON;
+use ios_chain::types::{format_iost, Amount, ShardId};
+use ios_market::ftfs::{Rating, Scores, Tally};
+use ios_market::jury::{Case, Dispute};
+use ios_market::module::{
+    keys, Listing, ListingStatus, ListingTerms, MarketCall, MarketParams, RatingRecord,
+};
+use ios_market::order::{Order, OrderState};
+use ios_node::node::View;
+use ios_storage::ContentId;
+
+type ApiResult<T> = Result<web::Json<T>, ApiError>;
+
+pub fn configure(scope: &mut web::ServiceConfig) {
+    scope
+        .route("/market/listings", web::get().to(listings))
+        .route("/market/listings/{id}", web::get().to(listing))
+        .route("/market/orders", web::get().to(orders))
+        .route("/market/orders/{id}", web::get().to(order))
+        .route("/market/disputes/{order}", web::get().to(dispute))
+        .route("/market/reputation/{address}", web::get().to(reputation));
+}
+
+fn parse_hash(what: &str, s: &str) -> Result<Hash, ApiError> {
+    Hash::from_hex(s.trim())
+        .ok_or_else(|| ApiError::bad_request(format!("{what} must be 64 hex digits, got {s:?}")))
+}
+
+fn parse_salt(s: &str) -> Result<[u8; 32], ApiError> {
+    Ok(parse_hash("salt", s)?.0)
+}
+
+fn parse_cid(what: &str, s: &str) -> Result<ContentId, ApiError> {
+    s.trim()
+        .parse()
+        .map_err(|e: ios_storage::StorageError| ApiError::bad_request(format!("{what}: {e}")))
+}
+
+fn parse_units(what: &str, s: &str) -> Result<Amount, ApiError> {
+    s.trim().parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "{what} must be a whole number of base units as a string (1 IOST = 100000000), got {s:?}"
+        ))
+    })
+}
+
+fn terms(t: &ListingTermsJson) -> Result<ListingTerms, ApiError> {
+    let terms = ListingTerms {
+        title: t.title.clone(),
+        category: t.category.clone(),
+        price: parse_units("price", &t.price)?,
+        delivery_blocks: t.delivery_blocks,
+        doc: parse_cid("doc", &t.doc)?,
+    };
+    terms
+        .validate(&MarketParams::default())
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(terms)
+}
+
+fn case(c: &CaseJson) -> Result<Case, ApiError> {
+    let case = Case {
+        statement: c.statement.clone(),
+        evidence: c
+            .evidence
+            .iter()
+            .map(|e| parse_cid("evidence", e))
+            .collect::<Result<_, _>>()?,
+    };
+    case.validate()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    Ok(case)
+}
+
+fn scores(s: &ScoresJson) -> Scores {
+    Scores {
+        overall: s.overall,
+        quality: s.quality,
+        communication: s.communication,
+        timeliness: s.timeliness,
+    }
+}
+
+fn scores_json(s: &Scores) -> ScoresJson {
+    ScoresJson {
+        overall: s.overall,
+        quality: s.quality,
+        communication: s.communication,
+        timeliness: s.timeliness,
+    }
+}
+
+/// The module call a JSON call stands for, checked as far as it can be
+/// without state, and a one-line summary of what signing it does.
+pub fn market_call(c: &MarketCallJson) -> Result<(MarketCall, String), ApiError> {
+    let order = |s: &str| parse_hash("order", s);
+    Ok(match c {
+        MarketCallJson::CreateListing(t) => {
+            let t = terms(t)?;
+            let what = format!(
+                "list {:?} in {} at {}, delivered within {} blocks",
+                t.title,
+                t.category,
+                format_iost(t.price),
+                t.delivery_blocks
+            );
+            (MarketCall::CreateListing(t), what)
+        }
+        MarketCallJson::UpdateListing { listing, terms: t } => {
+            let listing = parse_hash("listing", listing)?;
+            let t = terms(t)?;
+            let what = format!(
+                "change listing {listing} to {:?} at {}",
+                t.title,
+                format_iost(t.price)
+            );
+            (MarketCall::UpdateListing { listing, terms: t }, what)
+        }
+        MarketCallJson::SetListingStatus { listing, status } => {
+            let listing = parse_hash("listing", listing)?;
+            let status = match status.as_str() {
+                "active" => ListingStatus::Active,
+                "paused" => ListingStatus::Paused,
+                "closed" => ListingStatus::Closed,
+                s => {
+                    return Err(ApiError::bad_request(format!(
+                        "status {s:?}: active, paused or closed"
+                    )))
+                }
+            };
+            let what = format!("mark listing {listing} {}", status.name());
+            (MarketCall::SetListingStatus { listing, status }, what)
+        }
+        MarketCallJson::PlaceOrder { listing, price } => {
+            let listing = parse_hash("listing", listing)?;
+            let price = parse_units("price", price)?;
+            let what = format!(
+                "order from listing {listing}: {} into escrow until the order ends",
+                format_iost(price)
+            );
+            (MarketCall::PlaceOrder { listing, price }, what)
+        }
+        MarketCallJson::Accept { order: o } => {
+            let o = order(o)?;
+            (MarketCall::Accept { order: o }, format!("accept order {o}"))
+        }
+        MarketCallJson::Decline { order: o } => {
+            let o = order(o)?;
+            (
+                MarketCall::Decline { order: o },
+                format!("decline order {o} (the buyer is refunded)"),
+            )
+        }
+        MarketCallJson::Cancel { order: o } => {
+            let o = order(o)?;
+            (
+                MarketCall::Cancel { order: o },
+                format!("cancel accepted order {o} (the buyer is refunded)"),
+            )
+        }
+        MarketCallJson::Deliver { order: o, delivery } => {
+            let o = order(o)?;
+            let delivery = parse_cid("delivery", delivery)?;
+            (
+                MarketCall::Deliver { order: o, delivery },
+                format!("deliver {delivery} for order {o}"),
+            )
+        }
+        MarketCallJson::Confirm { order: o } => {
+            let o = order(o)?;
+            (
+                MarketCall::Confirm { order: o },
+                format!("confirm order {o}: the provider is paid from escrow"),
+            )
+        }
+        MarketCallJson::CommitRating {
+            order: o,
+            commitment,
+        } => {
+            let o = order(o)?;
+            let commitment = parse_hash("commitment", commitment)?;
+            (
+                MarketCall::CommitRating {
+                    order: o,
+                    commitment,
+                },
+                format!("commit a sealed rating for order {o}"),
+            )
+        }
+        MarketCallJson::RevealRating {
+            order: o,
+            scores: s,
+            comment,
+            salt,
+        } => {
+            let o = order(o)?;
+            let rating = Rating {
+                scores: scores(s),
+                comment: comment.clone(),
+            };
+            rating
+                .validate()
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            let what = format!(
+                "reveal your rating of order {o}: {}/5 overall",
+                rating.scores.overall
+            );
+            (
+                MarketCall::RevealRating {
+                    order: o,
+                    rating,
+                    salt: parse_salt(salt)?,
+                },
+                what,
+            )
+        }
+        MarketCallJson::Respond { order: o, text } => {
+            let o = order(o)?;
+            ios_market::ftfs::check_text("response", text, ios_market::ftfs::MAX_RESPONSE)
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            (
+                MarketCall::Respond {
+                    order: o,
+                    text: text.clone(),
+                },
+                format!("respond publicly to the rating on order {o}"),
+            )
+        }
+        MarketCallJson::Dispute { order: o, case: c } => {
+            let o = order(o)?;
+            (
+                MarketCall::Dispute {
+                    order: o,
+                    case: case(c)?,
+                },
+                format!("dispute order {o} (a jury decides the buyer's share)"),
+            )
+        }
+        MarketCallJson::Answer { order: o, case: c } => {
+            let o = order(o)?;
+            (
+                MarketCall::Answer {
+                    order: o,
+                    case: case(c)?,
+                },
+                format!("answer the dispute over order {o}"),
+            )
+        }
+        MarketCallJson::JoinJuryPool => (
+            MarketCall::JoinJuryPool,
+            "offer to serve on juries".to_string(),
+        ),
+        MarketCallJson::LeaveJuryPool => {
+            (MarketCall::LeaveJuryPool, "leave the jury pool".to_string())
+        }
+        MarketCallJson::JuryCommit {
+            order: o,
+            commitment,
+        } => {
+            let o = order(o)?;
+            let commitment = parse_hash("commitment", commitment)?;
+            (
+                MarketCall::JuryCommit {
+                    order: o,
+                    commitment,
+                },
+                format!("commit a sealed jury vote on order {o}"),
+            )
+        }
+        MarketCallJson::JuryReveal {
+            order: o,
+            share,
+            salt,
+        } => {
+            let o = order(o)?;
+            if *share > 1_000_000 {
+                return Err(ApiError::bad_request(format!(
+                    "share is in ppm, 0 to 1000000, got {share}"
+                )));
+            }
+            (
+                MarketCall::JuryReveal {
+                    order: o,
+                    share: *share,
+                    salt: parse_salt(salt)?,
+                },
+                format!(
+                    "reveal your jury vote on order {o}: {}.{}% to the buyer",
+                    share / 10_000,
+                    share % 10_000 / 1_000
+                ),
+            )
+        }
+    })
+}
+
+/// The account shards in the order they are searched for an id.
+fn account_shards(v: &View<'_>) -> Vec<ShardId> {
+    let n = v.genesis.params.shards;
+    if n == 0 {
+        vec![BEACON]
+    } else {
+        (1..=n).collect()
+    }
+}
+
+/// The first account shard whose state holds `key`, with the value.
+pub fn find<'v, T: borsh::BorshDeserialize>(
+    v: &'v View<'_>,
+    key: &[u8],
+) -> Result<Option<(ShardId, &'v Replica, T)>, ApiError> {
+    for s in account_shards(v) {
+        let Some(r) = v.replicas.get(&s) else {
+            continue;
+        };
+        if let Some(t) =
+            ios_chain::committee::read::<T>(r.store(), key).map_err(|e| ApiError::chain(&e))?
+        {
+            return Ok(Some((s, r, t)));
+        }
+    }
+    Ok(None)
+}
+
+fn listing_view(shard: ShardId, r: &Replica, l: &Listing) -> Result<ListingView, ApiError> {
+    let tally: Tally = ios_chain::committee::read(r.store(), &keys::provider_tally(&l.provider))
+        .map_err(|e| ApiError::chain(&e))?
+        .unwrap_or_default();
+    Ok(ListingView {
+        id: l.id.to_hex(),
+        shard,
+        provider: l.provider.to_string(),
+        title: l.terms.title.clone(),
+        category: l.terms.category.clone(),
+        price: l.terms.price.to_string(),
+        delivery_blocks: l.terms.delivery_blocks,
+        doc: l.terms.doc.to_string(),
+        status: l.status.name().into(),
+        created: l.created,
+        updated: l.updated,
+        orders: l.orders,
+        provider_score_milli: tally.overall_milli(&MarketParams::default().ftfs),
+        provider_ratings: tally.count,
+    })
+}
+
+fn order_view(shard: ShardId, r: &Replica, o: &Order) -> Result<OrderView, ApiError> {
+    let p = MarketParams::default();
+    let mut ratings = Vec::new();
+    for (side, by) in [(0u8, "buyer"), (1u8, "provider")] {
+        let rec: Option<RatingRecord> =
+            ios_chain::committee::read(r.store(), &keys::rating(&o.id, side))
+                .map_err(|e| ApiError::chain(&e))?;
+        if let Some(rec) = rec {
+            let rv = rec.revealed.as_ref();
+            ratings.push(RatingView {
+                by: by.into(),
+                committed: rec.committed,
+                revealed: rv.is_some(),
+                scores: rv.map(|x| scores_json(&x.rating.scores)),
+                comment: rv.map(|x| x.rating.comment.clone()),
+                weight: rv.map(|x| x.weight),
+                response: rv.and_then(|x| x.response.clone()),
+            });
+        }
+    }
+    let (delivery, buyer_share) = match o.state {
+        OrderState::Delivered(d) => (Some(d.delivery.to_string()), None),
+        OrderState::Disputed(d) => (Some(d.delivery.to_string()), None),
+        OrderState::Resolved(r) => (None, Some(r.buyer_share)),
+        _ => (None, None),
+    };
+    Ok(OrderView {
+        id: o.id.to_hex(),
+        shard,
+        listing: o.listing.to_hex(),
+        buyer: o.buyer.to_string(),
+        provider: o.provider.to_string(),
+        price: o.price.to_string(),
+        placed: o.placed,
+        state: o.state.name().into(),
+        due: o.state.due(),
+        delivery,
+        buyer_share,
+        rate_by: o
+            .state
+            .rateable_since()
+            .map(|h| h.saturating_add(p.rating_blocks)),
+        ratings,
+    })
+}
+
+#[utoipa::path(get, path = "/api/v1/market/listings/{id}", tag = "market",
+    params(("id" = String, Path, description = "listing id (hex)")),
+    responses(
+        (status = 200, description = "The listing", body = ListingView),
+        (status = 404, description = "No such listing", body = crate::types::ErrorBody)))]
+pub async fn listing(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<ListingView> {
+    let id = parse_hash("listing id", &path)?;
+    let view = g
+        .node
+        .query(move |v| -> Result<ListingView, ApiError> {
+            let (s, r, l) = find::<Listing>(v, &keys::listing(&id))?
+                .ok_or_else(|| ApiError::not_found(format!("no listing {id}")))?;
+            listing_view(s, r, &l)
+        })
+        .await??;
+    Ok(web::Json(view))
+}
+
+#[utoipa::path(get, path = "/api/v1/market/listings", tag = "market",
+    params(PartyQuery),
+    responses(
+        (status = 200, description = "A provider's listings, oldest first", body = [ListingView]),
+        (status = 400, description = "Not an address", body = crate::types::ErrorBody)))]
+pub async fn listings(
+    g: web::Data<Gateway>,
+    q: web::Query<PartyQuery>,
+) -> ApiResult<Vec<ListingView>> {
+    let who = parse_address(&q.of)?;
+    let views = g
+        .node
+        .query(move |v| -> Result<Vec<ListingView>, ApiError> {
+            let Some((s, r, ids)) = find::<Vec<Hash>>(v, &keys::listings_of(&who))? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(l) =
+                    ios_chain::committee::read::<Listing>(r.store(), &keys::listing(&id))
+                        .map_err(|e| ApiError::chain(&e))?
+                {
+                    out.push(listing_view(s, r, &l)?);
+                }
+            }
+            Ok(out)
+        })
+        .await??;
+    Ok(web::Json(views))
+}
+
+#[utoipa::path(get, path = "/api/v1/market/orders/{id}", tag = "market",
+    params(("id" = String, Path, description = "order id (hex)")),
+    responses(
+        (status = 200, description = "The order, its deadlines and ratings", body = OrderView),
+        (status = 404, description = "No such order", body = crate::types::ErrorBody)))]
+pub async fn order(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<OrderView> {
+    let id = parse_hash("order id", &path)?;
+    let view = g
+        .node
+        .query(move |v| -> Result<OrderView, ApiError> {
+            let (s, r, o) = find::<Order>(v, &keys::order(&id))?
+                .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
+            order_view(s, r, &o)
+        })
+        .await??;
+    Ok(web::Json(view))
+}
+
+#[utoipa::path(get, path = "/api/v1/market/orders", tag = "market",
+    params(PartyQuery),
+    responses(
+        (status = 200, description = "Orders the account is buyer or provider of, oldest first", body = [OrderView]),
+        (status = 400, description = "Not an address", body = crate::types::ErrorBody)))]
+pub async fn orders(g: web::Data<Gateway>, q: web::Query<PartyQuery>) -> ApiResult<Vec<OrderView>> {
+    let who = parse_address(&q.of)?;
+    let views = g
+        .node
+        .query(move |v| -> Result<Vec<OrderView>, ApiError> {
+            let Some((s, r, ids)) = find::<Vec<Hash>>(v, &keys::orders_of(&who))? else {
+                return Ok(Vec::new());
+            };
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(o) = ios_chain::committee::read::<Order>(r.store(), &keys::order(&id))
+                    .map_err(|e| ApiError::chain(&e))?
+                {
+                    out.push(order_view(s, r, &o)?);
+                }
+            }
+            Ok(out)
+        })
+        .await??;
+    Ok(web::Json(views))
+}
+
+#[utoipa::path(get, path = "/api/v1/market/disputes/{order}", tag = "market",
+    params(("order" = String, Path, description = "the disputed order's id (hex)")),
+    responses(
+        (status = 200, description = "The dispute, its cases and its jury", body = DisputeView),
+        (status = 404, description = "No dispute over that order", body = crate::types::ErrorBody)))]
+pub async fn dispute(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<DisputeView> {
+    let id = parse_hash("order id", &path)?;
+    let view = g
+        .node
+        .query(move |v| -> Result<DisputeView, ApiError> {
+            let (_, _, d) = find::<Dispute>(v, &keys::dispute(&id))?
+                .ok_or_else(|| ApiError::not_found(format!("no dispute over order {id}")))?;
+            let case_json = |c: &Case| CaseJson {
+                statement: c.statement.clone(),
+                evidence: c.evidence.iter().map(|e| e.to_string()).collect(),
+            };
+            Ok(DisputeView {
+                order: id.to_hex(),
+                opened_by: if d.by_buyer { "buyer" } else { "provider" }.into(),
+                opened: d.opened,
+                statement: d.case.statement.clone(),
+                evidence: d.case.evidence.iter().map(|e| e.to_string()).collect(),
+                answer: d.answer.as_ref().map(case_json),
+                round: d.round,
+                jurors: d
+                    .jurors
+                    .iter()
+                    .map(|j| JurorView {
+                        address: j.address.to_string(),
+                        committed: j.commitment.is_some(),
+                        vote: j.vote,
+                    })
+                    .collect(),
+                commit_by: d.commit_by,
+                reveal_by: d.reveal_by,
+            })
+        })
+        .await??;
+    Ok(web::Json(view))
+}
+
+#[utoipa::path(get, path = "/api/v1/market/reputation/{address}", tag = "market",
+    params(("address" = String, Path, description = "bech32 address")),
+    responses(
+        (status = 200, description = "FTFS scores, rating distribution and reputation", body = ReputationView),
+        (status = 400, description = "Not an address", body = crate::types::ErrorBody)))]
+pub async fn reputation(
+    g: web::Data<Gateway>,
+    path: web::Path<String>,
+) -> ApiResult<ReputationView> {
+    let who = parse_address(&path)?;
+    let view = g
+        .node
+        .query(move |v| -> Result<ReputationView, ApiError> {
+            let shard = crate::api::account_shard(v, v.genesis.params.shards, &who);
+            let r = v.replicas.get(&shard).ok_or_else(|| {
+                ApiError::unavailable(format!("this node does not run shard {shard}"))
+            })?;
+            let tally: Tally = ios_chain::committee::read(r.store(), &keys::tally(&who))
+                .map_err(|e| ApiError::chain(&e))?
+                .unwrap_or_default();
+            let a = read_account(r.store(), &who).map_err(|e| ApiError::chain(&e))?;
+            let p = MarketParams::default().ftfs;
+            Ok(ReputationView {
+                address: who.to_string(),
+                shard,
+                ratings: tally.count,
+                scores_milli: tally.scores_milli(&p),
+                histogram: tally.histogram,
+                reputation: a.reputation,
+                believability: a.believability(&v.genesis.params.believability),
+                servi: a.servi,
+            })
+        })
+        .await??;
+    Ok(web::Json(view))
+}
