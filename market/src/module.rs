@@ -35,6 +35,11 @@ pub const MARKET_MODULE: ModuleId = ModuleId(3);
 const NAME: &str = "market";
 
 pub const MAX_TITLE: usize = 128;
+/// Accounts the jury pool holds at most (it is one state value, read at
+/// every draw).
+pub const MAX_JURY_POOL: usize = 10_000;
+/// Blocks after which a deadline or jury whose settlement failed is tried again.
+pub const RETRY_BLOCKS: Height = 100;
 pub const MAX_CATEGORY: usize = 64;
 
 /// Consensus parameters of the market (the same on every node).
@@ -308,6 +313,9 @@ pub mod keys {
     pub fn listings_of(provider: &Address) -> Vec<u8> {
         key(&[b"listings/", &provider.0])
     }
+    /// Accounts that ever listed on this shard, sorted (what a catalog
+    /// reads to see every listing).
+    pub const PROVIDERS: &[u8] = b"market/providers";
     pub fn order(id: &Hash) -> Vec<u8> {
         key(&[b"order/", &id.0])
     }
@@ -343,6 +351,10 @@ pub mod keys {
     /// The dispute over an order.
     pub fn dispute(order: &Hash) -> Vec<u8> {
         key(&[b"dispute/", &order.0])
+    }
+    /// The FTFS part of an account's reputation, as last applied.
+    pub fn ftfs_reputation(who: &Address) -> Vec<u8> {
+        key(&[b"ftfs_reputation/", &who.0])
     }
     /// Accounts that offer to serve on juries, sorted.
     pub const JURY_POOL: &[u8] = b"market/jury_pool";
@@ -420,6 +432,11 @@ impl MarketModule {
         };
         ctx.put(&keys::listing(&id), &listing)?;
         MarketModule::push(ctx, &keys::listings_of(&listing.provider), id)?;
+        let mut providers: Vec<Address> = ctx.get(keys::PROVIDERS)?.unwrap_or_default();
+        if let Err(i) = providers.binary_search(&listing.provider) {
+            providers.insert(i, listing.provider);
+            ctx.put(keys::PROVIDERS, &providers)?;
+        }
         ctx.emit("listing", &(id, listing.provider));
         Ok(())
     }
@@ -485,6 +502,7 @@ impl MarketModule {
             provider: l.provider,
             price,
             placed: now,
+            delivery_blocks: l.terms.delivery_blocks,
             state: OrderState::Funded(Funded {
                 accept_by: now.saturating_add(self.params.accept_blocks),
             }),
@@ -519,8 +537,7 @@ impl MarketModule {
     ) -> Result<Amount> {
         let mut order = MarketModule::order(ctx, &id)?;
         let actor = actor.unwrap_or_else(|| order.actor(&ctx.sender));
-        let listing = MarketModule::listing(ctx, &order.listing)?;
-        let w = self.windows(listing.terms.delivery_blocks);
+        let w = self.windows(order.delivery_blocks);
         let (state, money) = order
             .step(action, actor, ctx.env.height, &w)
             .map_err(refuse)?;
@@ -551,6 +568,19 @@ impl MarketModule {
         self.save(ctx, &order)?;
         ctx.emit("order", &(order.id, order.state.name()));
         Ok(jury_fee)
+    }
+
+    /// Moves `who`'s reputation to the FTFS value `rep` by the change since
+    /// the last FTFS value, so what lowered it meanwhile (missed proposals,
+    /// slashing, unrevealed jury votes) is not undone.
+    fn set_reputation(ctx: Ctx<'_, '_, '_>, who: &Address, rep: Ppm) -> Result<()> {
+        let key = keys::ftfs_reputation(who);
+        let old: Ppm = ctx.get(&key)?.unwrap_or(0);
+        let mut a = ctx.account(who)?;
+        let moved = (a.reputation as i64 + rep as i64 - old as i64).clamp(0, PPM as i64);
+        a.reputation = moved as Ppm;
+        ctx.set_account(who, &a);
+        ctx.put(&key, &rep)
     }
 
     fn by_party(&self, ctx: Ctx<'_, '_, '_>, id: Hash, action: Action) -> Result<()> {
@@ -674,9 +704,7 @@ impl MarketModule {
         if weight > 0 {
             ctx.put(&pair_key, &previous.saturating_add(1))?;
         }
-        let mut ratee_acct = ctx.account(&ratee)?;
-        ratee_acct.reputation = tally.reputation(p);
-        ctx.set_account(&ratee, &ratee_acct);
+        MarketModule::set_reputation(ctx, &ratee, tally.reputation(p))?;
         // Read again: rater and ratee differ, but the rater's account must
         // not be written from a copy older than the ratee's write.
         rater_acct = ctx.account(&rater)?;
@@ -799,6 +827,22 @@ impl MarketModule {
 
     fn jury_pool(&self, ctx: Ctx<'_, '_, '_>, join: bool) -> Result<()> {
         let mut pool: Vec<Address> = ctx.get(keys::JURY_POOL)?.unwrap_or_default();
+        if join {
+            let b = ctx
+                .account(&ctx.sender)?
+                .believability(&ctx.params.believability);
+            if b < self.params.juror_floor {
+                return Err(refuse(MarketError::Invalid(format!(
+                    "a juror needs a believability of {} ppm; this account has {b}",
+                    self.params.juror_floor
+                ))));
+            }
+            if pool.len() >= MAX_JURY_POOL {
+                return Err(refuse(MarketError::Invalid(format!(
+                    "the jury pool is full ({MAX_JURY_POOL} accounts)"
+                ))));
+            }
+        }
         match (pool.binary_search(&ctx.sender), join) {
             (Err(i), true) => pool.insert(i, ctx.sender),
             (Ok(i), false) => {
@@ -896,7 +940,9 @@ impl MarketModule {
             ctx.get::<Dispute>(&keys::dispute(id))
                 .ok()
                 .flatten()
-                .is_some_and(|d| d.opened_epoch < epoch)
+                // Not the next epoch's randomness, which the beacon may have
+                // made public before this shard switched: the one after.
+                .is_some_and(|d| d.opened_epoch.saturating_add(2) <= epoch)
         });
         if ready.is_empty() {
             return Ok(());
@@ -984,10 +1030,11 @@ impl MarketModule {
             a.reputation = (a.reputation as u128 * keep / PPM as u128) as Ppm;
             ctx.set_account(&j.address, &a);
         }
-        let verdict = match jury::verdict(&d.jurors) {
-            Some(v) => v,
-            // No jury decided, draw after draw: an even split.
-            None if d.round >= self.params.max_draws => PPM as Ppm / 2,
+        let (verdict, decided) = match jury::verdict(&d.jurors) {
+            Some(v) => (v, true),
+            // No jury decided, draw after draw: an even split (and no
+            // verdict against anyone).
+            None if d.round >= self.params.max_draws => (PPM as Ppm / 2, false),
             None => {
                 // Too few revealed: a new jury from the next epoch's randomness.
                 d.jurors.clear();
@@ -1001,16 +1048,11 @@ impl MarketModule {
         let fee = self.act(ctx, id, Action::Verdict(verdict), Some(Actor::Chain))?;
         // A dispute the provider lost counts against it as the jurors'
         // one-star rating, weighed by the order's value and the share lost.
-        if verdict > 0 {
+        if decided && verdict > 0 {
             let order = MarketModule::order(ctx, &id)?;
             let p = &self.params.ftfs;
-            let w = ftfs::verdict_weight(
-                order.price,
-                verdict,
-                self.params.jury_size as u32,
-                p,
-                &Defences::ALL,
-            );
+            let revealed = d.jurors.iter().filter(|j| j.vote.is_some()).count() as u32;
+            let w = ftfs::verdict_weight(order.price, verdict, revealed, p, &Defences::ALL);
             for key in [
                 keys::tally(&order.provider),
                 keys::provider_tally(&order.provider),
@@ -1020,9 +1062,7 @@ impl MarketModule {
                 ctx.put(&key, &t)?;
             }
             let t: Tally = ctx.get(&keys::tally(&order.provider))?.unwrap_or_default();
-            let mut a = ctx.account(&order.provider)?;
-            a.reputation = t.reputation(p);
-            ctx.set_account(&order.provider, &a);
+            MarketModule::set_reputation(ctx, &order.provider, t.reputation(p))?;
         }
         let agreeing: Vec<Address> = d
             .jurors
@@ -1055,6 +1095,29 @@ impl MarketModule {
         Ok(())
     }
 
+    fn settle_deadlines(&self, ctx: Ctx<'_, '_, '_>) -> Result<()> {
+        let h = ctx.env.height;
+        let due: Vec<Hash> = ctx.get(&keys::due(h))?.unwrap_or_default();
+        if due.is_empty() {
+            return Ok(());
+        }
+        ctx.delete(&keys::due(h))?;
+        for id in due {
+            let Some(order) = ctx.get::<Order>(&keys::order(&id))? else {
+                continue;
+            };
+            // Filed under the deadline of a state it has since left.
+            if order.state.due().is_none_or(|d| d > h) {
+                continue;
+            }
+            if let Err(e) = ctx.nested(|c| self.act(c, id, Action::Deadline, Some(Actor::Chain))) {
+                ctx.emit("settle_failed", &(id, e.to_string()));
+                MarketModule::push(ctx, &keys::due(h.saturating_add(RETRY_BLOCKS)), id)?;
+            }
+        }
+        Ok(())
+    }
+
     fn settle_juries(&self, ctx: Ctx<'_, '_, '_>) -> Result<()> {
         let h = ctx.env.height;
         let due: Vec<Hash> = ctx.get(&keys::jury_due(h))?.unwrap_or_default();
@@ -1066,11 +1129,12 @@ impl MarketModule {
             let Some(d) = ctx.get::<Dispute>(&keys::dispute(&id))? else {
                 continue;
             };
-            if d.reveal_by + 1 != h || d.jurors.is_empty() {
+            if d.reveal_by.saturating_add(1) > h || d.jurors.is_empty() {
                 continue;
             }
             if let Err(e) = ctx.nested(|c| self.settle_dispute(c, d)) {
                 ctx.emit("settle_failed", &(id, e.to_string()));
+                MarketModule::push(ctx, &keys::jury_due(h.saturating_add(RETRY_BLOCKS)), id)?;
             }
         }
         Ok(())
@@ -1130,26 +1194,16 @@ impl Module for MarketModule {
     /// Draws juries due, settles juries whose reveal window closed, and
     /// settles the orders whose deadline passed with this block.
     fn end_block(&self, ctx: &mut CallContext<'_, '_>) -> Result<()> {
-        self.draw_juries(ctx)?;
-        self.settle_juries(ctx)?;
-        let h = ctx.env.height;
-        let due: Vec<Hash> = ctx.get(&keys::due(h))?.unwrap_or_default();
-        if due.is_empty() {
-            return Ok(());
-        }
-        ctx.delete(&keys::due(h))?;
-        for id in due {
-            let Some(order) = ctx.get::<Order>(&keys::order(&id))? else {
-                continue;
-            };
-            // Filed under an older deadline of a state it has since left.
-            if order.state.due() != Some(h) {
-                continue;
-            }
-            // One order's failure must not stop the block (nor the chain):
-            // its writes are dropped and the failure recorded as an event.
-            if let Err(e) = ctx.nested(|c| self.act(c, id, Action::Deadline, Some(Actor::Chain))) {
-                ctx.emit("settle_failed", &(id, e.to_string()));
+        // Nothing here may stop the block (nor the chain): each part, and
+        // each order in it, runs nested; a failure drops its writes, is
+        // recorded as an event and is tried again later.
+        for (part, r) in [
+            ("draw", ctx.nested(|c| self.draw_juries(c))),
+            ("juries", ctx.nested(|c| self.settle_juries(c))),
+            ("deadlines", ctx.nested(|c| self.settle_deadlines(c))),
+        ] {
+            if let Err(e) = r {
+                ctx.emit("end_block_failed", &(part.to_string(), e.to_string()));
             }
         }
         Ok(())

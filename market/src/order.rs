@@ -109,9 +109,9 @@ impl OrderState {
     /// The block from which the order moves by itself, if it does.
     pub fn due(&self) -> Option<Height> {
         match self {
-            OrderState::Funded(s) => Some(s.accept_by + 1),
-            OrderState::Accepted(s) => Some(s.deliver_by + 1),
-            OrderState::Delivered(s) => Some(s.review_by + 1),
+            OrderState::Funded(s) => Some(s.accept_by.saturating_add(1)),
+            OrderState::Accepted(s) => Some(s.deliver_by.saturating_add(1)),
+            OrderState::Delivered(s) => Some(s.review_by.saturating_add(1)),
             _ => None,
         }
     }
@@ -341,6 +341,9 @@ pub struct Order {
     pub provider: Address,
     pub price: Amount,
     pub placed: Height,
+    /// The listing's delivery time when the order was placed: what the
+    /// buyer agreed to, whatever the listing says later.
+    pub delivery_blocks: Height,
     pub state: OrderState,
 }
 
@@ -486,6 +489,7 @@ mod tests {
             provider: Address([2; 32]),
             price: 1_000_000,
             placed: 10,
+            delivery_blocks: 100,
             state: OrderState::Funded(Funded { accept_by: 20 }),
         }
     }

@@ -169,6 +169,7 @@ impl Gateway {
         crate::store::content,
         crate::store::search,
         crate::store::providers,
+        crate::market::search,
         crate::market::listings,
         crate::market::listing,
         crate::market::orders,

@@ -244,6 +244,31 @@ impl Client {
         self.get(&format!("/api/v1/store/objects?owner={owner}"))
     }
 
+    /// Searches active listings.
+    pub fn search_listings(&self, q: &ListingSearchParams) -> Result<ListingSearchResponse> {
+        let url = format!("{}/api/v1/market/search", self.base);
+        let mut pairs: Vec<(&str, String)> =
+            vec![("q", q.q.clone()), ("offset", q.offset.to_string())];
+        for (k, v) in [
+            ("category", q.category.clone()),
+            ("provider", q.provider.clone()),
+            ("sort", q.sort.clone()),
+            ("min_price", q.min_price.map(|n| n.to_string())),
+            ("max_price", q.max_price.map(|n| n.to_string())),
+            ("limit", q.limit.map(|n| n.to_string())),
+        ] {
+            if let Some(v) = v {
+                pairs.push((k, v));
+            }
+        }
+        let r = self
+            .agent
+            .get(&url)
+            .query_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+            .call();
+        self.answer(&url, r)
+    }
+
     pub fn listing(&self, id: &str) -> Result<ListingView> {
         self.get(&format!("/api/v1/market/listings/{id}"))
     }

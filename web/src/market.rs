@@ -7,8 +7,9 @@
 
 use crate::api::{parse_address, ApiError, Gateway};
 use crate::types::{
-    CaseJson, DisputeView, JurorView, ListingTermsJson, ListingView, MarketCallJson, OrderView,
-    PartyQuery, RatingView, ReputationView, ScoresJson,
+    CaseJson, DisputeView, JurorView, ListingHit, ListingSearchParams, ListingSearchResponse,
+    ListingTermsJson, ListingView, MarketCallJson, OrderView, PartyQuery, RatingView,
+    ReputationView, ScoresJson,
 };
 use actix_web::web;
 use ios_chain::committee::read_account;
@@ -29,6 +30,7 @@ type ApiResult<T> = Result<web::Json<T>, ApiError>;
 
 pub fn configure(scope: &mut web::ServiceConfig) {
     scope
+        .route("/market/search", web::get().to(search))
         .route("/market/listings", web::get().to(listings))
         .route("/market/listings/{id}", web::get().to(listing))
         .route("/market/orders", web::get().to(orders))
@@ -576,4 +578,82 @@ pub async fn reputation(
         })
         .await??;
     Ok(web::Json(view))
+}
+
+#[utoipa::path(get, path = "/api/v1/market/search", tag = "market",
+    params(ListingSearchParams),
+    responses(
+        (status = 200, description = "Active listings matching the query", body = ListingSearchResponse),
+        (status = 400, description = "Bad query, sort, prices or paging", body = crate::types::ErrorBody),
+        (status = 503, description = "This gateway does not search", body = crate::types::ErrorBody)))]
+pub async fn search(
+    g: web::Data<Gateway>,
+    p: web::Query<ListingSearchParams>,
+) -> ApiResult<ListingSearchResponse> {
+    use ios_node::listings::ListingQuery;
+    use ios_node::search::SearchError;
+    let catalog = g
+        .catalog
+        .clone()
+        .ok_or_else(|| ApiError::unavailable("this gateway does not search"))?;
+    let p = p.into_inner();
+    let provider = p
+        .provider
+        .as_deref()
+        .map(|o| parse_address(o).map(|a| a.to_string()))
+        .transpose()?;
+    let bad = |e: SearchError| ApiError::bad_request(e.to_string());
+    let q = ListingQuery {
+        text: p.q,
+        category: p.category.filter(|c| !c.is_empty()),
+        provider,
+        min_price: p.min_price,
+        max_price: p.max_price,
+        sort: p
+            .sort
+            .as_deref()
+            .unwrap_or("relevance")
+            .parse()
+            .map_err(bad)?,
+        offset: p.offset,
+        limit: p.limit.unwrap_or(20),
+    };
+    let status = catalog.status();
+    let found = web::block(move || catalog.search_listings(&q))
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?
+        .map_err(|e| match e {
+            SearchError::BadQuery(_) => bad(e),
+            other => ApiError::new(
+                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+                "search",
+                other.to_string(),
+            ),
+        })?;
+    Ok(web::Json(ListingSearchResponse {
+        total: found.total,
+        hits: found
+            .hits
+            .into_iter()
+            .map(|h| ListingHit {
+                id: h.id,
+                shard: h.shard,
+                provider: h.provider,
+                title: h.title,
+                category: h.category,
+                description: h.description,
+                price: h.price.to_string(),
+                delivery_blocks: h.delivery_blocks,
+                provider_score_milli: h.score_milli,
+                provider_ratings: h.ratings,
+                created: h.created,
+                doc: h.doc,
+            })
+            .collect(),
+        indexed_heights: status
+            .heights
+            .iter()
+            .map(|(s, h)| (s.to_string(), *h))
+            .collect(),
+    }))
 }

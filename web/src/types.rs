@@ -639,3 +639,55 @@ pub struct PartyQuery {
     /// bech32 address.
     pub of: String,
 }
+
+/// A search of active listings (`GET /api/v1/market/search`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct ListingSearchParams {
+    /// Words to find in titles, categories and listing descriptions
+    /// (empty: every active listing).
+    #[serde(default)]
+    pub q: String,
+    /// This category or any under it (`design` finds `design/logo`).
+    pub category: Option<String>,
+    /// Only this provider's listings (address).
+    pub provider: Option<String>,
+    /// Base units.
+    pub min_price: Option<u64>,
+    pub max_price: Option<u64>,
+    /// relevance (default), newest, price_low, price_high, reputation.
+    pub sort: Option<String>,
+    #[serde(default)]
+    pub offset: usize,
+    /// Hits per page (default 20, at most 100).
+    pub limit: Option<usize>,
+}
+
+/// One active listing found by search.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListingHit {
+    pub id: String,
+    pub shard: u16,
+    pub provider: String,
+    pub title: String,
+    pub category: String,
+    /// The listing document's description, when it is a public object.
+    pub description: String,
+    /// Base units.
+    pub price: String,
+    pub delivery_blocks: u64,
+    pub provider_score_milli: u64,
+    pub provider_ratings: u64,
+    /// The block it was listed in.
+    pub created: u64,
+    pub doc: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ListingSearchResponse {
+    /// Matches in all (not only this page).
+    pub total: usize,
+    pub hits: Vec<ListingHit>,
+    /// How far the catalog has read each shard (a listing made after
+    /// that is not found yet).
+    pub indexed_heights: std::collections::BTreeMap<String, u64>,
+}

@@ -904,3 +904,35 @@ fn a_jury_that_does_not_reveal_is_redrawn_then_the_order_split() {
     };
     assert_eq!(r.buyer_share, 500_000);
 }
+
+#[test]
+fn an_order_keeps_the_delivery_time_it_was_placed_with() {
+    let mut w = world();
+    let order = place(&mut w);
+    // The provider lengthens the delivery time after the order came in.
+    ok(w.chain.run(
+        &w.provider,
+        MarketCall::UpdateListing {
+            listing: w.listing,
+            terms: ListingTerms {
+                delivery_blocks: 100_000,
+                ..terms("A logo in a day")
+            },
+        },
+    ));
+    ok(w.chain.run(&w.provider, MarketCall::Accept { order }));
+    let OrderState::Accepted(a) = w.chain.order(&order).state else {
+        panic!("accepted")
+    };
+    assert_eq!(
+        a.deliver_by,
+        a.accepted + 10,
+        "the 10 blocks the buyer ordered with"
+    );
+    // A juror needs believability; the pool refuses one without.
+    let fresh = Keypair::from_seed("stranger", 0);
+    refused(
+        w.chain.run(&fresh, MarketCall::JoinJuryPool),
+        "a juror needs a believability",
+    );
+}

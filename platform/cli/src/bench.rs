@@ -48,6 +48,24 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// Market order lifecycles through consensus on one shard (place, accept, deliver, confirm,
+    /// rate), and a rating's cost against a plain transfer's, with the machine's limits.
+    Market {
+        #[arg(long, default_value_t = 4)]
+        validators: usize,
+        /// Order lifecycles to run.
+        #[arg(long, default_value_t = 2_000)]
+        orders: usize,
+        /// Orders each provider takes.
+        #[arg(long, default_value_t = 4)]
+        orders_per_provider: usize,
+        /// Transactions per block.
+        #[arg(long, default_value_t = 2_000)]
+        block_txs: u32,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// One shard in the simulator's engines with real signatures: TPS, finality, SMT, vs verify rate.
     Chain {
         #[arg(long, default_value_t = 4)]
@@ -250,6 +268,50 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                         if s.p99_target_met { "met" } else { "NOT met" }
                     );
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchWhat::Market {
+            validators,
+            orders,
+            orders_per_provider,
+            block_txs,
+            json,
+        } => {
+            let dir = bench_dir()?;
+            let cfg = ios_node::bench_market::MarketBenchConfig {
+                validators,
+                orders,
+                orders_per_provider,
+                block_txs,
+            };
+            let r = ios_node::bench_market::run_market(&cfg, &dir, |p| eprintln!("bench: {p}..."));
+            let _ = std::fs::remove_dir_all(&dir);
+            let r = r?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "order lifecycles/s    {:.1} ({} orders, one shard of {} validators)",
+                    r.lifecycles_per_sec, r.orders, r.validators
+                );
+                println!(
+                    "across shards         not measured: orders across shards are not built yet"
+                );
+                for p in &r.phases {
+                    println!(
+                        "  {:<16}    {:>6} txs in {:.2} s = {:.0}/s",
+                        p.phase, p.txs, p.seconds, p.tps
+                    );
+                }
+                println!(
+                    "rating vs transfer    {:.0} reveals/s vs {:.0} transfers/s: a rating costs {:.2} transfers",
+                    r.reveal_tps, r.transfer_tps, r.rating_cost_in_transfers
+                );
+                println!(
+                    "ed25519 verify/s      {:.0} batch of 1024, {:.0} single (1 core)",
+                    r.limits.ed25519_batch_verify_per_sec, r.limits.ed25519_single_verify_per_sec
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -102,6 +102,30 @@ enum MarketCommand {
         #[arg(long)]
         from: String,
     },
+    /// Find active listings by words, category, price and provider.
+    Search {
+        /// Words in titles, categories and listing descriptions (none: all).
+        #[arg(default_value = "")]
+        query: String,
+        /// This category or any under it (design finds design/logo).
+        #[arg(long)]
+        category: Option<String>,
+        /// A bech32 address or a key name.
+        #[arg(long)]
+        provider: Option<String>,
+        /// IOST.
+        #[arg(long)]
+        min_price: Option<String>,
+        #[arg(long)]
+        max_price: Option<String>,
+        /// relevance, newest, price_low, price_high or reputation.
+        #[arg(long, default_value = "relevance")]
+        sort: String,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
+    },
     /// A provider's listings.
     List {
         /// A bech32 address or a key name.
@@ -289,7 +313,7 @@ impl Ctx {
             .map_or(0, |s| s.height))
     }
 
-    fn sealed_path(&self, kind: &str, order: &str, who: &Address) -> PathBuf {
+    fn sealed_path(&self, kind: &str, order: &Hash, who: &Address) -> PathBuf {
         let keys = self
             .keystore
             .keystore
@@ -298,7 +322,7 @@ impl Ctx {
         let dir = keys
             .parent()
             .map_or_else(|| keys.join("sealed"), |p| p.join("sealed"));
-        dir.join(format!("{kind}-{order}-{who}.json"))
+        dir.join(format!("{kind}-{}-{who}.json", order.to_hex()))
     }
 }
 
@@ -373,8 +397,19 @@ fn write_sealed(path: &PathBuf, sealed: &Sealed, what: &str) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(sealed)?)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts
+            .open(&tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        f.write_all(&serde_json::to_vec_pretty(sealed)?)?;
+        // On disk before the commitment is sent: it is the only way to reveal.
+        f.sync_all()?;
+    }
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -486,6 +521,56 @@ pub fn run(a: MarketArgs) -> Result<ExitCode> {
         }
         MarketCommand::Close { listing, from } => {
             done(c.send(&from, status_call(listing, "closed"))?)
+        }
+        MarketCommand::Search {
+            query,
+            category,
+            provider,
+            min_price,
+            max_price,
+            sort,
+            limit,
+            offset,
+        } => {
+            let price = |p: &Option<String>, what: &str| -> Result<Option<u64>> {
+                p.as_deref()
+                    .map(|p| parse_iost(p).map_err(|e| anyhow!("--{what}: {e}")))
+                    .transpose()
+            };
+            let provider = provider
+                .map(|p| c.address(&p).map(|a| a.to_string()))
+                .transpose()?;
+            let found = c
+                .client
+                .search_listings(&ios_web::types::ListingSearchParams {
+                    q: query,
+                    category,
+                    provider,
+                    min_price: price(&min_price, "min-price")?,
+                    max_price: price(&max_price, "max-price")?,
+                    sort: Some(sort),
+                    offset,
+                    limit: Some(limit),
+                })?;
+            if out == Out::Json {
+                print_json(&found)?;
+            } else {
+                println!("{} listings found", found.total);
+                for h in &found.hits {
+                    let price: u64 = h.price.parse().unwrap_or(0);
+                    println!(
+                        "{}  {}  [{}]  {}  score {:.2} ({} ratings)  by {}",
+                        h.id,
+                        crate::store::printable(&h.title),
+                        h.category,
+                        format_iost(price),
+                        h.provider_score_milli as f64 / 1000.0,
+                        h.provider_ratings,
+                        h.provider
+                    );
+                }
+            }
+            ExitCode::SUCCESS
         }
         MarketCommand::List { provider } => {
             let who = c.address(&provider)?;
@@ -679,7 +764,9 @@ fn vote(
 ) -> Result<ExitCode> {
     let me = c.address(from)?;
     let id = parse_hash("the order", &order)?;
-    let path = c.sealed_path("vote", &order, &me);
+    let order = id.to_hex();
+    let round = c.client.dispute(&order)?.round;
+    let path = c.sealed_path(&format!("vote{round}"), &id, &me);
     if !reveal {
         let pct = share.ok_or_else(|| anyhow!("--share (0 to 100) is required to vote"))?;
         if !(0.0..=100.0).contains(&pct) {
@@ -716,7 +803,17 @@ fn vote(
         // Refused by the chain: the salt is of no use. (An error while
         // waiting keeps it: the commitment may still land.)
         if sent?.is_none() {
-            let _ = std::fs::remove_file(&path);
+            // Refused: the salt is of no use, unless a commitment from an
+            // earlier try is what the chain holds.
+            let held = c
+                .client
+                .dispute(&order)?
+                .jurors
+                .iter()
+                .any(|j| j.address == me.to_string() && j.committed);
+            if !held {
+                let _ = std::fs::remove_file(&path);
+            }
             return Ok(ExitCode::FAILURE);
         }
         if no_wait {
@@ -774,7 +871,8 @@ fn rate(
 ) -> Result<ExitCode> {
     let me = c.address(from)?;
     let id = parse_hash("the order", &order)?;
-    let path = c.sealed_path("rating", &order, &me);
+    let order = id.to_hex();
+    let path = c.sealed_path("rating", &id, &me);
     if !reveal {
         let s = scores.ok_or_else(|| anyhow!("--overall (1 to 5) is required to rate"))?;
         let rating = Rating {
@@ -811,7 +909,22 @@ fn rate(
             },
         );
         if sent?.is_none() {
-            let _ = std::fs::remove_file(&path);
+            // Refused: the salt is of no use, unless a commitment from an
+            // earlier try is what the chain holds.
+            let side = if o.buyer == me.to_string() {
+                "buyer"
+            } else {
+                "provider"
+            };
+            let held = c
+                .client
+                .market_order(&order)?
+                .ratings
+                .iter()
+                .any(|r| r.by == side);
+            if !held {
+                let _ = std::fs::remove_file(&path);
+            }
             return Ok(ExitCode::FAILURE);
         }
         if !wait {

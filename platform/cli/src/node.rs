@@ -70,8 +70,9 @@ pub fn reindex(a: ReindexArgs) -> Result<ExitCode> {
     })
     .with_context(|| format!("rebuilding the search index of {}", dir.display()))?;
     let total: usize = done.objects.values().sum();
+    let listings: usize = done.listings.values().sum();
     println!(
-        "rebuilt the search index of {} in {:.1} s: {total} public objects from {} account shards",
+        "rebuilt the search indexes of {} in {:.1} s: {total} public objects and {listings} active listings from {} account shards",
         dir.display(),
         started.elapsed().as_secs_f64(),
         done.objects.len()

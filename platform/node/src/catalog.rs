@@ -10,18 +10,30 @@
 //! (a new index, `ios reindex`) or whose old blocks are gone (fast sync,
 //! pruning) is read whole from state instead.
 //!
-//! On disk: the tantivy index in `<data>/search` and the cursor (height and
+//! The same feeder keeps the market's listing search ([`crate::listings`]):
+//! a market `listing` event re-reads that listing (indexed while active),
+//! and a rating of a provider or a verdict against one re-reads its
+//! listings with its new seller score.
+//!
+//! On disk: the tantivy indexes in `<data>/search` and `<data>/listings`
+//! and the cursor (height and
 //! epoch seen per shard, bodies still to fetch) in `<data>/catalog.json`,
 //! written after each index commit (and every 10 s while blocks bring
 //! nothing to index): a crash replays some blocks, and indexing an object
 //! twice is harmless.
 
+use crate::listings::{ListingDoc, ListingIndex, ListingQuery, ListingReader, ListingResults};
 use crate::node::NodeHandle;
 use crate::search::{ObjectDoc, SearchIndex, SearchQuery, SearchReader, SearchResults};
 use anyhow::{Context, Result};
 use ios_chain::block::Receipt;
+use ios_chain::crypto::Address;
+use ios_chain::hash::Hash;
 use ios_chain::state::StateStore;
 use ios_chain::types::{Epoch, Height, ShardId};
+use ios_market::ftfs::Tally;
+use ios_market::module::{self as market, Listing, ListingStatus, MarketParams, MARKET_MODULE};
+use ios_market::order::Order;
 use ios_storage::module::{keys, Deal, STORAGE_MODULE};
 use ios_storage::ContentId;
 use serde::{Deserialize, Serialize};
@@ -47,11 +59,16 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the cursor is written when blocks bring nothing to index.
 const CURSOR_EVERY: Duration = Duration::from_secs(10);
 /// The cursor's format; another one (an older node) means: rebuild.
-const CURSOR_VERSION: u32 = 2;
+const CURSOR_VERSION: u32 = 3;
 
 /// Where a node keeps its catalog.
 pub fn index_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("search")
+}
+
+/// Where a node keeps its listing search.
+pub fn listings_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("listings")
 }
 
 fn cursor_path(data_dir: &Path) -> PathBuf {
@@ -144,32 +161,125 @@ pub fn docs_in(store: &StateStore, shard: ShardId) -> Result<Vec<ObjectDoc>> {
     Ok(docs)
 }
 
-/// Content ids of the deals made in these blocks' receipts.
-fn deals_made(receipts: &[Receipt]) -> Vec<ContentId> {
-    let mut out = Vec::new();
-    for r in receipts {
-        for e in &r.events {
-            if e.module == STORAGE_MODULE.0 && e.kind == "deal" {
-                // (content, owner, cost, end epoch): the content id leads.
-                if let Some(b) = e.data.get(..32) {
-                    let mut h = [0u8; 32];
-                    h.copy_from_slice(b);
-                    out.push(ContentId(ios_chain::hash::Hash(h)));
-                }
+/// The search document of an active listing: its provider's seller score
+/// and, when the listing document is a public object on this shard, that
+/// object's description. None for a paused or closed listing.
+pub fn listing_doc(store: &StateStore, shard: ShardId, l: &Listing) -> Result<Option<ListingDoc>> {
+    if l.status != ListingStatus::Active {
+        return Ok(None);
+    }
+    let tally: Tally =
+        ios_chain::committee::read(store, &market::keys::provider_tally(&l.provider))?
+            .unwrap_or_default();
+    let description = ios_chain::committee::read::<Deal>(store, &keys::deal(&l.terms.doc))?
+        .filter(|d| d.meta.public)
+        .map(|d| d.meta.description)
+        .unwrap_or_default();
+    Ok(Some(ListingDoc {
+        id: l.id.to_hex(),
+        shard,
+        provider: l.provider.to_string(),
+        title: l.terms.title.clone(),
+        category: l.terms.category.clone(),
+        description,
+        price: l.terms.price,
+        delivery_blocks: l.terms.delivery_blocks,
+        score_milli: u64::from(tally.overall_milli(&MarketParams::default().ftfs)),
+        ratings: u64::from(tally.count),
+        created: l.created,
+        doc: l.terms.doc.to_string(),
+    }))
+}
+
+/// The listings of `provider` on `store`'s shard: the active ones'
+/// documents, and the ids of the others (to drop).
+fn listings_of(
+    store: &StateStore,
+    shard: ShardId,
+    provider: &Address,
+) -> Result<(Vec<ListingDoc>, Vec<String>)> {
+    let ids: Vec<Hash> = ios_chain::committee::read(store, &market::keys::listings_of(provider))?
+        .unwrap_or_default();
+    let (mut docs, mut gone) = (Vec::new(), Vec::new());
+    for id in ids {
+        if let Some(l) = ios_chain::committee::read::<Listing>(store, &market::keys::listing(&id))?
+        {
+            match listing_doc(store, shard, &l)? {
+                Some(d) => docs.push(d),
+                None => gone.push(id.to_hex()),
             }
         }
     }
-    out
+    Ok((docs, gone))
+}
+
+/// Every active listing on `store`'s shard.
+pub fn listings_in(store: &StateStore, shard: ShardId) -> Result<Vec<ListingDoc>> {
+    let providers: Vec<Address> =
+        ios_chain::committee::read(store, market::keys::PROVIDERS)?.unwrap_or_default();
+    let mut out = Vec::new();
+    for p in providers {
+        out.extend(listings_of(store, shard, &p)?.0);
+    }
+    Ok(out)
+}
+
+/// What the catalog follows in blocks' receipts.
+#[derive(Default)]
+struct Events {
+    /// Deals made (their content ids).
+    deals: Vec<ContentId>,
+    /// Listings created or changed.
+    listings: Vec<Hash>,
+    /// Providers whose seller score changed.
+    providers: Vec<Address>,
+    /// Orders a jury decided (their providers' scores changed).
+    verdicts: Vec<Hash>,
+}
+
+fn lead_hash(data: &[u8], at: usize) -> Option<Hash> {
+    let b = data.get(at..at + 32)?;
+    let mut h = [0u8; 32];
+    h.copy_from_slice(b);
+    Some(Hash(h))
+}
+
+/// What these blocks' receipts tell the catalog.
+fn events_in(receipts: &[Receipt], ev: &mut Events) {
+    for r in receipts {
+        for e in &r.events {
+            match (e.module, e.kind.as_str()) {
+                // (content, owner, cost, end epoch): the content id leads.
+                (m, "deal") if m == STORAGE_MODULE.0 => {
+                    ev.deals.extend(lead_hash(&e.data, 0).map(ContentId));
+                }
+                // (listing id, provider).
+                (m, "listing") if m == MARKET_MODULE.0 => {
+                    ev.listings.extend(lead_hash(&e.data, 0));
+                }
+                // (order, side, ratee, weight): side 0 is the buyer rating the provider.
+                (m, "rating") if m == MARKET_MODULE.0 && e.data.get(32) == Some(&0) => {
+                    ev.providers
+                        .extend(lead_hash(&e.data, 33).map(|h| Address(h.0)));
+                }
+                (m, "verdict") if m == MARKET_MODULE.0 => {
+                    ev.verdicts.extend(lead_hash(&e.data, 0));
+                }
+                _ => {}
+            }
+        }
+    }
 }
 
 /// Opens the index in `data_dir`, starting over (with a fresh cursor) if
 /// it is of another version or damaged.
-fn open_index(data_dir: &Path) -> Result<(SearchIndex, Cursor)> {
+fn open_index(data_dir: &Path) -> Result<(SearchIndex, ListingIndex, Cursor)> {
     let dir = index_dir(data_dir);
+    let ldir = listings_dir(data_dir);
     let cursor = Cursor::load(data_dir);
     if cursor.version == CURSOR_VERSION {
-        match SearchIndex::open(&dir) {
-            Ok(ix) => return Ok((ix, cursor)),
+        match SearchIndex::open(&dir).and_then(|ix| Ok((ix, ListingIndex::open(&ldir)?))) {
+            Ok((ix, lx)) => return Ok((ix, lx, cursor)),
             // Another writer (a catalog still stopping) holds it: not damage.
             Err(crate::search::SearchError::Index(e @ tantivy::TantivyError::LockFailure(..))) => {
                 return Err(anyhow::anyhow!(
@@ -182,11 +292,14 @@ fn open_index(data_dir: &Path) -> Result<(SearchIndex, Cursor)> {
             }
         }
     }
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    for d in [&dir, &ldir] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+        }
     }
     let ix = SearchIndex::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
-    Ok((ix, Cursor::default()))
+    let lx = ListingIndex::open(&ldir).with_context(|| format!("opening {}", ldir.display()))?;
+    Ok((ix, lx, Cursor::default()))
 }
 
 /// What `ios reindex` did.
@@ -194,6 +307,8 @@ fn open_index(data_dir: &Path) -> Result<(SearchIndex, Cursor)> {
 pub struct Rebuilt {
     /// Public objects indexed, per account shard.
     pub objects: BTreeMap<ShardId, usize>,
+    /// Active listings indexed, per account shard.
+    pub listings: BTreeMap<ShardId, usize>,
     /// Text objects whose text the node fetches from providers when it runs.
     pub bodies_pending: usize,
 }
@@ -214,10 +329,15 @@ pub fn rebuild(data_dir: &Path, mut progress: impl FnMut(ShardId, usize)) -> Res
     let _lock = crate::node::DataLock::acquire(data_dir)?;
     let _ = std::fs::remove_file(cursor_path(data_dir));
     let dir = index_dir(data_dir);
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+    let ldir = listings_dir(data_dir);
+    for d in [&dir, &ldir] {
+        if d.exists() {
+            std::fs::remove_dir_all(d).with_context(|| format!("removing {}", d.display()))?;
+        }
     }
     let mut ix = SearchIndex::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    let mut lx =
+        ListingIndex::open(&ldir).with_context(|| format!("opening {}", ldir.display()))?;
     let mut cursor = Cursor::default();
     let mut out = Rebuilt::default();
     for (shard, path) in shards {
@@ -234,11 +354,17 @@ pub fn rebuild(data_dir: &Path, mut progress: impl FnMut(ShardId, usize)) -> Res
                 cursor.bodies.push(format!("{}:{}", d.shard, d.cid));
             }
         }
+        let listings = listings_in(&store, shard)?;
+        for l in &listings {
+            lx.upsert(l)?;
+        }
         progress(shard, docs.len());
         out.objects.insert(shard, docs.len());
+        out.listings.insert(shard, listings.len());
         cursor.heights.insert(shard, head.height);
     }
     ix.commit()?;
+    lx.commit()?;
     out.bodies_pending = cursor.bodies.len();
     cursor.save(data_dir)?;
     Ok(out)
@@ -268,6 +394,8 @@ fn shard_dirs(data_dir: &Path) -> Result<Vec<(ShardId, PathBuf)>> {
 pub struct CatalogStatus {
     /// Objects searchable now.
     pub docs: u64,
+    /// Listings searchable now.
+    pub listings: u64,
     /// Last block read, per account shard.
     pub heights: BTreeMap<ShardId, Height>,
     /// Text objects whose text is still to fetch.
@@ -281,6 +409,7 @@ pub struct CatalogStatus {
 #[derive(Clone, Debug)]
 pub struct Catalog {
     reader: SearchReader,
+    listings: ListingReader,
     status: Arc<Mutex<CatalogStatus>>,
     stop: tokio::sync::watch::Sender<bool>,
     feeder: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -290,14 +419,16 @@ impl Catalog {
     /// Opens the node's catalog (rebuilding it if needed) and starts its
     /// feeder on the current tokio runtime.
     pub fn start(node: NodeHandle) -> Result<Catalog> {
-        let (index, cursor) = open_index(&node.data_dir)?;
+        let (index, listing_index, cursor) = open_index(&node.data_dir)?;
         let status = Arc::new(Mutex::new(CatalogStatus {
             docs: index.num_docs(),
+            listings: listing_index.num_docs(),
             heights: cursor.heights.clone(),
             bodies_pending: cursor.bodies.len(),
             error: None,
         }));
         let reader = index.reader();
+        let listings = listing_index.reader();
         let bodies = cursor
             .bodies
             .iter()
@@ -306,7 +437,7 @@ impl Catalog {
             .collect();
         let feeder = Feeder {
             node,
-            index: Some(index),
+            index: Some((index, listing_index)),
             cursor,
             bodies,
             status: status.clone(),
@@ -316,6 +447,7 @@ impl Catalog {
         let task = tokio::spawn(feeder.run(stopped));
         Ok(Catalog {
             reader,
+            listings,
             status,
             stop,
             feeder: Arc::new(tokio::sync::Mutex::new(Some(task))),
@@ -333,6 +465,11 @@ impl Catalog {
 
     pub fn search(&self, q: &SearchQuery) -> crate::search::Result<SearchResults> {
         self.reader.search(q)
+    }
+
+    /// Searches the market's active listings.
+    pub fn search_listings(&self, q: &ListingQuery) -> crate::search::Result<ListingResults> {
+        self.listings.search(q)
     }
 
     pub fn status(&self) -> CatalogStatus {
@@ -354,12 +491,15 @@ struct Batch {
     /// Shards read whole: their documents are dropped first.
     rescanned: Vec<ShardId>,
     expire: Vec<(ShardId, Epoch)>,
+    listings: Vec<ListingDoc>,
+    /// Listings no longer active: (shard, id).
+    unlisted: Vec<(ShardId, String)>,
 }
 
 struct Feeder {
     node: NodeHandle,
-    /// Taken while a blocking task writes it.
-    index: Option<SearchIndex>,
+    /// Taken while a blocking task writes them: objects, listings.
+    index: Option<(SearchIndex, ListingIndex)>,
     cursor: Cursor,
     bodies: BTreeMap<(ShardId, ContentId), Retry>,
     status: Arc<Mutex<CatalogStatus>>,
@@ -376,25 +516,26 @@ enum Plan {
         reader: ios_chain::state::ReceiptsReader,
     },
     /// The shard was read whole at this height.
-    Read(Height, Vec<ObjectDoc>),
+    Read(Height, Vec<ObjectDoc>, Vec<ListingDoc>),
 }
 
 /// What reading a shard's receipts gave.
 enum Scanned {
-    /// Blocks up to this height read; these content ids had deals made.
-    Made(Height, Vec<ContentId>),
+    /// Blocks up to this height read; what they held.
+    Made(Height, Events),
     /// Read whole at this height.
-    Whole(Height, Vec<ObjectDoc>),
+    Whole(Height, Vec<ObjectDoc>, Vec<ListingDoc>),
     /// Blocks were pruned meanwhile: to be read whole.
     Gone,
 }
 
 /// What one shard's look found.
 enum Found {
-    /// Blocks up to this height read; these deals were made in them.
-    Events(Height, Vec<Deal>),
+    /// Blocks up to this height read; these deals were made in them;
+    /// these listings changed (active ones, and ids of the others).
+    Events(Height, Vec<Deal>, Vec<ListingDoc>, Vec<String>),
     /// The shard read whole at this height.
-    Whole(Height, Vec<ObjectDoc>),
+    Whole(Height, Vec<ObjectDoc>, Vec<ListingDoc>),
 }
 
 impl Feeder {
@@ -441,7 +582,7 @@ impl Feeder {
                             to: tip.min(seen + BATCH_BLOCKS),
                             reader: store.receipts_reader(),
                         },
-                        _ => Plan::Read(tip, docs_in(store, shard)?),
+                        _ => Plan::Read(tip, docs_in(store, shard)?, listings_in(store, shard)?),
                     };
                     out.push((shard, epoch, plan));
                 }
@@ -454,13 +595,13 @@ impl Feeder {
                 let mut out = Vec::new();
                 for (shard, epoch, plan) in plan {
                     let scanned = match plan {
-                        Plan::Read(h, docs) => Scanned::Whole(h, docs),
+                        Plan::Read(h, docs, listings) => Scanned::Whole(h, docs, listings),
                         Plan::Scan { from, to, reader } => {
-                            let mut made = Vec::new();
+                            let mut made = Events::default();
                             let mut gone = false;
                             for h in from..=to {
                                 match reader.receipts(h)? {
-                                    Some(receipts) => made.extend(deals_made(&receipts)),
+                                    Some(receipts) => events_in(&receipts, &mut made),
                                     // Pruned meanwhile: read the shard whole.
                                     None => {
                                         gone = true;
@@ -493,21 +634,49 @@ impl Feeder {
                     };
                     let store = r.store();
                     let found = match s {
-                        Scanned::Whole(h, docs) => Found::Whole(h, docs),
+                        Scanned::Whole(h, docs, listings) => Found::Whole(h, docs, listings),
                         Scanned::Gone => Found::Whole(
                             store.head().map_or(0, |h| h.height),
                             docs_in(store, shard)?,
+                            listings_in(store, shard)?,
                         ),
                         Scanned::Made(h, made) => {
                             let mut deals = Vec::new();
-                            for cid in made {
+                            for cid in made.deals {
                                 if let Some(d) =
                                     ios_chain::committee::read::<Deal>(store, &keys::deal(&cid))?
                                 {
                                     deals.push(d);
                                 }
                             }
-                            Found::Events(h, deals)
+                            let (mut listings, mut unlisted) = (Vec::new(), Vec::new());
+                            let mut providers: std::collections::BTreeSet<Address> =
+                                made.providers.into_iter().collect();
+                            for o in made.verdicts {
+                                if let Some(o) = ios_chain::committee::read::<Order>(
+                                    store,
+                                    &market::keys::order(&o),
+                                )? {
+                                    providers.insert(o.provider);
+                                }
+                            }
+                            for p in &providers {
+                                let (docs, gone) = listings_of(store, shard, p)?;
+                                listings.extend(docs);
+                                unlisted.extend(gone);
+                            }
+                            for id in made.listings {
+                                if let Some(l) = ios_chain::committee::read::<Listing>(
+                                    store,
+                                    &market::keys::listing(&id),
+                                )? {
+                                    match listing_doc(store, shard, &l)? {
+                                        Some(d) => listings.push(d),
+                                        None => unlisted.push(id.to_hex()),
+                                    }
+                                }
+                            }
+                            Found::Events(h, deals, listings, unlisted)
                         }
                     };
                     out.push((shard, epoch, found));
@@ -520,7 +689,7 @@ impl Feeder {
         let mut cursor = self.cursor.clone();
         for (shard, epoch, f) in found {
             let docs = match f {
-                Found::Whole(h, docs) => {
+                Found::Whole(h, docs, listings) => {
                     info!(
                         shard,
                         height = h,
@@ -528,11 +697,16 @@ impl Feeder {
                         "catalog: read the shard's objects whole"
                     );
                     batch.rescanned.push(shard);
+                    batch.listings.extend(listings);
                     cursor.heights.insert(shard, h);
                     docs
                 }
-                Found::Events(h, deals) => {
+                Found::Events(h, deals, listings, unlisted) => {
                     cursor.heights.insert(shard, h);
+                    batch.listings.extend(listings);
+                    batch
+                        .unlisted
+                        .extend(unlisted.into_iter().map(|id| (shard, id)));
                     deals.iter().filter_map(|d| doc_of(shard, d)).collect()
                 }
             };
@@ -558,8 +732,11 @@ impl Feeder {
             .filter_map(|d| Some((d.shard, d.cid.parse().ok()?)))
             .collect();
         batch.upserts.extend(fetched);
-        let changed =
-            !batch.upserts.is_empty() || !batch.rescanned.is_empty() || !batch.expire.is_empty();
+        let changed = !batch.upserts.is_empty()
+            || !batch.rescanned.is_empty()
+            || !batch.expire.is_empty()
+            || !batch.listings.is_empty()
+            || !batch.unlisted.is_empty();
         cursor.bodies = self
             .bodies
             .keys()
@@ -589,8 +766,9 @@ impl Feeder {
         let mut st = self.status.lock().expect("catalog status");
         st.heights = self.cursor.heights.clone();
         st.bodies_pending = self.bodies.len();
-        if let Some(ix) = &self.index {
+        if let Some((ix, lx)) = &self.index {
             st.docs = ix.num_docs();
+            st.listings = lx.num_docs();
         }
         Ok(())
     }
@@ -598,12 +776,13 @@ impl Feeder {
     /// Writes the batch and commits the index (on a blocking thread), then
     /// the cursor.
     async fn apply(&mut self, batch: Batch, cursor: Cursor) -> Result<()> {
-        let mut ix = self.index.take().context("the search index is in use")?;
+        let (mut ix, mut lx) = self.index.take().context("the search index is in use")?;
         let data_dir = self.node.data_dir.clone();
-        let (ix, res) = tokio::task::spawn_blocking(move || {
+        let (ix, lx, res) = tokio::task::spawn_blocking(move || {
             let res = (|| -> Result<()> {
                 for s in &batch.rescanned {
                     ix.remove_shard(*s);
+                    lx.remove_shard(*s);
                 }
                 for d in &batch.upserts {
                     ix.upsert(d)?;
@@ -612,17 +791,27 @@ impl Feeder {
                 for (s, e) in &batch.expire {
                     ix.expire(*s, *e)?;
                 }
+                for l in &batch.listings {
+                    lx.upsert(l)?;
+                }
+                for (s, id) in &batch.unlisted {
+                    lx.remove(*s, id);
+                }
+                // Listings first: the cursor moves only once both hold the batch
+                // (a crash between the two commits replays it, which is harmless).
+                lx.commit()?;
                 ix.commit()?;
                 cursor.save(&data_dir)
             })();
             if res.is_err() {
                 ix.rollback();
+                lx.rollback();
             }
-            (ix, res.map(|()| cursor))
+            (ix, lx, res.map(|()| cursor))
         })
         .await
         .context("the catalog's writer panicked")?;
-        self.index = Some(ix);
+        self.index = Some((ix, lx));
         self.cursor = res?;
         Ok(())
     }

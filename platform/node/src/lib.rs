@@ -1,21 +1,24 @@
-//! ios-node: drives the sans-IO engines of `ios-chain` on real time.
-//!
-//! At this stage the transport is in-process (tokio channels between replica
-//! tasks, [`devnet`]); the libp2p issue replaces the transport, not the
-//! engines. [`bench`] measures the engines against the machine's signature
-//! verification limit; [`bench_atomix`] measures
-//! sharded networks with cross-shard load; both run on [`fifo`]'s one-thread network.
+//! ios-node: drives the sans-IO engines of `ios-chain`, `ios-storage` and
+//! `ios-market` on real time and libp2p ([`node`], [`p2p`]): the devnet
+//! ([`devnet`], [`procnet`]), HUDS providers and gateways ([`huds`]), the
+//! search catalog ([`catalog`], [`search`]), the keystore and node config,
+//! and the benchmarks ([`bench`] for one shard against the machine's
+//! signature-verification limit, [`bench_atomix`] for sharded networks,
+//! [`bench_market`] for order lifecycles, all on [`fifo`]'s one-thread
+//! network; [`bench_devnet`] and [`bench_huds`] over real libp2p nodes).
 
 pub mod bench;
 pub mod bench_atomix;
 pub mod bench_devnet;
 pub mod bench_huds;
+pub mod bench_market;
 pub mod catalog;
 pub mod config;
 pub mod devnet;
 pub mod fifo;
 pub mod huds;
 pub mod keystore;
+pub mod listings;
 pub mod node;
 pub mod p2p;
 pub mod procnet;

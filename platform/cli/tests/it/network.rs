@@ -813,6 +813,33 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
         &["market", "list", "--provider", "maker", "--json"],
     ));
     assert_eq!(mine.as_array().unwrap().len(), 1);
+    // Found by search once the gateway's catalog has read its block.
+    let search_until = |args: &[&str], ok: &dyn Fn(&serde_json::Value) -> bool| {
+        let started = Instant::now();
+        loop {
+            let mut a = vec!["market", "search"];
+            a.extend_from_slice(args);
+            a.push("--json");
+            let found = ok_json(&ios(&net, &keys, &a));
+            if ok(&found) {
+                return found;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "search {args:?} never gave what was expected: {found}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    let found = search_until(&["logos", "--category", "design"], &|f| f["total"] == 1);
+    assert_eq!(found["hits"][0]["id"], listing.as_str());
+    search_until(&["--max-price", "4"], &|f| f["total"] == 0);
+    refused_with(
+        &net,
+        &keys,
+        &["market", "search", "--sort", "sideways"],
+        "unknown sort",
+    );
     refused_with(
         &net,
         &keys,
@@ -967,4 +994,15 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
     assert!(rep["scores_milli"][0].as_u64().unwrap() > 3_000, "{rep}");
     let text = ios(&net, &keys, &["market", "show", &order]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("Quick and clean"));
+    // The listing's search document follows the provider's new score, and
+    // a paused listing is no longer found.
+    search_until(&["logo", "--sort", "reputation"], &|f| {
+        f["hits"][0]["provider_score_milli"].as_u64() > Some(3_000)
+    });
+    succeeds(
+        &net,
+        &keys,
+        &["market", "pause", &listing, "--from", "maker"],
+    );
+    search_until(&["logo"], &|f| f["total"] == 0);
 }
