@@ -898,7 +898,7 @@ mod tests {
     }
 
     #[test]
-    fn the_content_id_leads_a_deal_event() {
+    fn the_events_the_catalog_follows_are_read_from_receipts() {
         use ios_chain::block::{Event, ReceiptStatus};
         let cid = ContentId(ios_chain::hash::Hash([7; 32]));
         let owner = ios_chain::crypto::Keypair::from_secret([1; 32]).address();
@@ -918,8 +918,46 @@ mod tests {
                     kind: "deal".into(),
                     data,
                 },
+                // The market's events: a listing, a buyer's rating of its
+                // provider (side 0), a provider's rating of a buyer (side 1,
+                // no listing changes), a verdict.
+                Event {
+                    module: MARKET_MODULE.0,
+                    kind: "listing".into(),
+                    data: ios_chain::codec::encode(&(Hash([7; 32]), owner)),
+                },
+                Event {
+                    module: MARKET_MODULE.0,
+                    kind: "rating".into(),
+                    data: ios_chain::codec::encode(&(
+                        Hash([8; 32]),
+                        ios_market::order::Side::Buyer,
+                        owner,
+                        5u64,
+                    )),
+                },
+                Event {
+                    module: MARKET_MODULE.0,
+                    kind: "rating".into(),
+                    data: ios_chain::codec::encode(&(
+                        Hash([8; 32]),
+                        ios_market::order::Side::Provider,
+                        Address([1; 32]),
+                        5u64,
+                    )),
+                },
+                Event {
+                    module: MARKET_MODULE.0,
+                    kind: "verdict".into(),
+                    data: ios_chain::codec::encode(&(Hash([9; 32]), 5u32, Vec::<Address>::new())),
+                },
             ],
         };
-        assert_eq!(deals_made(&[r]), vec![cid]);
+        let mut ev = Events::default();
+        events_in(&[r], &mut ev);
+        assert_eq!(ev.deals, vec![cid]);
+        assert_eq!(ev.listings, vec![Hash([7; 32])]);
+        assert_eq!(ev.providers, vec![owner]);
+        assert_eq!(ev.verdicts, vec![Hash([9; 32])]);
     }
 }
