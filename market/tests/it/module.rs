@@ -881,7 +881,7 @@ fn a_dispute_is_judged_by_a_drawn_jury_and_the_median_executed() {
 
 #[test]
 fn a_jury_that_does_not_reveal_is_redrawn_then_the_order_split() {
-    let (mut w, _jurors, order) = disputed_world();
+    let (mut w, jurors, order) = disputed_world();
     ok(w.chain.run(
         &w.provider,
         MarketCall::Dispute {
@@ -889,12 +889,53 @@ fn a_jury_that_does_not_reveal_is_redrawn_then_the_order_split() {
             case: case("The buyer asks for more than agreed"),
         },
     ));
+    // Meanwhile juror 0 earns some reputation: it sells to the stranger, who rates it 5.
+    let side = ok(w
+        .chain
+        .run(&jurors[0], MarketCall::CreateListing(terms("Proofreading"))));
+    let sale = ok(w.chain.run(
+        &w.stranger,
+        MarketCall::PlaceOrder {
+            listing: side,
+            price: PRICE,
+        },
+    ));
+    ok(w.chain.run(&jurors[0], MarketCall::Accept { order: sale }));
+    ok(w.chain.run(
+        &jurors[0],
+        MarketCall::Deliver {
+            order: sale,
+            delivery: ContentId(Hash([4; 32])),
+        },
+    ));
+    ok(w.chain
+        .run(&w.stranger, MarketCall::Confirm { order: sale }));
+    commit(&mut w.chain, &w.stranger, sale, &rating(5, ""), [3; 32]);
+    let since = w.chain.order(&sale).state.rateable_since().unwrap();
+    w.chain.until(since + params().rating_blocks + 1);
+    ok(w.chain.run(
+        &w.stranger,
+        MarketCall::RevealRating {
+            order: sale,
+            rating: rating(5, ""),
+            salt: [3; 32],
+        },
+    ));
+    let rep = |w: &World| {
+        read_account(w.chain.replica.store(), &jurors[0].address())
+            .unwrap()
+            .reputation
+    };
     let first = until_drawn(&mut w, &order);
+    let earned = rep(&w);
+    assert!(earned > 0);
     assert_eq!(first.round, 1);
     // Nobody votes: after the reveal window a new jury is drawn.
     w.chain.until(first.reveal_by + 1);
     let d: ios_market::jury::Dispute = w.chain.get(&keys::dispute(&order)).unwrap();
     assert!(d.jurors.is_empty(), "jury dismissed");
+    // A drawn juror who did not reveal lost a fifth of its reputation.
+    assert_eq!(rep(&w), earned - earned / 5);
     let second = until_drawn(&mut w, &order);
     assert_eq!(second.round, 2);
     // Still nobody: with max_draws reached, an even split.
