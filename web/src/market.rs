@@ -312,6 +312,18 @@ pub fn market_call(c: &MarketCallJson) -> Result<(MarketCall, String), ApiError>
     })
 }
 
+/// A page of an account's listings or orders.
+fn page(q: &PartyQuery) -> Result<(usize, usize), ApiError> {
+    let limit = q.limit.unwrap_or(50);
+    if limit == 0 || limit > PartyQuery::MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} (from 1 to {})",
+            PartyQuery::MAX_LIMIT
+        )));
+    }
+    Ok((q.offset, limit))
+}
+
 /// The account shards in the order they are searched for an id.
 fn account_shards(v: &View<'_>) -> Vec<ShardId> {
     let n = v.genesis.params.shards;
@@ -429,21 +441,22 @@ pub async fn listing(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResul
 #[utoipa::path(get, path = "/api/v1/market/listings", tag = "market",
     params(PartyQuery),
     responses(
-        (status = 200, description = "A provider's listings, oldest first", body = [ListingView]),
+        (status = 200, description = "A provider's listings, newest first (paged)", body = [ListingView]),
         (status = 400, description = "Not an address", body = crate::types::ErrorBody)))]
 pub async fn listings(
     g: web::Data<Gateway>,
     q: web::Query<PartyQuery>,
 ) -> ApiResult<Vec<ListingView>> {
     let who = parse_address(&q.of)?;
+    let (offset, limit) = page(&q)?;
     let views = g
         .node
         .query(move |v| -> Result<Vec<ListingView>, ApiError> {
             let Some((s, r, ids)) = find::<Vec<Hash>>(v, &keys::listings_of(&who))? else {
                 return Ok(Vec::new());
             };
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
+            let mut out = Vec::with_capacity(ids.len().min(limit));
+            for id in ids.into_iter().rev().skip(offset).take(limit) {
                 if let Some(l) =
                     ios_chain::committee::read::<Listing>(r.store(), &keys::listing(&id))
                         .map_err(|e| ApiError::chain(&e))?
@@ -478,18 +491,19 @@ pub async fn order(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<
 #[utoipa::path(get, path = "/api/v1/market/orders", tag = "market",
     params(PartyQuery),
     responses(
-        (status = 200, description = "Orders the account is buyer or provider of, oldest first", body = [OrderView]),
+        (status = 200, description = "Orders the account is buyer or provider of, newest first (paged)", body = [OrderView]),
         (status = 400, description = "Not an address", body = crate::types::ErrorBody)))]
 pub async fn orders(g: web::Data<Gateway>, q: web::Query<PartyQuery>) -> ApiResult<Vec<OrderView>> {
     let who = parse_address(&q.of)?;
+    let (offset, limit) = page(&q)?;
     let views = g
         .node
         .query(move |v| -> Result<Vec<OrderView>, ApiError> {
             let Some((s, r, ids)) = find::<Vec<Hash>>(v, &keys::orders_of(&who))? else {
                 return Ok(Vec::new());
             };
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
+            let mut out = Vec::with_capacity(ids.len().min(limit));
+            for id in ids.into_iter().rev().skip(offset).take(limit) {
                 if let Some(o) = ios_chain::committee::read::<Order>(r.store(), &keys::order(&id))
                     .map_err(|e| ApiError::chain(&e))?
                 {

@@ -638,6 +638,15 @@ pub struct ReputationView {
 pub struct PartyQuery {
     /// bech32 address.
     pub of: String,
+    /// Newest first: skip this many.
+    #[serde(default)]
+    pub offset: usize,
+    /// At most this many (default 50, at most 200).
+    pub limit: Option<usize>,
+}
+
+impl PartyQuery {
+    pub const MAX_LIMIT: usize = 200;
 }
 
 /// A search of active listings (`GET /api/v1/market/search`).

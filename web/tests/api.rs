@@ -168,6 +168,7 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         "/api/v1/store/objects/{cid}/content",
         "/api/v1/store/search",
         "/api/v1/store/providers",
+        "/api/v1/market/search",
         "/api/v1/market/listings",
         "/api/v1/market/listings/{id}",
         "/api/v1/market/orders",
@@ -328,6 +329,10 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         (test::TestRequest::get().uri(&format!("/api/v1/market/orders/{}", "00".repeat(32))), 404, "not_found"),
         (test::TestRequest::get().uri(&format!("/api/v1/market/disputes/{}", "00".repeat(32))), 404, "not_found"),
         (test::TestRequest::get().uri("/api/v1/market/orders?of=nobody"), 400, "bad_request"),
+        (test::TestRequest::get().uri(&format!("/api/v1/market/orders?of={}&limit=0", user.address())), 400, "bad_request"),
+        (test::TestRequest::get().uri(&format!("/api/v1/market/listings?of={}&limit=1000", user.address())), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/market/search?sort=sideways"), 400, "bad_request"),
+        (test::TestRequest::get().uri("/api/v1/market/search?min_price=5&max_price=1"), 400, "bad_request"),
         (test::TestRequest::get().uri("/api/v1/market/listings"), 400, "bad_request"),
         (test::TestRequest::get().uri("/api/v1/market/reputation/nobody"), 400, "bad_request"),
         (
