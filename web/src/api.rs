@@ -518,72 +518,20 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
             meta,
         }
         .to_call();
-        let fee = asked_fee(&req)?;
-        let built = g
-            .node
-            .query(move |v| -> Result<BuiltTx, ApiError> {
-                let shard = account_shard(v, v.genesis.params.shards, &sender);
-                let r = replica(v, shard)?;
-                let nonce = nonce_for(r, &sender, req.nonce)?;
-                finish_tx(
-                    v,
-                    r,
-                    shard,
-                    sender,
-                    nonce,
-                    fee,
-                    req.expires_in,
-                    call,
-                    what,
-                    None,
-                )
-            })
-            .await??;
-        return Ok(web::Json(built));
+        return home_shard_tx(&g, &req, sender, call, what, |_, _, _| Ok(())).await;
     }
     if let CallRequest::Market { call } = &req.call {
         let (call, what) = crate::market::market_call(call)?;
-        let fee = asked_fee(&req)?;
-        let built = g
-            .node
-            .query(move |v| -> Result<BuiltTx, ApiError> {
-                let shard = account_shard(v, v.genesis.params.shards, &sender);
-                let r = replica(v, shard)?;
-                // A listing takes orders on its provider's shard only.
-                if let ios_market::module::MarketCall::PlaceOrder { listing, .. } = &call {
-                    let key = ios_market::module::keys::listing(listing);
-                    let here = ios_chain::committee::read::<ios_market::module::Listing>(
-                        r.store(),
-                        &key,
-                    )
-                    .map_err(|e| ApiError::chain(&e))?;
-                    if here.is_none() {
-                        return Err(match crate::market::find::<ios_market::module::Listing>(
-                            v, &key,
-                        )? {
-                            Some((s, _, _)) => ApiError::bad_request(format!(
-                                "listing {listing} is on shard {s} and the buyer's account on shard {shard}: orders across shards (through Atomix) are not supported yet"
-                            )),
-                            None => ApiError::not_found(format!("no listing {listing}")),
-                        });
-                    }
-                }
-                let nonce = nonce_for(r, &sender, req.nonce)?;
-                finish_tx(
-                    v,
-                    r,
-                    shard,
-                    sender,
-                    nonce,
-                    fee,
-                    req.expires_in,
-                    call.to_call(),
-                    what,
-                    None,
-                )
-            })
-            .await??;
-        return Ok(web::Json(built));
+        let checked = call.clone();
+        return home_shard_tx(
+            &g,
+            &req,
+            sender,
+            call.to_call(),
+            what,
+            move |v, r, shard| crate::market::check_on_shard(v, r, shard, &checked),
+        )
+        .await;
     }
     let call = ledger_call(&req.call)?;
     let fee = asked_fee(&req)?;
@@ -648,6 +596,33 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
 }
 
 /// The fee the request asks for, if any (base units).
+/// Builds a module call from `sender` on its home shard, after `check`
+/// (run on the node's task with that shard's replica) passes.
+async fn home_shard_tx(
+    g: &Gateway,
+    req: &BuildTxRequest,
+    sender: Address,
+    call: ios_chain::tx::Call,
+    what: String,
+    check: impl FnOnce(&View<'_>, &Replica, ShardId) -> Result<(), ApiError> + Send + 'static,
+) -> ApiResult<BuiltTx> {
+    let fee = asked_fee(req)?;
+    let (nonce, expires_in) = (req.nonce, req.expires_in);
+    let built = g
+        .node
+        .query(move |v| -> Result<BuiltTx, ApiError> {
+            let shard = account_shard(v, v.genesis.params.shards, &sender);
+            let r = replica(v, shard)?;
+            check(v, r, shard)?;
+            let nonce = nonce_for(r, &sender, nonce)?;
+            finish_tx(
+                v, r, shard, sender, nonce, fee, expires_in, call, what, None,
+            )
+        })
+        .await??;
+    Ok(web::Json(built))
+}
+
 fn asked_fee(req: &BuildTxRequest) -> Result<Option<Amount>, ApiError> {
     req.fee
         .as_deref()

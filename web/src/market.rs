@@ -312,6 +312,32 @@ pub fn market_call(c: &MarketCallJson) -> Result<(MarketCall, String), ApiError>
     })
 }
 
+/// What a market call needs of the sender's shard before it is built: an
+/// order is placed on the listing's own shard (the provider's), so a
+/// listing elsewhere is refused with the reason.
+pub fn check_on_shard(
+    v: &View<'_>,
+    r: &Replica,
+    shard: ShardId,
+    call: &MarketCall,
+) -> Result<(), ApiError> {
+    let MarketCall::PlaceOrder { listing, .. } = call else {
+        return Ok(());
+    };
+    let key = keys::listing(listing);
+    let here =
+        ios_chain::committee::read::<Listing>(r.store(), &key).map_err(|e| ApiError::chain(&e))?;
+    if here.is_some() {
+        return Ok(());
+    }
+    Err(match find::<Listing>(v, &key)? {
+        Some((s, _, _)) => ApiError::bad_request(format!(
+            "listing {listing} is on shard {s} and the buyer's account on shard {shard}: orders across shards (through Atomix) are not supported yet"
+        )),
+        None => ApiError::not_found(format!("no listing {listing}")),
+    })
+}
+
 /// A page of an account's listings or orders.
 fn page(q: &PartyQuery) -> Result<(usize, usize), ApiError> {
     let limit = q.limit.unwrap_or(50);
@@ -606,10 +632,7 @@ pub async fn search(
 ) -> ApiResult<ListingSearchResponse> {
     use ios_node::listings::ListingQuery;
     use ios_node::search::SearchError;
-    let catalog = g
-        .catalog
-        .clone()
-        .ok_or_else(|| ApiError::unavailable("this gateway does not search"))?;
+    let catalog = crate::store::catalog_of(&g)?;
     let p = p.into_inner();
     let provider = p
         .provider
@@ -636,14 +659,7 @@ pub async fn search(
     let found = web::block(move || catalog.search_listings(&q))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| match e {
-            SearchError::BadQuery(_) => bad(e),
-            other => ApiError::new(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "search",
-                other.to_string(),
-            ),
-        })?;
+        .map_err(crate::store::search_failed)?;
     Ok(web::Json(ListingSearchResponse {
         total: found.total,
         hits: found
@@ -664,10 +680,6 @@ pub async fn search(
                 doc: h.doc,
             })
             .collect(),
-        indexed_heights: status
-            .heights
-            .iter()
-            .map(|(s, h)| (s.to_string(), *h))
-            .collect(),
+        indexed_heights: crate::store::indexed_heights(&status),
     }))
 }

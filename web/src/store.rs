@@ -391,10 +391,7 @@ pub async fn search(
     g: web::Data<Gateway>,
     p: web::Query<SearchParams>,
 ) -> ApiResult<SearchResponse> {
-    let catalog = g
-        .catalog
-        .clone()
-        .ok_or_else(|| ApiError::unavailable("this gateway does not search"))?;
+    let catalog = catalog_of(&g)?;
     let p = p.into_inner();
     // The canonical form (an address in capitals is the same address).
     let owner = p
@@ -432,14 +429,7 @@ pub async fn search(
     let found = web::block(move || catalog.search(&q))
         .await
         .map_err(|e| ApiError::unavailable(e.to_string()))?
-        .map_err(|e| match e {
-            ios_node::search::SearchError::BadQuery(_) => bad(e),
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "search",
-                other.to_string(),
-            ),
-        })?;
+        .map_err(search_failed)?;
     Ok(web::Json(SearchResponse {
         total: found.total,
         hits: found
@@ -457,13 +447,39 @@ pub async fn search(
                 snippet: h.snippet,
             })
             .collect(),
-        indexed_heights: status
-            .heights
-            .iter()
-            .map(|(s, h)| (s.to_string(), *h))
-            .collect(),
+        indexed_heights: indexed_heights(&status),
         texts_pending: status.bodies_pending,
     }))
+}
+
+/// The gateway's search catalog, or 503.
+pub(crate) fn catalog_of(g: &Gateway) -> Result<ios_node::catalog::Catalog, ApiError> {
+    g.catalog
+        .clone()
+        .ok_or_else(|| ApiError::unavailable("this gateway does not search"))
+}
+
+/// A failed search: a bad query is the client's (400), the rest the index's (500).
+pub(crate) fn search_failed(e: ios_node::search::SearchError) -> ApiError {
+    match e {
+        ios_node::search::SearchError::BadQuery(_) => ApiError::bad_request(e.to_string()),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "search",
+            other.to_string(),
+        ),
+    }
+}
+
+/// How far the catalog has read each shard, for search answers.
+pub(crate) fn indexed_heights(
+    status: &ios_node::catalog::CatalogStatus,
+) -> std::collections::BTreeMap<String, u64> {
+    status
+        .heights
+        .iter()
+        .map(|(s, h)| (s.to_string(), *h))
+        .collect()
 }
 
 #[cfg(test)]

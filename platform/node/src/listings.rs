@@ -7,18 +7,13 @@
 //! Like object search ([`crate::search`]) it is a derived view, fed by the
 //! gateway's catalog from chain events and rebuilt from state at will.
 
-use crate::search::{Result, SearchError, MAX_LIMIT, MAX_OFFSET, MAX_QUERY_BYTES};
+use crate::search::{check_page, open_index, text, writer_and_reader, Result, SearchError};
 use std::ops::Bound;
 use std::path::Path;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{AllQuery, BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
-use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
-    STRING,
-};
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
-};
+use tantivy::schema::{Field, IndexRecordOption, Schema, Value, FAST, INDEXED, STORED, STRING};
+use tantivy::{DocAddress, Index, IndexReader, IndexWriter, Order, TantivyDocument, Term};
 
 const WRITER_BYTES: usize = 32 << 20;
 
@@ -131,18 +126,6 @@ struct Fields {
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let text = |stored: bool| {
-        let o = TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("en_stem")
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        );
-        if stored {
-            o.set_stored()
-        } else {
-            o
-        }
-    };
     let f = Fields {
         key: b.add_text_field("key", STRING),
         id: b.add_text_field("id", STRING | STORED),
@@ -189,23 +172,17 @@ impl std::fmt::Debug for ListingReader {
 
 impl ListingIndex {
     pub fn open(dir: &Path) -> Result<ListingIndex> {
-        std::fs::create_dir_all(dir)?;
-        let (schema, f) = schema();
-        let index = Index::open_or_create(tantivy::directory::MmapDirectory::open(dir)?, schema)?;
-        ListingIndex::with_index(index, f)
+        ListingIndex::at(Some(dir))
     }
 
     pub fn in_memory() -> Result<ListingIndex> {
-        let (schema, f) = schema();
-        ListingIndex::with_index(Index::create_in_ram(schema), f)
+        ListingIndex::at(None)
     }
 
-    fn with_index(index: Index, f: Fields) -> Result<ListingIndex> {
-        let writer = index.writer_with_num_threads(1, WRITER_BYTES)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+    fn at(dir: Option<&Path>) -> Result<ListingIndex> {
+        let (schema, f) = schema();
+        let index = open_index(dir, schema)?;
+        let (writer, reader) = writer_and_reader(&index, WRITER_BYTES)?;
         Ok(ListingIndex {
             reader: ListingReader { index, reader, f },
             writer,
@@ -284,18 +261,7 @@ impl ListingReader {
 
     pub fn search(&self, q: &ListingQuery) -> Result<ListingResults> {
         let bad = |why: String| Err(SearchError::BadQuery(why));
-        if q.text.len() > MAX_QUERY_BYTES {
-            return bad(format!(
-                "the query is {} bytes, at most {MAX_QUERY_BYTES}",
-                q.text.len()
-            ));
-        }
-        if q.limit == 0 || q.limit > MAX_LIMIT {
-            return bad(format!("limit {} (from 1 to {MAX_LIMIT})", q.limit));
-        }
-        if q.offset > MAX_OFFSET {
-            return bad(format!("offset {} (at most {MAX_OFFSET})", q.offset));
-        }
+        check_page(&q.text, q.limit, q.offset)?;
         if let (Some(lo), Some(hi)) = (q.min_price, q.max_price) {
             if lo > hi {
                 return bad(format!("min_price {lo} is over max_price {hi}"));
@@ -478,7 +444,7 @@ mod tests {
                 ..Default::default()
             },
             ListingQuery {
-                text: "x".repeat(MAX_QUERY_BYTES + 1),
+                text: "x".repeat(crate::search::MAX_QUERY_BYTES + 1),
                 ..Default::default()
             },
         ] {

@@ -171,20 +171,62 @@ struct Fields {
     body: Field,
 }
 
+/// An English-stemmed full-text field, with positions (phrases), stored or not.
+pub(crate) fn text(stored: bool) -> TextOptions {
+    let o = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("en_stem")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    if stored {
+        o.set_stored()
+    } else {
+        o
+    }
+}
+
+/// Opens (or creates) an index of `schema` in `dir` (None: in memory).
+pub(crate) fn open_index(dir: Option<&Path>, schema: Schema) -> Result<Index> {
+    Ok(match dir {
+        Some(dir) => {
+            std::fs::create_dir_all(dir)?;
+            Index::open_or_create(tantivy::directory::MmapDirectory::open(dir)?, schema)?
+        }
+        None => Index::create_in_ram(schema),
+    })
+}
+
+/// One writer thread with `bytes` of memory, and a reader reloaded by hand
+/// after each commit.
+pub(crate) fn writer_and_reader(index: &Index, bytes: usize) -> Result<(IndexWriter, IndexReader)> {
+    let writer = index.writer_with_num_threads(1, bytes)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()?;
+    Ok((writer, reader))
+}
+
+/// The bounds every search checks: query length, page size and depth.
+pub(crate) fn check_page(text: &str, limit: usize, offset: usize) -> Result<()> {
+    let bad = |why: String| Err(SearchError::BadQuery(why));
+    if text.len() > MAX_QUERY_BYTES {
+        return bad(format!(
+            "the query is {} bytes, at most {MAX_QUERY_BYTES}",
+            text.len()
+        ));
+    }
+    if limit == 0 || limit > MAX_LIMIT {
+        return bad(format!("limit {limit} (from 1 to {MAX_LIMIT})"));
+    }
+    if offset > MAX_OFFSET {
+        return bad(format!("offset {offset} (at most {MAX_OFFSET})"));
+    }
+    Ok(())
+}
+
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let text = |stored: bool| {
-        let o = TextOptions::default().set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer("en_stem")
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        );
-        if stored {
-            o.set_stored()
-        } else {
-            o
-        }
-    };
     let f = Fields {
         cid: b.add_text_field("cid", STRING | STORED),
         key: b.add_text_field("key", STRING),
@@ -250,24 +292,18 @@ impl SearchIndex {
     /// Opens (or creates) the index in `dir`. An index of another schema
     /// (an older version) is an error: rebuild it (`ios reindex`).
     pub fn open(dir: &Path) -> Result<SearchIndex> {
-        std::fs::create_dir_all(dir)?;
-        let (schema, f) = schema();
-        let index = Index::open_or_create(tantivy::directory::MmapDirectory::open(dir)?, schema)?;
-        SearchIndex::with_index(index, f)
+        SearchIndex::at(Some(dir))
     }
 
     /// An index in memory (tests, benchmarks).
     pub fn in_memory() -> Result<SearchIndex> {
-        let (schema, f) = schema();
-        SearchIndex::with_index(Index::create_in_ram(schema), f)
+        SearchIndex::at(None)
     }
 
-    fn with_index(index: Index, f: Fields) -> Result<SearchIndex> {
-        let writer = index.writer_with_num_threads(1, WRITER_BYTES)?;
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()?;
+    fn at(dir: Option<&Path>) -> Result<SearchIndex> {
+        let (schema, f) = schema();
+        let index = open_index(dir, schema)?;
+        let (writer, reader) = writer_and_reader(&index, WRITER_BYTES)?;
         Ok(SearchIndex {
             reader: SearchReader { index, reader, f },
             writer,
@@ -384,18 +420,7 @@ impl SearchReader {
 
     fn check(q: &SearchQuery) -> Result<()> {
         let bad = |why: String| Err(SearchError::BadQuery(why));
-        if q.text.len() > MAX_QUERY_BYTES {
-            return bad(format!(
-                "the query is {} bytes, at most {MAX_QUERY_BYTES}",
-                q.text.len()
-            ));
-        }
-        if q.limit == 0 || q.limit > MAX_LIMIT {
-            return bad(format!("limit {} (from 1 to {MAX_LIMIT})", q.limit));
-        }
-        if q.offset > MAX_OFFSET {
-            return bad(format!("offset {} (at most {MAX_OFFSET})", q.offset));
-        }
+        check_page(&q.text, q.limit, q.offset)?;
         if q.tags.len() > MAX_TAGS {
             return bad(format!("{} tags (at most {MAX_TAGS})", q.tags.len()));
         }
