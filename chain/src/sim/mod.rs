@@ -18,6 +18,9 @@
 //! function of its seed: `ios sim --seed N` replays it exactly.
 
 mod rng;
+pub mod solo;
+
+pub use solo::SoloChain;
 
 pub use rng::SimRng;
 

@@ -1,13 +1,10 @@
 use ios_chain::block::{Receipt, ReceiptStatus};
 use ios_chain::committee::{read, read_account, K_FEE_POOL};
 use ios_chain::crypto::Keypair;
-use ios_chain::execute::{total_supply, Runtime};
+use ios_chain::execute::Runtime;
 use ios_chain::hash::Hash;
-use ios_chain::params::Genesis;
-use ios_chain::replica::{Output, Replica, ReplicaConfig};
-use ios_chain::sim::{sim_genesis, sim_params};
-use ios_chain::tx::{SignedTransaction, Transaction};
-use ios_chain::types::{Amount, Height, TimeMs, UNITS_PER_IOST};
+use ios_chain::sim::{sim_genesis, sim_params, SoloChain};
+use ios_chain::types::{Amount, Height, UNITS_PER_IOST};
 use ios_market::ftfs::{Rating, Scores, Tally};
 use ios_market::module::{
     keys, Listing, ListingStatus, ListingTerms, MarketCall, MarketModule, MarketParams,
@@ -15,7 +12,6 @@ use ios_market::module::{
 };
 use ios_market::order::{Order, OrderState};
 use ios_storage::ContentId;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const IOST: Amount = UNITS_PER_IOST;
@@ -23,11 +19,7 @@ const FEE: Amount = 100_000;
 const PRICE: Amount = 50 * IOST;
 
 struct Chain {
-    replica: Replica,
-    now: TimeMs,
-    nonces: BTreeMap<[u8; 32], u64>,
-    supply: Amount,
-    genesis: Genesis,
+    solo: SoloChain,
     _db: sled::Db,
     _dir: tempfile::TempDir,
 }
@@ -40,91 +32,42 @@ impl Chain {
         let db = ios_chain::state::open_db(dir.path(), None).unwrap();
         let runtime =
             Runtime::new(genesis.params.clone()).with_module(Arc::new(MarketModule::new(params)));
-        let replica = Replica::open(
-            &db,
-            validator,
-            runtime,
-            &genesis,
-            ReplicaConfig::default(),
-            0,
-        )
-        .unwrap();
-        let supply = genesis.total_supply().unwrap();
+        let solo = SoloChain::open(&db, validator, runtime, genesis).unwrap();
         Chain {
-            replica,
-            now: 0,
-            nonces: BTreeMap::new(),
-            supply,
-            genesis,
+            solo,
             _db: db,
             _dir: dir,
         }
     }
 
-    /// Commits one block; returns its receipts.
+    /// Commits one block (conserving IOST); returns its receipts.
     fn block(&mut self) -> Vec<Receipt> {
-        let start = self.replica.height();
-        for _ in 0..200 {
-            self.now = self.now.max(self.replica.next_deadline());
-            for out in self.replica.tick(self.now).unwrap() {
-                if let Output::Committed(cb) = out {
-                    assert_eq!(cb.block.header.height, start);
-                    assert_eq!(
-                        total_supply(self.replica.store()).unwrap(),
-                        self.supply,
-                        "IOST conserved at height {start}"
-                    );
-                    return cb.receipts.clone();
-                }
-            }
-        }
-        panic!("no commit of height {start}");
-    }
-
-    /// The height the next block will have.
-    fn height(&self) -> Height {
-        self.replica.height()
+        self.solo.block().unwrap()
     }
 
     fn until(&mut self, height: Height) {
-        while self.height() <= height {
-            self.block();
-        }
+        self.solo.until(height).unwrap()
     }
 
     /// Submits one call and commits blocks until it is in one: its id
     /// (which names what it creates) and status.
     fn run(&mut self, key: &Keypair, call: MarketCall) -> (Hash, ReceiptStatus) {
-        let n = self.nonces.entry(key.address().0).or_insert(0);
-        let tx: SignedTransaction = Transaction {
-            chain_id: self.genesis.params.chain_id.clone(),
-            sender: key.address(),
-            nonce: *n,
-            fee: FEE,
-            expires_at: u64::MAX,
-            call: call.to_call(),
-        }
-        .sign(key);
-        *n += 1;
-        let id = tx.id();
-        let (results, _) = self.replica.submit(vec![tx], self.now);
-        assert!(results[0].is_ok(), "{:?}", results[0]);
-        for _ in 0..10 {
-            if let Some(r) = self.block().into_iter().find(|r| r.tx == id) {
-                return (id, r.status);
-            }
-        }
-        panic!("transaction not included");
+        let tx = self.solo.sign(key, call.to_call(), FEE);
+        self.solo.run(vec![tx]).unwrap().remove(0)
     }
 
     fn get<T: borsh::BorshDeserialize>(&self, key: &[u8]) -> Option<T> {
-        read(self.replica.store(), key).unwrap()
+        read(self.solo.replica.store(), key).unwrap()
     }
 
     fn balance(&self, k: &Keypair) -> Amount {
-        read_account(self.replica.store(), &k.address())
+        read_account(self.solo.replica.store(), &k.address())
             .unwrap()
             .balance
+    }
+
+    fn account(&self, k: &Keypair) -> ios_chain::account::Account {
+        read_account(self.solo.replica.store(), &k.address()).unwrap()
     }
 
     fn order(&self, id: &Hash) -> Order {
@@ -338,9 +281,7 @@ fn ratings_are_double_blind_weighted_and_feed_reputation() {
     let order = completed(&mut w);
     let (five, three) = (rating(5, "great work"), rating(3, "paid late"));
     let (salt_b, salt_p) = ([1; 32], [2; 32]);
-    let servi0 = read_account(w.chain.replica.store(), &w.buyer.address())
-        .unwrap()
-        .servi;
+    let servi0 = w.chain.account(&w.buyer).servi;
     commit(&mut w.chain, &w.buyer, order, &five, salt_b);
     // The provider has not committed: the buyer's rating stays sealed.
     refused(
@@ -388,16 +329,12 @@ fn ratings_are_double_blind_weighted_and_feed_reputation() {
     assert_eq!(tally.histogram, [0, 0, 0, 0, 1]);
     let p = MarketParams::default().ftfs;
     assert!(tally.overall_milli(&p) > 3_000);
-    let rep = read_account(w.chain.replica.store(), &w.provider.address())
-        .unwrap()
-        .reputation;
+    let rep = w.chain.account(&w.provider).reputation;
     assert_eq!(rep, tally.reputation(&p));
     assert!(rep > 0);
     let buyer_tally: Tally = w.chain.get(&keys::tally(&w.buyer.address())).unwrap();
     assert_eq!(buyer_tally.histogram, [0, 0, 1, 0, 0]);
-    let servi = read_account(w.chain.replica.store(), &w.buyer.address())
-        .unwrap()
-        .servi;
+    let servi = w.chain.account(&w.buyer).servi;
     assert_eq!(servi, servi0 + MarketParams::default().servi_per_rating);
 
     // Once per side per order.
@@ -676,28 +613,15 @@ fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
         ),
         "closed for good",
     );
-    // Garbage instead of a call.
-    let n = w.chain.nonces.entry(w.buyer.address().0).or_insert(0);
-    let tx = Transaction {
-        chain_id: w.chain.genesis.params.chain_id.clone(),
-        sender: w.buyer.address(),
-        nonce: *n,
-        fee: FEE,
-        expires_at: u64::MAX,
-        call: ios_chain::tx::Call {
-            module: ios_market::module::MARKET_MODULE,
-            payload: vec![0xFF, 0x00, 0x13],
-        },
-    }
-    .sign(&w.buyer);
-    *n += 1;
-    let id = tx.id();
-    let (results, _) = w.chain.replica.submit(vec![tx], w.chain.now);
-    if results[0].is_ok() {
-        let r = (0..10)
-            .find_map(|_| w.chain.block().into_iter().find(|r| r.tx == id))
-            .expect("included");
-        assert!(matches!(r.status, ReceiptStatus::Failed { .. }));
+    // Garbage instead of a call: included, a typed decode error in the receipt.
+    let garbage = ios_chain::tx::Call {
+        module: ios_market::module::MARKET_MODULE,
+        payload: vec![0xFF, 0x00, 0x13],
+    };
+    let tx = w.chain.solo.sign(&w.buyer, garbage, FEE);
+    match w.chain.solo.run(vec![tx]).unwrap().remove(0).1 {
+        ReceiptStatus::Failed { code, .. } => assert_eq!(code, "malformed"),
+        s => panic!("{s:?}"),
     }
 }
 
@@ -921,11 +845,7 @@ fn a_jury_that_does_not_reveal_is_redrawn_then_the_order_split() {
             salt: [3; 32],
         },
     ));
-    let rep = |w: &World| {
-        read_account(w.chain.replica.store(), &jurors[0].address())
-            .unwrap()
-            .reputation
-    };
+    let rep = |w: &World| w.chain.account(&jurors[0]).reputation;
     let first = until_drawn(&mut w, &order);
     let earned = rep(&w);
     assert!(earned > 0);

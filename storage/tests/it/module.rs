@@ -1,13 +1,10 @@
 use ios_chain::block::{Receipt, ReceiptStatus};
 use ios_chain::committee::{read, read_account};
 use ios_chain::crypto::Keypair;
-use ios_chain::execute::{total_supply, Runtime};
+use ios_chain::execute::Runtime;
 use ios_chain::light_client::latest_epoch;
-use ios_chain::params::Genesis;
-use ios_chain::replica::{Output, Replica, ReplicaConfig};
-use ios_chain::sim::{sim_genesis, sim_params};
-use ios_chain::tx::{SignedTransaction, Transaction};
-use ios_chain::types::{Amount, TimeMs, UNITS_PER_IOST};
+use ios_chain::sim::{sim_genesis, sim_params, SoloChain};
+use ios_chain::types::{Amount, UNITS_PER_IOST};
 use ios_storage::codec::{Codec, Coding, Layout, ObjectEncoder};
 use ios_storage::deal::storage_cost;
 use ios_storage::module::{
@@ -23,13 +20,16 @@ const IOST: Amount = UNITS_PER_IOST;
 const FEE: Amount = 100_000;
 
 struct Chain {
-    replica: Replica,
-    now: TimeMs,
-    nonces: BTreeMap<[u8; 32], u64>,
-    supply: Amount,
-    genesis: Genesis,
+    solo: SoloChain,
     _db: sled::Db,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Chain {
+    type Target = SoloChain;
+    fn deref(&self) -> &SoloChain {
+        &self.solo
+    }
 }
 
 impl Chain {
@@ -40,81 +40,32 @@ impl Chain {
         let db = ios_chain::state::open_db(dir.path(), None).unwrap();
         let runtime =
             Runtime::new(genesis.params.clone()).with_module(Arc::new(StorageModule::new(params)));
-        let replica = Replica::open(
-            &db,
-            validator,
-            runtime,
-            &genesis,
-            ReplicaConfig::default(),
-            0,
-        )
-        .unwrap();
-        let supply = genesis.total_supply().unwrap();
+        let solo = SoloChain::open(&db, validator, runtime, genesis).unwrap();
         Chain {
-            replica,
-            now: 0,
-            nonces: BTreeMap::new(),
-            supply,
-            genesis,
+            solo,
             _db: db,
             _dir: dir,
         }
     }
 
-    /// Commits one block; returns its receipts.
+    /// Commits one block (conserving IOST); returns its receipts.
     fn block(&mut self) -> Vec<Receipt> {
-        let start = self.replica.height();
-        for _ in 0..200 {
-            self.now = self.now.max(self.replica.next_deadline());
-            for out in self.replica.tick(self.now).unwrap() {
-                if let Output::Committed(cb) = out {
-                    assert_eq!(cb.block.header.height, start);
-                    assert_eq!(
-                        total_supply(self.replica.store()).unwrap(),
-                        self.supply,
-                        "IOST conserved at height {start}"
-                    );
-                    return cb.receipts.clone();
-                }
-            }
-        }
-        panic!("no commit of height {start}");
-    }
-
-    fn tx(&mut self, key: &Keypair, call: &StorageCall) -> SignedTransaction {
-        let n = self.nonces.entry(key.address().0).or_insert(0);
-        let tx = Transaction {
-            chain_id: self.genesis.params.chain_id.clone(),
-            sender: key.address(),
-            nonce: *n,
-            fee: FEE,
-            expires_at: u64::MAX,
-            call: call.to_call(),
-        }
-        .sign(key);
-        *n += 1;
-        tx
+        self.solo.block().unwrap()
     }
 
     /// Submits the calls and commits blocks until all of them are in one;
     /// returns each one's status.
     fn run(&mut self, calls: Vec<(&Keypair, StorageCall)>) -> Vec<ReceiptStatus> {
-        let txs: Vec<SignedTransaction> = calls.iter().map(|(k, c)| self.tx(k, c)).collect();
-        let ids: Vec<_> = txs.iter().map(|t| t.id()).collect();
-        let (results, _) = self.replica.submit(txs, self.now);
-        for r in &results {
-            assert!(r.is_ok(), "{r:?}");
-        }
-        let mut got: BTreeMap<_, ReceiptStatus> = BTreeMap::new();
-        for _ in 0..10 {
-            for r in self.block() {
-                got.insert(r.tx, r.status);
-            }
-            if ids.iter().all(|i| got.contains_key(i)) {
-                return ids.iter().map(|i| got[i].clone()).collect();
-            }
-        }
-        panic!("transactions not included");
+        let txs = calls
+            .iter()
+            .map(|(k, c)| self.solo.sign(k, c.to_call(), FEE))
+            .collect();
+        self.solo
+            .run(txs)
+            .unwrap()
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect()
     }
 
     /// The epoch the next block executes in.
@@ -750,28 +701,8 @@ fn bad_calls_are_refused_with_typed_errors_and_change_nothing() {
         module: ios_storage::module::STORAGE_MODULE,
         payload: vec![0xFF, 0x00, 0x13],
     };
-    let n = *c.nonces.get(&owner.address().0).unwrap_or(&0);
-    let tx = Transaction {
-        chain_id: c.genesis.params.chain_id.clone(),
-        sender: owner.address(),
-        nonce: n,
-        fee: FEE,
-        expires_at: u64::MAX,
-        call: garbage,
-    }
-    .sign(&owner);
-    c.nonces.insert(owner.address().0, n + 1);
-    let id = tx.id();
-    let (r, _) = c.replica.submit(vec![tx], c.now);
-    assert!(r[0].is_ok());
-    let mut status = None;
-    for _ in 0..5 {
-        if let Some(rc) = c.block().into_iter().find(|r| r.tx == id) {
-            status = Some(rc.status);
-            break;
-        }
-    }
-    match status.expect("included") {
+    let tx = c.solo.sign(&owner, garbage, FEE);
+    match c.solo.run(vec![tx]).unwrap().remove(0).1 {
         ReceiptStatus::Failed { code, .. } => assert_eq!(code, "malformed"),
         s => panic!("{s:?}"),
     }
