@@ -245,7 +245,13 @@ pub fn parse_address(s: &str) -> Result<Address, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("invalid address {s:?}: {e}")))
 }
 
-fn parse_units(what: &str, s: &str) -> Result<Amount, ApiError> {
+/// A 32-byte hash (an id, a commitment, a salt) given as `what`, in hex.
+pub(crate) fn parse_hash(what: &str, s: &str) -> Result<Hash, ApiError> {
+    Hash::from_hex(s.trim())
+        .ok_or_else(|| ApiError::bad_request(format!("{what} must be 64 hex digits, got {s:?}")))
+}
+
+pub(crate) fn parse_units(what: &str, s: &str) -> Result<Amount, ApiError> {
     s.trim().parse().map_err(|_| {
         ApiError::bad_request(format!(
             "{what} must be a whole number of base units as a string (1 IOST = 100000000), got {s:?}"
@@ -750,8 +756,7 @@ async fn submit_tx(
     params(("id" = String, Path, description = "hex transaction id (its signing hash)")),
     responses((status = 200, description = "Pending, finalized, failed or unknown", body = TxStatus)))]
 async fn tx_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<TxStatus> {
-    let id = Hash::from_hex(&path)
-        .ok_or_else(|| ApiError::bad_request(format!("{:?} is not a 64-digit hex id", &*path)))?;
+    let id = parse_hash("the id", &path)?;
     let status = g
         .node
         .query(move |v| -> Result<TxStatus, ApiError> {
@@ -806,8 +811,7 @@ async fn tx_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<
         (status = 200, description = "Where the cross-shard transfer stands", body = AtomixView),
         (status = 404, description = "Not seen by this node's relayer (yet)", body = ErrorBody)))]
 async fn atomix_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<AtomixView> {
-    let id = Hash::from_hex(&path)
-        .ok_or_else(|| ApiError::bad_request(format!("{:?} is not a 64-digit hex id", &*path)))?;
+    let id = parse_hash("the id", &path)?;
     let view = g
         .node
         .query(move |v| -> Result<AtomixView, ApiError> {

@@ -244,29 +244,33 @@ impl Client {
         self.get(&format!("/api/v1/store/objects?owner={owner}"))
     }
 
+    /// GET `url` with a query string.
+    fn get_query<T: DeserializeOwned>(&self, url: &str, pairs: &[(&str, String)]) -> Result<T> {
+        let r = self
+            .agent
+            .get(url)
+            .query_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
+            .call();
+        self.answer(url, r)
+    }
+
     /// Searches active listings.
     pub fn search_listings(&self, q: &ListingSearchParams) -> Result<ListingSearchResponse> {
         let url = format!("{}/api/v1/market/search", self.base);
-        let mut pairs: Vec<(&str, String)> =
-            vec![("q", q.q.clone()), ("offset", q.offset.to_string())];
-        for (k, v) in [
-            ("category", q.category.clone()),
-            ("provider", q.provider.clone()),
-            ("sort", q.sort.clone()),
-            ("min_price", q.min_price.map(|n| n.to_string())),
-            ("max_price", q.max_price.map(|n| n.to_string())),
-            ("limit", q.limit.map(|n| n.to_string())),
-        ] {
-            if let Some(v) = v {
-                pairs.push((k, v));
-            }
-        }
-        let r = self
-            .agent
-            .get(&url)
-            .query_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
-            .call();
-        self.answer(&url, r)
+        let n = |v: Option<u64>| v.map(|n| n.to_string());
+        let pairs = search_pairs(
+            &q.q,
+            q.offset,
+            [
+                ("category", q.category.clone()),
+                ("provider", q.provider.clone()),
+                ("sort", q.sort.clone()),
+                ("min_price", n(q.min_price)),
+                ("max_price", n(q.max_price)),
+                ("limit", q.limit.map(|l| l.to_string())),
+            ],
+        );
+        self.get_query(&url, &pairs)
     }
 
     pub fn listing(&self, id: &str) -> Result<ListingView> {
@@ -298,28 +302,21 @@ impl Client {
     /// Searches public objects.
     pub fn search(&self, q: &SearchParams) -> Result<SearchResponse> {
         let url = format!("{}/api/v1/store/search", self.base);
-        let mut pairs: Vec<(&str, String)> =
-            vec![("q", q.q.clone()), ("offset", q.offset.to_string())];
-        let opt = |v: &Option<String>| v.clone();
-        for (k, v) in [
-            ("mime", opt(&q.mime)),
-            ("tags", opt(&q.tags)),
-            ("owner", opt(&q.owner)),
-            ("sort", opt(&q.sort)),
-            ("min_size", q.min_size.map(|n| n.to_string())),
-            ("max_size", q.max_size.map(|n| n.to_string())),
-            ("limit", q.limit.map(|n| n.to_string())),
-        ] {
-            if let Some(v) = v {
-                pairs.push((k, v));
-            }
-        }
-        let r = self
-            .agent
-            .get(&url)
-            .query_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())))
-            .call();
-        self.answer(&url, r)
+        let n = |v: Option<u64>| v.map(|n| n.to_string());
+        let pairs = search_pairs(
+            &q.q,
+            q.offset,
+            [
+                ("mime", q.mime.clone()),
+                ("tags", q.tags.clone()),
+                ("owner", q.owner.clone()),
+                ("sort", q.sort.clone()),
+                ("min_size", n(q.min_size)),
+                ("max_size", n(q.max_size)),
+                ("limit", q.limit.map(|l| l.to_string())),
+            ],
+        );
+        self.get_query(&url, &pairs)
     }
 
     pub fn providers(&self) -> Result<Vec<ProviderView>> {
@@ -490,4 +487,15 @@ pub fn put_signed(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// A search's query string: the words, the offset, and the options given.
+fn search_pairs<const N: usize>(
+    q: &str,
+    offset: usize,
+    options: [(&'static str, Option<String>); N],
+) -> Vec<(&'static str, String)> {
+    let mut pairs = vec![("q", q.to_string()), ("offset", offset.to_string())];
+    pairs.extend(options.into_iter().filter_map(|(k, v)| Some((k, v?))));
+    pairs
 }

@@ -5,7 +5,8 @@
 //! Listing and order ids do not name their shard: a gateway (which runs
 //! every shard) looks on each account shard in turn.
 
-use crate::api::{parse_address, ApiError, Gateway};
+use crate::api::{parse_address, parse_hash, parse_units, ApiError, Gateway};
+use crate::store::parse_cid;
 use crate::types::{
     CaseJson, DisputeView, JurorView, ListingHit, ListingSearchParams, ListingSearchResponse,
     ListingTermsJson, ListingView, MarketCallJson, OrderView, PartyQuery, RatingView,
@@ -16,7 +17,7 @@ use ios_chain::committee::read_account;
 use ios_chain::hash::Hash;
 use ios_chain::replica::Replica;
 use ios_chain::shard::BEACON;
-use ios_chain::types::{format_iost, Amount, ShardId};
+use ios_chain::types::{format_iost, ShardId};
 use ios_market::ftfs::{Rating, Scores, Tally};
 use ios_market::jury::{Case, Dispute};
 use ios_market::module::{
@@ -24,7 +25,6 @@ use ios_market::module::{
 };
 use ios_market::order::{Order, OrderState};
 use ios_node::node::View;
-use ios_storage::ContentId;
 
 type ApiResult<T> = Result<web::Json<T>, ApiError>;
 
@@ -39,27 +39,8 @@ pub fn configure(scope: &mut web::ServiceConfig) {
         .route("/market/reputation/{address}", web::get().to(reputation));
 }
 
-fn parse_hash(what: &str, s: &str) -> Result<Hash, ApiError> {
-    Hash::from_hex(s.trim())
-        .ok_or_else(|| ApiError::bad_request(format!("{what} must be 64 hex digits, got {s:?}")))
-}
-
 fn parse_salt(s: &str) -> Result<[u8; 32], ApiError> {
     Ok(parse_hash("salt", s)?.0)
-}
-
-fn parse_cid(what: &str, s: &str) -> Result<ContentId, ApiError> {
-    s.trim()
-        .parse()
-        .map_err(|e: ios_storage::StorageError| ApiError::bad_request(format!("{what}: {e}")))
-}
-
-fn parse_units(what: &str, s: &str) -> Result<Amount, ApiError> {
-    s.trim().parse().map_err(|_| {
-        ApiError::bad_request(format!(
-            "{what} must be a whole number of base units as a string (1 IOST = 100000000), got {s:?}"
-        ))
-    })
 }
 
 fn terms(t: &ListingTermsJson) -> Result<ListingTerms, ApiError> {

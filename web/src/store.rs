@@ -51,9 +51,11 @@ fn staging(g: &Gateway) -> Result<&Arc<Staging>, ApiError> {
         .ok_or_else(|| ApiError::unavailable("this gateway takes no uploads"))
 }
 
-fn parse_cid(s: &str) -> Result<ContentId, ApiError> {
-    s.parse()
-        .map_err(|e: ios_storage::StorageError| ApiError::bad_request(e.to_string()))
+/// A content id given as `what`.
+pub(crate) fn parse_cid(what: &str, s: &str) -> Result<ContentId, ApiError> {
+    s.trim()
+        .parse()
+        .map_err(|e: ios_storage::StorageError| ApiError::bad_request(format!("{what}: {e}")))
 }
 
 #[derive(serde::Deserialize, utoipa::IntoParams)]
@@ -181,7 +183,7 @@ async fn locate(g: &Gateway, content: ContentId) -> Result<Located, ApiError> {
         (status = 200, body = ObjectView),
         (status = 404, description = "No deal (an upload still waiting for its deal is 404 too)", body = crate::types::ErrorBody)))]
 pub async fn object(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<ObjectView> {
-    let content = parse_cid(&path)?;
+    let content = parse_cid("content id", &path)?;
     let progress = g.staging.as_ref().and_then(|s| s.progress(&content));
     match huds::locate(&g.node, content).await? {
         Some(l) => Ok(web::Json(object_view(l.shard, &l.deal, progress))),
@@ -264,7 +266,7 @@ pub async fn content(
     path: web::Path<String>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let content = parse_cid(&path)?;
+    let content = parse_cid("content id", &path)?;
     let located = locate(&g, content).await?;
     let size = located.deal.layout.size;
     let range = match req.headers().get("range") {
