@@ -355,6 +355,19 @@ pub enum BatchStep {
     },
 }
 
+impl BatchStep {
+    /// The shard that executes the step: the output shard decides, each
+    /// input's shard unlocks.
+    pub fn shard(&self) -> ShardId {
+        match self {
+            BatchStep::Commit { x, .. } | BatchStep::Abort { x } => x.output_shard,
+            BatchStep::Unlock { x, input, .. } => {
+                x.inputs.get(*input as usize).map_or(0, |i| i.shard)
+            }
+        }
+    }
+}
+
 /// Atomix steps under one relay signature whose proofs share certified
 /// blocks and receipts: every transfer locked in one block is proven by
 /// that block's header and certificate, and every transfer one relay

@@ -230,6 +230,12 @@ impl Runtime {
                 got: tx.chain_id.0.clone(),
             });
         }
+        if tx.shard != env.shard {
+            return Err(ChainError::WrongShard {
+                expected: env.shard,
+                got: tx.shard,
+            });
+        }
         // The mempool enforces this too, but a block from a faulty proposer must not bypass it.
         if ptx.len > MAX_TX_BYTES {
             return Err(ChainError::TooLarge {

@@ -829,6 +829,11 @@ impl Replica {
                     expected: chain_id.0.clone(),
                     got: p.tx.tx.chain_id.0.clone(),
                 }));
+            } else if p.tx.tx.shard != self.runtime.shard() {
+                results.push(Err(ChainError::WrongShard {
+                    expected: self.runtime.shard(),
+                    got: p.tx.tx.shard,
+                }));
             } else if p.len > crate::tx::MAX_TX_BYTES {
                 results.push(Err(ChainError::TooLarge {
                     what: "transaction",
@@ -1163,6 +1168,7 @@ impl Replica {
         let nonce = self.mempool.next_nonce(&self.me, acct.nonce);
         let mut tx = Transaction {
             chain_id: params.chain_id.clone(),
+            shard: self.runtime.shard(),
             sender: self.me,
             nonce,
             fee: 0,

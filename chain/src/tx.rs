@@ -5,7 +5,7 @@ use crate::codec;
 use crate::crypto::{Address, Keypair, Signature};
 use crate::error::{ChainError, Result};
 use crate::hash::{hash_value, tag, Hash};
-use crate::types::{Amount, ChainId, Height};
+use crate::types::{Amount, ChainId, Height, ShardId};
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::sync::Arc;
 
@@ -33,6 +33,11 @@ pub struct Call {
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Transaction {
     pub chain_id: ChainId,
+    /// The shard that may execute it. Accounts are per shard (an address
+    /// may hold IOST on several, funded through Atomix), and their nonces
+    /// advance independently, so the shard is signed too: a transaction
+    /// signed for one shard can never be replayed on another.
+    pub shard: ShardId,
     pub sender: Address,
     pub nonce: u64,
     pub fee: Amount,
@@ -89,11 +94,17 @@ impl SignedTransaction {
 
     /// Stateless checks: chain id, size, signature. State checks (nonce, funds)
     /// happen at execution.
-    pub fn check_stateless(&self, chain_id: &ChainId) -> Result<()> {
+    pub fn check_stateless(&self, chain_id: &ChainId, shard: ShardId) -> Result<()> {
         if &self.tx.chain_id != chain_id {
             return Err(ChainError::WrongChainId {
                 expected: chain_id.0.clone(),
                 got: self.tx.chain_id.0.clone(),
+            });
+        }
+        if self.tx.shard != shard {
+            return Err(ChainError::WrongShard {
+                expected: shard,
+                got: self.tx.shard,
             });
         }
         let len = codec::encode(self).len();

@@ -668,6 +668,7 @@ fn finish_tx(
     }
     let mut tx = Transaction {
         chain_id: params.chain_id.clone(),
+        shard,
         sender,
         nonce,
         fee: fee.unwrap_or(0),

@@ -71,6 +71,7 @@ pub fn transfers(url: &str, users: &[Keypair], tps: u32, stop: &AtomicBool) -> L
         };
         let tx = Transaction {
             chain_id: chain_id.clone(),
+            shard: home_shard(&from.address(), status.shards),
             sender: from.address(),
             nonce,
             fee: 1_000,

@@ -943,12 +943,12 @@ impl<'a> Sim<'a> {
             self.report.relays_dropped += 1;
             return;
         }
-        let tx = self.relay_tx(from, &LedgerCall::BeaconUpdate(Box::new((*change).clone())));
-        let msg = Arc::new(Message::Txs(vec![tx]));
         for s in 1..=self.cfg.shards {
             if self.shard_epoch[s as usize] >= e {
                 continue;
             }
+            let call = LedgerCall::BeaconUpdate(Box::new((*change).clone()));
+            let msg = Arc::new(Message::Txs(vec![self.relay_tx(from, s, &call)]));
             for to in self.peers(s, from) {
                 self.send(from, to, s, msg.clone());
             }
@@ -960,9 +960,10 @@ impl<'a> Sim<'a> {
     }
 
     /// A relay transaction of `call`, signed by node `from` (no fee, no nonce).
-    fn relay_tx(&self, from: usize, call: &LedgerCall) -> SignedTransaction {
+    fn relay_tx(&self, from: usize, shard: ShardId, call: &LedgerCall) -> SignedTransaction {
         Transaction {
             chain_id: self.genesis.params.chain_id.clone(),
+            shard,
             sender: self.nodes[from].key.address(),
             nonce: 0,
             fee: 0,
@@ -1225,7 +1226,7 @@ impl<'a> Sim<'a> {
                 calls
             };
             for call in calls {
-                let tx = self.relay_tx(from, &call);
+                let tx = self.relay_tx(from, shard, &call);
                 batches.entry(shard).or_default().push(tx);
             }
         }
@@ -1241,7 +1242,8 @@ impl<'a> Sim<'a> {
                 let mut updates: Vec<SignedTransaction> = missing
                     .iter()
                     .map(|c| {
-                        self.relay_tx(from, &LedgerCall::BeaconUpdate(Box::new((**c).clone())))
+                        let call = LedgerCall::BeaconUpdate(Box::new((**c).clone()));
+                        self.relay_tx(from, shard, &call)
                     })
                     .collect();
                 updates.append(&mut txs);
@@ -1619,6 +1621,7 @@ impl<'a> Sim<'a> {
             };
             let tx = Transaction {
                 chain_id: chain_id.clone(),
+                shard: home,
                 sender,
                 nonce: self.user_nonce[u],
                 fee: 1_000,
@@ -1631,6 +1634,11 @@ impl<'a> Sim<'a> {
                 signed.signature.0[0] ^= 1;
             } else if corrupt < 3 {
                 signed.tx.chain_id = crate::types::ChainId("other-chain".into());
+            } else if corrupt < 4 {
+                // Validly signed, but for another shard: refused here.
+                let mut other = signed.tx.clone();
+                other.shard = home.wrapping_add(1);
+                signed = other.sign(&self.users[u]);
             } else {
                 self.user_nonce[u] += 1;
                 if let Some(x) = cross {

@@ -96,6 +96,7 @@ impl SoloChain {
         let n = self.nonces.entry(key.address().0).or_insert(0);
         let tx = Transaction {
             chain_id: self.genesis.params.chain_id.clone(),
+            shard: self.replica.runtime().shard(),
             sender: key.address(),
             nonce: *n,
             fee,

@@ -232,6 +232,7 @@ impl Net {
         });
         let tx = sign_call(
             who,
+            x.inputs[input as usize].shard,
             &self.genesis.params.chain_id,
             *nonce,
             FEE,
@@ -242,9 +243,21 @@ impl Net {
         tx
     }
 
+    /// A relay transaction of `call`, for the shard its step names.
     fn relay(&self, call: LedgerCall) -> SignedTransaction {
+        let shard = match &call {
+            LedgerCall::AtomixCommit { x, .. } | LedgerCall::AtomixAbort { x } => x.output_shard,
+            LedgerCall::AtomixUnlock { x, input, .. } => x.inputs[*input as usize].shard,
+            LedgerCall::AtomixBatch(b) => b.steps.first().map_or(0, |s| s.shard()),
+            _ => 0,
+        };
+        self.relay_on(shard, call)
+    }
+
+    fn relay_on(&self, shard: ShardId, call: LedgerCall) -> SignedTransaction {
         sign_call(
             &self.relayer,
+            shard,
             &self.genesis.params.chain_id,
             0,
             0,
@@ -732,7 +745,7 @@ fn atomix_bad_batches_are_typed_errors_and_change_nothing() {
     for (name, forge, code) in cases {
         let mut batch = good.clone();
         forge(&mut batch);
-        let tx = net.relay(LedgerCall::AtomixBatch(Box::new(batch)));
+        let tx = net.relay_on(2, LedgerCall::AtomixBatch(Box::new(batch)));
         assert_eq!(net.shards[2].check(&tx).unwrap_err(), code, "{name}");
     }
     // A batch whose proofs are forged fails the gossip check too.
@@ -850,9 +863,9 @@ fn account_shard_equivocation_is_slashed_on_the_beacon() {
     // A validator (funded on the beacon) reports; a user reports on shard 1.
     let reporter = net.shards[0].committee_keys[0].clone();
     let user = net.user(1, 0);
-    let on_shard = sign_call(&user, &chain_id, 0, FEE, 1_000, evidence(&offender));
+    let on_shard = sign_call(&user, 1, &chain_id, 0, FEE, 1_000, evidence(&offender));
     assert_eq!(net.shards[1].check(&on_shard).unwrap_err(), "wrong_shard");
-    let outsider_tx = sign_call(&reporter, &chain_id, 0, FEE, 1_000, evidence(&outsider));
+    let outsider_tx = sign_call(&reporter, 0, &chain_id, 0, FEE, 1_000, evidence(&outsider));
     assert_eq!(
         net.shards[0].check(&outsider_tx).unwrap_err(),
         "invalid_evidence"
@@ -860,7 +873,7 @@ fn account_shard_equivocation_is_slashed_on_the_beacon() {
     let before =
         committee::read_account(&net.shards[0].store, &offender.address()).expect("account");
     assert!(before.stake > 0 && !before.jailed);
-    let tx = sign_call(&reporter, &chain_id, 0, FEE, 1_000, evidence(&offender));
+    let tx = sign_call(&reporter, 0, &chain_id, 0, FEE, 1_000, evidence(&offender));
     assert_eq!(net.shards[0].check(&tx), Ok(()));
     net.shards[0].commit(&[tx]);
     let after =

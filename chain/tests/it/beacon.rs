@@ -20,6 +20,7 @@ use ios_chain::module::BlockEnv;
 use ios_chain::params::Genesis;
 use ios_chain::pvss::{self, Dealing, DecryptedShare, DleqProof, PvssPublicKey};
 use ios_chain::replica::{Output, Replica, ReplicaConfig};
+use ios_chain::shard::BEACON;
 use ios_chain::sim::{sim_genesis, sim_params};
 use ios_chain::state::{StateStore, WriteSet};
 use ios_chain::tx::{ModuleId, PooledTx, SignedTransaction};
@@ -274,7 +275,15 @@ impl Chain<'_> {
             .expect("read")
             .nonce;
         let call = LedgerModule::call(&call);
-        sign_call(key, &chain_id(), nonce + later, BEACON_FEE, 1_000_000, call)
+        sign_call(
+            key,
+            BEACON,
+            &chain_id(),
+            nonce + later,
+            BEACON_FEE,
+            1_000_000,
+            call,
+        )
     }
 
     /// A valid epoch-0 dealing from validator `seed_of`'s seed, made for validator `dealer`.

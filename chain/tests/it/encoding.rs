@@ -62,6 +62,7 @@ fn signed_tx() -> impl Strategy<Value = SignedTransaction> {
             |(chain_id, sender, nonce, fee, expires_at, call, signature)| SignedTransaction {
                 tx: Transaction {
                     chain_id,
+                    shard: (nonce % 5) as u16,
                     sender,
                     nonce,
                     fee,
@@ -403,6 +404,7 @@ fn tx_of_len(len: usize) -> SignedTransaction {
     let make = |payload: Vec<u8>| {
         Transaction {
             chain_id: ChainId("ios-test".into()),
+            shard: 0,
             sender: key.address(),
             nonce: 0,
             fee: 1,
@@ -497,8 +499,23 @@ fn stateless_checks_are_typed() {
         t.sign(&key)
     };
     let big_len = big.to_bytes().len();
+    let other_shard = {
+        let key = Keypair::from_seed("golden", 0);
+        let mut t = golden_tx().tx;
+        t.shard = 2;
+        t.sign(&key)
+    };
     let cases: Vec<(&str, SignedTransaction, ChainId, Result<(), ChainError>)> = vec![
         ("valid", good.clone(), chain.clone(), Ok(())),
+        (
+            "signed for another shard",
+            other_shard,
+            chain.clone(),
+            Err(ChainError::WrongShard {
+                expected: 1,
+                got: 2,
+            }),
+        ),
         (
             "wrong chain",
             good,
@@ -532,7 +549,7 @@ fn stateless_checks_are_typed() {
         ),
     ];
     for (name, tx, chain, want) in cases {
-        assert_eq!(tx.check_stateless(&chain), want, "{name}");
+        assert_eq!(tx.check_stateless(&chain, 1), want, "{name}");
     }
 }
 
@@ -543,6 +560,7 @@ fn golden_tx() -> SignedTransaction {
     let to = Keypair::from_seed("golden", 1).address();
     Transaction {
         chain_id: ChainId("ios-golden".into()),
+        shard: 1,
         sender: from.address(),
         nonce: 7,
         fee: 1_000,

@@ -19,6 +19,7 @@ use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{Evidence, LedgerCall, LedgerModule, Token};
 use ios_chain::module::{keys, BlockEnv};
 use ios_chain::params::{ChainParams, Genesis};
+use ios_chain::shard::BEACON;
 use ios_chain::sim::{sim_genesis, sim_params};
 use ios_chain::state::StateStore;
 use ios_chain::tx::{Call, ModuleId, PooledTx, SignedTransaction, MAX_TX_BYTES};
@@ -151,7 +152,7 @@ impl Ledger {
     fn tx(&self, u: usize, call: Call) -> SignedTransaction {
         let key = &self.users[u];
         let nonce = self.account(&key.address()).nonce;
-        sign_call(key, &self.chain_id(), nonce, FEE, 1_000_000, call)
+        sign_call(key, BEACON, &self.chain_id(), nonce, FEE, 1_000_000, call)
     }
 }
 
@@ -437,7 +438,7 @@ fn fees_of_a_block_go_to_its_proposer() {
                 amount: 1,
                 token: Token::Servi, // fails: the fee is paid anyway
             });
-            sign_call(&l.users[u], &chain_id, 0, fee, 1_000, call)
+            sign_call(&l.users[u], BEACON, &chain_id, 0, fee, 1_000, call)
         })
         .collect();
     let receipts = l.commit(&txs);
@@ -565,12 +566,14 @@ fn refused_transactions_are_typed_errors_and_change_nothing() {
 
     let call = LedgerModule::call(&transfer);
     let sign = |nonce, fee, expires_at, call: Call| {
-        sign_call(&key, &chain_id, nonce, fee, expires_at, call)
+        sign_call(&key, BEACON, &chain_id, nonce, fee, expires_at, call)
     };
     let mut bad_sig = sign(1, FEE, 1_000, call.clone());
     bad_sig.signature.0[0] ^= 1;
+    let other_shard = sign_call(&key, 2, &chain_id, 1, FEE, 1_000, call.clone());
     let other_chain = sign_call(
         &key,
+        BEACON,
         &ChainId("ios-other".into()),
         1,
         FEE,
@@ -612,6 +615,19 @@ fn refused_transactions_are_typed_errors_and_change_nothing() {
             in_block: Some(ChainError::WrongChainId {
                 expected: "ios-sim".into(),
                 got: "ios-other".into(),
+            }),
+        },
+        Refused {
+            // Signed for shard 2 at the next nonce: valid there, never here.
+            name: "signed for another shard",
+            tx: other_shard,
+            at_submit: ChainError::WrongShard {
+                expected: BEACON,
+                got: 2,
+            },
+            in_block: Some(ChainError::WrongShard {
+                expected: BEACON,
+                got: 2,
             }),
         },
         Refused {

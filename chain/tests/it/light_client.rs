@@ -20,7 +20,7 @@ use ios_chain::shard::BEACON;
 use ios_chain::sim::{sim_genesis, sim_params};
 use ios_chain::state::StateStore;
 use ios_chain::tx::{PooledTx, SignedTransaction};
-use ios_chain::types::{Amount, TimeMs};
+use ios_chain::types::{Amount, ShardId, TimeMs};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -147,9 +147,26 @@ impl AccountShard {
 }
 
 fn relay_tx(genesis: &Genesis, change: EpochChange, fee: Amount) -> SignedTransaction {
+    relay_tx_on(1, genesis, change, fee)
+}
+
+fn relay_tx_on(
+    shard: ShardId,
+    genesis: &Genesis,
+    change: EpochChange,
+    fee: Amount,
+) -> SignedTransaction {
     let relayer = Keypair::from_seed("light-relayer", 0);
     let call = LedgerModule::call(&LedgerCall::BeaconUpdate(Box::new(change)));
-    sign_call(&relayer, &genesis.params.chain_id, 0, fee, 1_000_000, call)
+    sign_call(
+        &relayer,
+        shard,
+        &genesis.params.chain_id,
+        0,
+        fee,
+        1_000_000,
+        call,
+    )
 }
 
 #[test]
@@ -262,7 +279,7 @@ fn light_client_refuses_forged_and_misdirected_changes() {
     beacon.init_genesis(&mut store, &genesis).expect("genesis");
     let mut env = shard.env();
     env.shard = BEACON;
-    let ptx = PooledTx::new(relay_tx(&genesis, change, 0));
+    let ptx = PooledTx::new(relay_tx_on(BEACON, &genesis, change, 0));
     assert_eq!(
         beacon.check_relay(&store, &env, &ptx).map_err(|e| e.code()),
         Err("relay")

@@ -25,9 +25,10 @@ use ios_chain::ledger::{LedgerCall, LedgerModule};
 use ios_chain::module::BlockEnv;
 use ios_chain::params::Genesis;
 use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
+use ios_chain::shard::BEACON;
 use ios_chain::state::StateStore;
 use ios_chain::tx::{Call, SignedTransaction, Transaction};
-use ios_chain::types::{Amount, ChainId, Height, TimeMs};
+use ios_chain::types::{Amount, ChainId, Height, ShardId, TimeMs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -112,6 +113,7 @@ pub fn header_of(env: &BlockEnv, executed: &Executed) -> BlockHeader {
 /// Signs `call` from `key` with explicit envelope fields.
 pub fn sign_call(
     key: &Keypair,
+    shard: ShardId,
     chain_id: &ChainId,
     nonce: u64,
     fee: Amount,
@@ -120,6 +122,7 @@ pub fn sign_call(
 ) -> SignedTransaction {
     Transaction {
         chain_id: chain_id.clone(),
+        shard,
         sender: key.address(),
         nonce,
         fee,
@@ -138,6 +141,7 @@ pub fn ledger_tx(
 ) -> SignedTransaction {
     sign_call(
         key,
+        BEACON,
         chain_id,
         nonce,
         FEE,

@@ -204,6 +204,7 @@ pub fn run_chain(
             let u = i % users.len();
             let tx = Transaction {
                 chain_id: chain_id.clone(),
+                shard: BEACON,
                 sender: users[u].address(),
                 nonce: (i / users.len()) as u64,
                 fee: 1_000,

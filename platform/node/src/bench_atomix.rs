@@ -280,6 +280,7 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
         let nonce = nonces.entry(sender.address()).or_insert(0);
         let tx = Transaction {
             chain_id: chain_id.clone(),
+            shard: home,
             sender: sender.address(),
             nonce: *nonce,
             fee: 1_000,
@@ -305,9 +306,10 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
         load.entry(home).or_default().push_back(tx);
     }
     let relayer = Keypair::from_seed("bench-relayer", 0);
-    let relay_tx = |call: &LedgerCall| {
+    let relay_tx = |shard: ShardId, call: &LedgerCall| {
         Transaction {
             chain_id: chain_id.clone(),
+            shard,
             sender: relayer.address(),
             nonce: 0,
             fee: 0,
@@ -411,7 +413,7 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
             let batches = RelayBatch::pack(steps, RELAY_BATCH_BYTES)?;
             let txs: Vec<SignedTransaction> = batches
                 .iter()
-                .map(|b| relay_tx(&LedgerCall::AtomixBatch(Box::new(b.clone()))))
+                .map(|b| relay_tx(s, &LedgerCall::AtomixBatch(Box::new(b.clone()))))
                 .collect();
             let targets = &net.by_shard[&s];
             let t = next_target.entry(s).or_default();

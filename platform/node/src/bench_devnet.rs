@@ -112,6 +112,7 @@ fn presign(
             let nonce = nonces.entry(from.address()).or_insert(0);
             let tx = Transaction {
                 chain_id: chain.clone(),
+                shard: home_shard(&from.address(), shards),
                 sender: from.address(),
                 nonce: *nonce,
                 fee: 1_000,

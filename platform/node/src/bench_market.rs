@@ -163,6 +163,7 @@ impl Signer {
         let n = self.nonces.entry(key.address().0).or_insert(0);
         let tx = Transaction {
             chain_id: self.chain.clone(),
+            shard: BEACON,
             sender: key.address(),
             nonce: *n,
             fee: 10_000,

@@ -580,6 +580,7 @@ async fn load_generator(
                 };
                 let tx = Transaction {
                     chain_id: chain_id.clone(),
+                    shard: home_shard(&users[u].address(), shards),
                     sender: users[u].address(),
                     nonce: nonces[u],
                     fee: 1_000,

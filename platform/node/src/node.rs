@@ -1111,7 +1111,7 @@ impl Node {
                 .changes
                 .range(applied + 1..)
                 .take(4)
-                .map(|(_, c)| self.relay_tx(&LedgerCall::BeaconUpdate(Box::new((**c).clone()))))
+                .map(|(_, c)| self.relay_tx(s, &LedgerCall::BeaconUpdate(Box::new((**c).clone()))))
                 .collect();
             if txs.is_empty() {
                 continue;
@@ -1152,7 +1152,8 @@ impl Node {
                     steps.into_iter().map(step_call).collect()
                 }
             };
-            let txs: Vec<SignedTransaction> = calls.iter().map(|c| self.relay_tx(c)).collect();
+            let txs: Vec<SignedTransaction> =
+                calls.iter().map(|c| self.relay_tx(shard, c)).collect();
             self.metrics
                 .atomix_relays
                 .fetch_add(txs.len() as u64, Ordering::Relaxed);
@@ -1169,9 +1170,10 @@ impl Node {
         }
     }
 
-    fn relay_tx(&self, call: &LedgerCall) -> SignedTransaction {
+    fn relay_tx(&self, shard: ShardId, call: &LedgerCall) -> SignedTransaction {
         Transaction {
             chain_id: self.genesis.params.chain_id.clone(),
+            shard,
             sender: self.key.address(),
             nonce: 0,
             fee: 0,
@@ -1661,6 +1663,7 @@ impl Node {
         };
         let mut tx = Transaction {
             chain_id: self.genesis.params.chain_id.clone(),
+            shard,
             sender: key.address(),
             nonce,
             fee: 0,

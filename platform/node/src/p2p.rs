@@ -838,6 +838,7 @@ mod tests {
             shard: 1,
             txs: vec![ios_chain::tx::Transaction {
                 chain_id: ios_chain::types::ChainId("t".into()),
+                shard: 1,
                 sender: key.address(),
                 nonce: 0,
                 fee: 0,

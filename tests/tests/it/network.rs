@@ -111,6 +111,7 @@ async fn a_sharded_network_over_libp2p_finalizes_follows_the_beacon_and_agrees()
     let shard: ShardId = home_shard(&from.address(), 2);
     let tx = Transaction {
         chain_id: net.genesis.params.chain_id.clone(),
+        shard,
         sender: from.address(),
         nonce: 0,
         fee: 1_000,
@@ -230,6 +231,7 @@ async fn a_hostile_peer_is_banned_and_the_network_goes_on() -> Result<()> {
     let users = user_keys(2);
     let tx = Transaction {
         chain_id: net.genesis.params.chain_id.clone(),
+        shard: 1,
         sender: users[0].address(),
         nonce: 0,
         fee: 1_000,
