@@ -15,6 +15,18 @@
 //!    `Committed(X)` releases the lock (the IOST now lives on the output
 //!    shard); a proof of any `Rejected(X)` refunds it.
 //!
+//! A transfer may carry a **call** (`CrossTransfer::call`, a module's call
+//! run as the recipient, who must own every input): the output shard credits
+//! the recipient and runs the call in one step, and if the call fails it
+//! records `Rejected(X)` instead, so every input is refunded. A buyer on one
+//! shard places an order on another this way: the escrow and the order
+//! exist together or not at all.
+//!
+//! A module may also **send from its custody** to an account on another
+//! shard (`CallContext::send_across`, a cross-shard refund): step 1 happens
+//! inside the module's call, the input being the module's custody address,
+//! and a `atomix_send` event names the transfer so relayers can carry it.
+//!
 //! A proof is a receipt, its Merkle path to the block's `receipts_root`, and
 //! the block's header and commit certificate, checked with the shard's
 //! beacon light client (any shard, any epoch it has followed). The output
@@ -28,7 +40,7 @@ use crate::hash::{hash_value, tag, verify_merkle_path, Hash, MerkleMultiProof, M
 use crate::light_client::CertCache;
 use crate::module::CallContext;
 use crate::state::StateRead;
-use crate::tx::ModuleId;
+use crate::tx::{Call, ModuleId};
 use crate::types::{Amount, ChainId, Height, ShardId};
 use borsh::{BorshDeserialize, BorshSerialize};
 use std::collections::BTreeMap;
@@ -37,6 +49,17 @@ use std::collections::BTreeMap;
 pub const MAX_INPUTS: usize = 16;
 /// The event kind of every Atomix outcome (its data is a borsh [`Outcome`]).
 pub const EVENT: &str = "atomix";
+/// The event of a send from a module's custody (its data is the borsh
+/// [`CrossTransfer`]): how relayers learn of a transfer no one signed.
+pub const SEND_EVENT: &str = "atomix_send";
+/// Largest call a cross-shard transfer may carry, in payload bytes.
+pub const MAX_CALL_BYTES: usize = 4096;
+
+/// The address that stands for a module's custody as an Atomix input. No
+/// key signs for it: only the module's own calls lock it.
+pub fn custody_address(module: ModuleId) -> Address {
+    Address(crate::hash::hash_tagged(tag::CUSTODY, &module.0.to_be_bytes()).0)
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct CrossInput {
@@ -55,6 +78,9 @@ pub struct CrossTransfer {
     pub expires_at: Height,
     /// Makes otherwise equal transfers distinct.
     pub salt: u64,
+    /// A module's call the output shard runs as `to` right after crediting
+    /// it; if it fails, X is rejected. Only when `to` owns every input.
+    pub call: Option<Call>,
 }
 
 impl CrossTransfer {
@@ -83,6 +109,23 @@ impl CrossTransfer {
         }
         if !(1..=shards).contains(&self.output_shard) {
             return bad(format!("output shard {} does not exist", self.output_shard));
+        }
+        if let Some(call) = &self.call {
+            if call.module == ModuleId::CORE {
+                return bad("a cross-shard transfer carries module calls, not ledger calls".into());
+            }
+            if call.payload.len() > MAX_CALL_BYTES {
+                return Err(ChainError::TooLarge {
+                    what: "cross-shard call",
+                    len: call.payload.len(),
+                    max: MAX_CALL_BYTES,
+                });
+            }
+            if self.inputs.iter().any(|i| i.from != self.to) {
+                return bad(
+                    "a cross-shard transfer with a call must be paid by its recipient alone".into(),
+                );
+            }
         }
         for (i, input) in self.inputs.iter().enumerate() {
             if !(1..=shards).contains(&input.shard) {
@@ -612,6 +655,9 @@ impl Packer {
 pub enum InputState {
     /// The amount is in the lock.
     Locked,
+    /// The amount is in the lock, out of this module's custody (a send
+    /// by the module itself); a refund goes back to the custody.
+    LockedCustody(ModuleId),
     /// The owner could not pay; nothing was locked.
     Rejected,
     /// X committed: the locked IOST left for the output shard.
@@ -721,6 +767,60 @@ pub fn lock(ctx: &mut CallContext<'_, '_>, x: &CrossTransfer, index: u32) -> Res
     Ok(())
 }
 
+/// Step 1 of a send from the custody of the module running `ctx` to `to`
+/// on `shard` (see [`CallContext::send_across`]). It never expires: its
+/// output only credits an account, which cannot fail.
+pub(crate) fn send_from_custody(
+    ctx: &mut CallContext<'_, '_>,
+    shard: ShardId,
+    to: Address,
+    amount: Amount,
+    salt: u64,
+) -> Result<Hash> {
+    if shard == ctx.env.shard {
+        return Err(ChainError::Atomix(format!(
+            "a send to this shard ({shard}) is a plain release, not a cross-shard transfer"
+        )));
+    }
+    let module = ctx.module();
+    let x = CrossTransfer {
+        inputs: vec![CrossInput {
+            shard: ctx.env.shard,
+            from: custody_address(module),
+            amount,
+        }],
+        output_shard: shard,
+        to,
+        expires_at: Height::MAX,
+        salt,
+        call: None,
+    };
+    x.check(ctx.params.shards)?;
+    let id = x.id();
+    let key = input_key(&id, 0);
+    if ctx.get::<InputState>(&key)?.is_some() {
+        return Err(ChainError::Atomix(format!(
+            "{id} was already sent (reuse of salt {salt})"
+        )));
+    }
+    let held = ctx.held()?;
+    let left = held
+        .checked_sub(amount)
+        .ok_or(ChainError::InsufficientFunds {
+            need: amount,
+            have: held,
+        })?;
+    let locked = locked(ctx.state())?
+        .checked_add(amount)
+        .ok_or(ChainError::Overflow)?;
+    ctx.set_held(module, left);
+    ctx.put_core(K_LOCKED, &locked);
+    ctx.put_core(&key, &InputState::LockedCustody(module));
+    ctx.emit_core(SEND_EVENT, &x);
+    ctx.emit_core(EVENT, &Outcome::Accepted { x: id, input: 0 });
+    Ok(id)
+}
+
 fn undecided(ctx: &CallContext<'_, '_>, x: &CrossTransfer) -> Result<Hash> {
     x.check(ctx.params.shards)?;
     if x.output_shard != ctx.env.shard {
@@ -786,9 +886,19 @@ pub fn commit(
             "no proof of acceptance for input {missing}"
         )));
     }
-    let mut to = ctx.account(&x.to)?;
-    to.credit(x.total()?)?;
-    ctx.set_account(&x.to, &to);
+    let total = x.total()?;
+    let credited = ctx.nested(|c| {
+        let mut to = c.account(&x.to)?;
+        to.credit(total)?;
+        c.set_account(&x.to, &to);
+        match &x.call {
+            Some(call) => c.call_as(x.to, id, call),
+            None => Ok(()),
+        }
+    });
+    if let Err(e) = credited {
+        return decide_rejected(ctx, id, format!("its call failed: {e}"));
+    }
     ctx.put(&decided_key(&id), &Decision::Committed)?;
     emit(ctx, &Outcome::Committed { x: id });
     Ok(())
@@ -817,14 +927,15 @@ pub fn unlock(
     let input = input_here(ctx, x, index)?;
     let id = x.id();
     let key = input_key(&id, index);
-    match ctx.get::<InputState>(&key)? {
-        Some(InputState::Locked) => {}
+    let custody = match ctx.get::<InputState>(&key)? {
+        Some(InputState::Locked) => None,
+        Some(InputState::LockedCustody(module)) => Some(module),
         other => {
             return Err(ChainError::Atomix(format!(
                 "input {index} of {id} is not locked here ({other:?})"
             )))
         }
-    }
+    };
     let next = match proof.outcome(&id)? {
         Outcome::Committed { .. } if proof.shard() == x.output_shard => InputState::Released,
         Outcome::Rejected { .. }
@@ -842,9 +953,18 @@ pub fn unlock(
     };
     add_locked(ctx, input.amount, false)?;
     if next == InputState::Refunded {
-        let mut owner = ctx.account(&input.from)?;
-        owner.credit(input.amount)?;
-        ctx.set_account(&input.from, &owner);
+        match custody {
+            Some(module) => {
+                let held: Amount = ctx.get(&crate::module::keys::held(module))?.unwrap_or(0);
+                let held = held.checked_add(input.amount).ok_or(ChainError::Overflow)?;
+                ctx.set_held(module, held);
+            }
+            None => {
+                let mut owner = ctx.account(&input.from)?;
+                owner.credit(input.amount)?;
+                ctx.set_account(&input.from, &owner);
+            }
+        }
     }
     ctx.put(&key, &next)?;
     ctx.emit("atomix_unlock", &(id, index, next));

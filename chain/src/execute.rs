@@ -14,7 +14,7 @@ use crate::hash::Hash;
 use crate::ledger::LedgerModule;
 use crate::light_client;
 use crate::light_client::CertCache;
-use crate::module::{keys, BlockEnv, CallContext, Module};
+use crate::module::{keys, BlockEnv, CallContext, Module, Modules};
 use crate::params::{ChainParams, Genesis};
 use crate::shard::BEACON;
 use crate::state::{Overlay, StateDiff, StateRead, StateStore};
@@ -46,7 +46,7 @@ pub struct Executed {
 pub struct Runtime {
     params: ChainParams,
     shard: ShardId,
-    modules: BTreeMap<ModuleId, Arc<dyn Module>>,
+    modules: Modules,
     /// This node's memo of verified certificates (shared with the core module).
     certs: CertCache,
 }
@@ -208,7 +208,18 @@ impl Runtime {
             bytes += ptx.len;
             included.push(ptx);
         }
-        self.end_block(store, &mut block, env, fees)?;
+        let events = self.end_block(store, &mut block, env, fees)?;
+        if !events.is_empty() {
+            // The block-level hooks' events (a module's deadlines settling,
+            // a refund sent across shards) get a receipt of their own after
+            // the transactions' ones, so they are provable like any other.
+            receipts.push(Receipt {
+                tx: Hash::ZERO,
+                status: ReceiptStatus::Success,
+                fee: 0,
+                events,
+            });
+        }
         let diff = store.diff(block.into_writes())?;
         let leaves: Vec<Hash> = included.iter().map(|t| t.leaf).collect();
         Ok(Executed {
@@ -301,7 +312,8 @@ impl Runtime {
                 ptx.id,
                 module.as_ref(),
                 &mut child,
-            );
+            )
+            .with_modules(&self.modules);
             module.execute(&mut ctx, &tx.call.payload)?;
             ctx.into_events()
         };
@@ -399,14 +411,15 @@ impl Runtime {
     }
 
     /// Block-level rules: missed proposals, fees and Servi of the proposer,
-    /// epoch transitions, then every module's end-of-block hook.
+    /// epoch transitions, then every module's end-of-block hook, whose
+    /// events it returns.
     fn end_block(
         &self,
         committed: &StateStore,
         block: &mut Overlay<'_>,
         env: &BlockEnv,
         fees: Amount,
-    ) -> Result<()> {
+    ) -> Result<Vec<crate::block::Event>> {
         let p = &self.params;
         let committee: Committee = committee::read(committed, K_COMMITTEE)?
             .ok_or_else(|| ChainError::Storage("no committee in state".into()))?;
@@ -471,6 +484,7 @@ impl Runtime {
             );
         }
 
+        let mut events = Vec::new();
         for module in self.modules.values() {
             if module.id() == ModuleId::CORE {
                 continue;
@@ -484,13 +498,15 @@ impl Runtime {
                     Hash::ZERO,
                     module.as_ref(),
                     &mut child,
-                );
+                )
+                .with_modules(&self.modules);
                 module.end_block(&mut ctx)?;
+                events.extend(ctx.into_events());
             }
             let writes = child.into_writes();
             block.merge(writes);
         }
-        Ok(())
+        Ok(events)
     }
 
     /// The fee pool (commissions, slashed stake) shared by the members of

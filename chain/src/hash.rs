@@ -64,6 +64,7 @@ pub mod tag {
     pub const EVIDENCE_KEY: &str = "ios/evidence-key";
     pub const HOME_SHARD: &str = "ios/home-shard";
     pub const ATOMIX_TX: &str = "ios/atomix-tx";
+    pub const CUSTODY: &str = "ios/custody";
     /// Key of a verified certificate in a node's memo (never on chain).
     pub const CERT_MEMO: &str = "ios/cert-memo";
     pub const COMMITTEE_PERMUTATION: &str = "ios/committee-permutation";

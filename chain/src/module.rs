@@ -13,6 +13,11 @@ use crate::state::{Overlay, StateRead};
 use crate::tx::ModuleId;
 use crate::types::{Amount, ChainId, Epoch, Height, Round, ShardId, TimeMs};
 use borsh::{BorshDeserialize, BorshSerialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The modules a runtime executes, by id.
+pub type Modules = BTreeMap<ModuleId, Arc<dyn Module>>;
 
 /// Bound on a single decoded state value.
 pub const MAX_STATE_VALUE: usize = 16 * 1024 * 1024;
@@ -62,6 +67,9 @@ pub struct CallContext<'a, 'b> {
     prefix: &'static str,
     state: &'a mut Overlay<'b>,
     events: Vec<Event>,
+    /// Every module of the runtime, for the calls a cross-shard transfer
+    /// carries (see [`CallContext::call_as`]).
+    modules: Option<&'a Modules>,
 }
 
 impl<'a, 'b> CallContext<'a, 'b> {
@@ -82,7 +90,56 @@ impl<'a, 'b> CallContext<'a, 'b> {
             prefix: module.name(),
             state,
             events: Vec::new(),
+            modules: None,
         }
+    }
+
+    /// Lets this call run other modules' calls ([`CallContext::call_as`]).
+    pub fn with_modules(mut self, modules: &'a Modules) -> Self {
+        self.modules = Some(modules);
+        self
+    }
+
+    /// Runs `call`, a module's call, as `sender` on a child of this call's
+    /// state, with `id` as its transaction id: its writes and events are
+    /// kept if it succeeds and dropped if it fails. This is how the output
+    /// shard of a cross-shard transfer runs the call the transfer carries
+    /// (`atomix::commit`, with the transfer's id); the ledger's own calls
+    /// cannot be run this way.
+    pub fn call_as(&mut self, sender: Address, id: Hash, call: &crate::tx::Call) -> Result<()> {
+        let module = self
+            .modules
+            .and_then(|m| m.get(&call.module))
+            .filter(|_| call.module != ModuleId::CORE)
+            .ok_or(ChainError::UnknownModule(call.module.0))?
+            .clone();
+        let mut child = Overlay::new(&*self.state);
+        let (result, events) = {
+            let mut c = CallContext {
+                env: self.env,
+                params: self.params,
+                sender,
+                tx_id: id,
+                module: module.id(),
+                prefix: module.name(),
+                state: &mut child,
+                events: Vec::new(),
+                modules: self.modules,
+            };
+            let result = module.execute(&mut c, &call.payload);
+            (result, c.events)
+        };
+        if result.is_ok() {
+            let writes = child.into_writes();
+            self.state.merge(writes);
+            self.events.extend(events);
+        }
+        result
+    }
+
+    /// The module this call runs as.
+    pub fn module(&self) -> ModuleId {
+        self.module
     }
 
     /// Reads any key (modules may read each other's state, never write it).
@@ -170,6 +227,41 @@ impl<'a, 'b> CallContext<'a, 'b> {
         Ok(())
     }
 
+    /// Sends `amount` out of this module's custody to `to`'s account on
+    /// `shard` through Atomix (a refund to a buyer on another shard): the
+    /// amount is locked here at once, and relayers carry the transfer to
+    /// its output shard like any other. Returns the transfer's id.
+    pub fn send_across(
+        &mut self,
+        shard: ShardId,
+        to: Address,
+        amount: Amount,
+        salt: u64,
+    ) -> Result<Hash> {
+        crate::atomix::send_from_custody(self, shard, to, amount, salt)
+    }
+
+    /// Sets the custody of `module` (the Atomix steps that lock or refund it).
+    pub(crate) fn set_held(&mut self, module: ModuleId, amount: Amount) {
+        self.state.put(keys::held(module), codec::encode(&amount));
+    }
+
+    /// Writes a core key on behalf of a chain-level step run from another
+    /// module's call (an Atomix lock of that module's custody).
+    pub(crate) fn put_core<T: BorshSerialize>(&mut self, key: &[u8], value: &T) {
+        debug_assert!(key.starts_with(b"core/"));
+        self.state.put(key.to_vec(), codec::encode(value));
+    }
+
+    /// An event of the ledger (module 0), whichever module runs.
+    pub(crate) fn emit_core<T: BorshSerialize>(&mut self, kind: &str, data: &T) {
+        self.events.push(Event {
+            module: ModuleId::CORE.0,
+            kind: kind.to_string(),
+            data: codec::encode(data),
+        });
+    }
+
     /// Pays `amount` out of this module's custody into the fee pool (a
     /// commission), which validators share as they share transaction fees.
     pub fn release_to_fee_pool(&mut self, amount: Amount) -> Result<()> {
@@ -214,6 +306,7 @@ impl<'a, 'b> CallContext<'a, 'b> {
                 prefix: self.prefix,
                 state: &mut child,
                 events: Vec::new(),
+                modules: self.modules,
             };
             let result = f(&mut c);
             (result, c.events)

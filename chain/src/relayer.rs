@@ -1,5 +1,6 @@
 //! An Atomix relayer, sans-IO: it reads finalized blocks of every shard it
-//! follows, learns cross-shard transfers from their lock transactions, keeps
+//! follows, learns cross-shard transfers from their lock transactions (and
+//! a module's sends from its custody from their `atomix_send` events), keeps
 //! the proofs their steps need, and says which steps are due: the commit
 //! (or rejection) on the output shard once every input is accepted (or one
 //! refused), the abort once the output shard passed the expiry, the
@@ -9,7 +10,9 @@
 //! Relaying is idempotent on chain (a step that no longer applies is not
 //! included), so any number of relayers may run; one honest one suffices.
 
-use crate::atomix::{CrossTransfer, Decision, InputState, Outcome, ReceiptProof, Step, EVENT};
+use crate::atomix::{
+    CrossTransfer, Decision, InputState, Outcome, ReceiptProof, Step, EVENT, SEND_EVENT,
+};
 use crate::block::{Block, CommitCertificate, Receipt, ReceiptStatus};
 use crate::hash::Hash;
 use crate::ledger::{LedgerCall, LedgerModule};
@@ -143,23 +146,29 @@ impl Relayer {
     ) {
         let h = self.heights.entry(shard).or_insert(0);
         *h = (*h).max(block.header.height);
-        for (index, (tx, r)) in block.txs.iter().zip(receipts).enumerate() {
+        // A last receipt past the transactions' carries the block's own events.
+        for (index, r) in receipts.iter().enumerate() {
             if r.status != ReceiptStatus::Success {
                 continue;
             }
-            let call = LedgerModule::decode(&tx.tx.call);
+            let call = block
+                .txs
+                .get(index)
+                .and_then(|tx| LedgerModule::decode(&tx.tx.call));
             let from_lock = matches!(call, Some(LedgerCall::AtomixLock { .. }));
             if let Some(LedgerCall::AtomixLock { x, .. }) = &call {
-                let id = x.id();
-                if !self.transfers.contains_key(&id) {
-                    if self.transfers.len() >= MAX_TRACKED {
-                        self.forget_oldest();
-                    }
-                    self.transfers.insert(id, Tracked::new((**x).clone(), now));
-                }
+                self.track(x, now);
             }
             for e in &r.events {
                 if e.module != 0 {
+                    continue;
+                }
+                if e.kind == SEND_EVENT {
+                    if let Ok(x) =
+                        crate::codec::decode::<CrossTransfer>("send event", &e.data, 1 << 16)
+                    {
+                        self.track(&x, now);
+                    }
                     continue;
                 }
                 if e.kind == "atomix_unlock" {
@@ -212,6 +221,16 @@ impl Relayer {
                     _ => {}
                 }
             }
+        }
+    }
+
+    fn track(&mut self, x: &CrossTransfer, now: TimeMs) {
+        let id = x.id();
+        if !self.transfers.contains_key(&id) {
+            if self.transfers.len() >= MAX_TRACKED {
+                self.forget_oldest();
+            }
+            self.transfers.insert(id, Tracked::new(x.clone(), now));
         }
     }
 

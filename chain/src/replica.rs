@@ -1835,7 +1835,7 @@ impl Replica {
         if self.config.durable {
             self.store.flush()?;
         }
-        let included: Vec<Hash> = executed.receipts.iter().map(|r| r.tx).collect();
+        let included: Vec<Hash> = executed.txs.iter().map(|t| t.id).collect();
         let touched: Vec<Address> = executed
             .txs
             .iter()

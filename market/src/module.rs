@@ -283,7 +283,46 @@ pub enum MarketCall {
     },
 }
 
+/// Fees a buyer from another shard brings along with its order, in bytes
+/// at the minimum fee rate: room for 16 transactions of 1 KiB on the
+/// order's shard (confirm or dispute, rate, reveal, respond).
+pub const CROSS_SHARD_FEE_BYTES: u64 = 16 * 1024;
+
+/// What a market call acts on, which decides the shard that runs it: a
+/// listing's or an order's own shard (a buyer from another shard orders
+/// through Atomix, and then acts on the order where it lives), else the
+/// sender's home shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subject {
+    Listing(Hash),
+    Order(Hash),
+    Sender,
+}
+
 impl MarketCall {
+    pub fn subject(&self) -> Subject {
+        match self {
+            MarketCall::CreateListing(_) | MarketCall::JoinJuryPool | MarketCall::LeaveJuryPool => {
+                Subject::Sender
+            }
+            MarketCall::UpdateListing { listing, .. }
+            | MarketCall::SetListingStatus { listing, .. }
+            | MarketCall::PlaceOrder { listing, .. } => Subject::Listing(*listing),
+            MarketCall::Accept { order }
+            | MarketCall::Decline { order }
+            | MarketCall::Cancel { order }
+            | MarketCall::Deliver { order, .. }
+            | MarketCall::Confirm { order }
+            | MarketCall::CommitRating { order, .. }
+            | MarketCall::RevealRating { order, .. }
+            | MarketCall::Respond { order, .. }
+            | MarketCall::Dispute { order, .. }
+            | MarketCall::Answer { order, .. }
+            | MarketCall::JuryCommit { order, .. }
+            | MarketCall::JuryReveal { order, .. } => Subject::Order(*order),
+        }
+    }
+
     pub fn to_call(&self) -> Call {
         Call {
             module: MARKET_MODULE,
@@ -544,7 +583,7 @@ impl MarketModule {
         let mut jury_fee = 0;
         match money {
             Money::Stay => {}
-            Money::Refund(amount) => ctx.release(&order.buyer, amount)?,
+            Money::Refund(amount) => MarketModule::refund(ctx, &order, amount)?,
             Money::Pay {
                 provider,
                 commission,
@@ -558,7 +597,7 @@ impl MarketModule {
                 commission,
                 jury,
             } => {
-                ctx.release(&order.buyer, buyer)?;
+                MarketModule::refund(ctx, &order, buyer)?;
                 ctx.release(&order.provider, provider)?;
                 ctx.release_to_fee_pool(commission)?;
                 jury_fee = jury;
@@ -568,6 +607,26 @@ impl MarketModule {
         self.save(ctx, &order)?;
         ctx.emit("order", &(order.id, order.state.name()));
         Ok(jury_fee)
+    }
+
+    /// Pays `amount` of an order's escrow back to its buyer: here if this is
+    /// the buyer's home shard, else home through Atomix (a buyer from
+    /// another shard funded the order through Atomix too). An order refunds
+    /// once, so its id makes the transfer unique.
+    fn refund(ctx: Ctx<'_, '_, '_>, order: &Order, amount: Amount) -> Result<()> {
+        let home = ios_chain::shard::home_shard(&order.buyer, ctx.params.shards);
+        if amount == 0 {
+            Ok(())
+        } else if ctx.params.shards == 0 || home == ctx.env.shard {
+            ctx.release(&order.buyer, amount)
+        } else {
+            let mut salt = [0u8; 8];
+            salt.copy_from_slice(&order.id.0[..8]);
+            let salt = u64::from_be_bytes(salt);
+            let x = ctx.send_across(home, order.buyer, amount, salt)?;
+            ctx.emit("refund_sent", &(order.id, home, x));
+            Ok(())
+        }
     }
 
     /// Moves `who`'s reputation to the FTFS value `rep` by the change since

@@ -227,7 +227,7 @@ async fn openapi() -> HttpResponse {
     HttpResponse::Ok().json(ApiDoc::openapi())
 }
 
-fn replica<'a>(v: &'a View<'_>, shard: ShardId) -> Result<&'a Replica, ApiError> {
+pub(crate) fn replica<'a>(v: &'a View<'_>, shard: ShardId) -> Result<&'a Replica, ApiError> {
     v.replicas.get(&shard).ok_or_else(|| {
         ApiError::unavailable(format!(
             "this node does not run shard {shard}{}",
@@ -524,19 +524,21 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
             meta,
         }
         .to_call();
-        return home_shard_tx(&g, &req, sender, call, what, |_, _, _| Ok(())).await;
+        return module_tx(&g, &req, sender, move |_, shard, _| {
+            Ok(Routed {
+                shard,
+                call,
+                what,
+                atomix: None,
+            })
+        })
+        .await;
     }
     if let CallRequest::Market { call } = &req.call {
         let (call, what) = crate::market::market_call(call)?;
-        let checked = call.clone();
-        return home_shard_tx(
-            &g,
-            &req,
-            sender,
-            call.to_call(),
-            what,
-            move |v, r, shard| crate::market::check_on_shard(v, r, shard, &checked),
-        )
+        return module_tx(&g, &req, sender, move |v, home, nonce| {
+            crate::market::route(v, home, sender, nonce, call, what)
+        })
         .await;
     }
     let call = ledger_call(&req.call)?;
@@ -574,6 +576,7 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
                         expires_at: out_height + ATOMIX_EXPIRY_BLOCKS,
                         // The sender's nonce makes each of its transfers distinct.
                         salt: nonce,
+                        call: None,
                     };
                     atomix = Some(x.id().to_hex());
                     LedgerCall::AtomixLock {
@@ -601,34 +604,50 @@ async fn build_tx(g: web::Data<Gateway>, req: web::Json<BuildTxRequest>) -> ApiR
     Ok(web::Json(built))
 }
 
-/// The fee the request asks for, if any (base units).
-/// Builds a module call from `sender` on its home shard, after `check`
-/// (run on the node's task with that shard's replica) passes.
-async fn home_shard_tx(
+/// Where a module transaction runs and what it carries: its call as
+/// asked, or wrapped in the Atomix lock that carries it to another shard.
+pub struct Routed {
+    pub shard: ShardId,
+    pub call: ios_chain::tx::Call,
+    pub what: String,
+    /// The id of the cross-shard transfer the transaction starts, if any.
+    pub atomix: Option<Hash>,
+}
+
+/// Builds a module transaction from `sender`. `route` (run on the node's
+/// task with the sender's home shard and the nonce the request asks for)
+/// says where it runs; the nonce is then that shard's next one for the
+/// sender unless the request names it.
+async fn module_tx(
     g: &Gateway,
     req: &BuildTxRequest,
     sender: Address,
-    call: ios_chain::tx::Call,
-    what: String,
-    check: impl FnOnce(&View<'_>, &Replica, ShardId) -> Result<(), ApiError> + Send + 'static,
+    route: impl FnOnce(&View<'_>, ShardId, Option<u64>) -> Result<Routed, ApiError> + Send + 'static,
 ) -> ApiResult<BuiltTx> {
     let fee = asked_fee(req)?;
     let (nonce, expires_in) = (req.nonce, req.expires_in);
     let built = g
         .node
         .query(move |v| -> Result<BuiltTx, ApiError> {
-            let shard = account_shard(v, v.genesis.params.shards, &sender);
+            let home = account_shard(v, v.genesis.params.shards, &sender);
+            let Routed {
+                shard,
+                call,
+                what,
+                atomix,
+            } = route(v, home, nonce)?;
             let r = replica(v, shard)?;
-            check(v, r, shard)?;
             let nonce = nonce_for(r, &sender, nonce)?;
+            let atomix = atomix.map(|x| x.to_hex());
             finish_tx(
-                v, r, shard, sender, nonce, fee, expires_in, call, what, None,
+                v, r, shard, sender, nonce, fee, expires_in, call, what, atomix,
             )
         })
         .await??;
     Ok(web::Json(built))
 }
 
+/// The fee the request asks for, if any (base units).
 fn asked_fee(req: &BuildTxRequest) -> Result<Option<Amount>, ApiError> {
     req.fee
         .as_deref()
@@ -637,7 +656,11 @@ fn asked_fee(req: &BuildTxRequest) -> Result<Option<Amount>, ApiError> {
 }
 
 /// The nonce asked for, else the sender's next one as `r` sees it.
-fn nonce_for(r: &Replica, sender: &Address, asked: Option<u64>) -> Result<u64, ApiError> {
+pub(crate) fn nonce_for(
+    r: &Replica,
+    sender: &Address,
+    asked: Option<u64>,
+) -> Result<u64, ApiError> {
     match asked {
         Some(n) => Ok(n),
         None => r.next_nonce(sender).map_err(|e| ApiError::chain(&e)),

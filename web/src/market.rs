@@ -5,7 +5,10 @@
 //! Listing and order ids do not name their shard: a gateway (which runs
 //! every shard) looks on each account shard in turn.
 
-use crate::api::{parse_address, parse_hash, parse_units, ApiError, Gateway};
+use crate::api::{
+    nonce_for, parse_address, parse_hash, parse_units, replica, ApiError, Gateway, Routed,
+    ATOMIX_EXPIRY_BLOCKS,
+};
 use crate::store::parse_cid;
 use crate::types::{
     CaseJson, DisputeView, JurorView, ListingHit, ListingSearchParams, ListingSearchResponse,
@@ -13,15 +16,19 @@ use crate::types::{
     ReputationView, ScoresJson,
 };
 use actix_web::web;
+use ios_chain::atomix::{CrossInput, CrossTransfer};
 use ios_chain::committee::read_account;
+use ios_chain::crypto::Address;
 use ios_chain::hash::Hash;
+use ios_chain::ledger::{LedgerCall, LedgerModule};
 use ios_chain::replica::Replica;
 use ios_chain::shard::BEACON;
 use ios_chain::types::{format_iost, ShardId};
 use ios_market::ftfs::{Rating, Scores, Tally};
 use ios_market::jury::{Case, Dispute};
 use ios_market::module::{
-    keys, Listing, ListingStatus, ListingTerms, MarketCall, MarketParams, RatingRecord,
+    keys, Listing, ListingStatus, ListingTerms, MarketCall, MarketParams, RatingRecord, Subject,
+    CROSS_SHARD_FEE_BYTES,
 };
 use ios_market::order::{Order, OrderState};
 use ios_node::node::View;
@@ -293,29 +300,81 @@ pub fn market_call(c: &MarketCallJson) -> Result<(MarketCall, String), ApiError>
     })
 }
 
-/// What a market call needs of the sender's shard before it is built: an
-/// order is placed on the listing's own shard (the provider's), so a
-/// listing elsewhere is refused with the reason.
-pub fn check_on_shard(
+/// Where a market call runs: on the shard of the listing or order it acts
+/// on, else the sender's home shard. An order from a listing on another
+/// shard is an Atomix lock on the buyer's home shard carrying the order:
+/// the listing's shard credits the buyer and places the order in one step,
+/// or refuses both and the lock is refunded. The transfer also brings
+/// [`CROSS_SHARD_FEE_BYTES`] worth of minimum fees, so the buyer can pay
+/// for its later moves on the order's shard; the order's id is the
+/// transfer's id.
+pub fn route(
     v: &View<'_>,
-    r: &Replica,
-    shard: ShardId,
-    call: &MarketCall,
-) -> Result<(), ApiError> {
-    let MarketCall::PlaceOrder { listing, .. } = call else {
-        return Ok(());
+    home: ShardId,
+    sender: Address,
+    nonce: Option<u64>,
+    call: MarketCall,
+    what: String,
+) -> Result<Routed, ApiError> {
+    let shard = match call.subject() {
+        Subject::Sender => home,
+        Subject::Listing(id) => find::<Listing>(v, &keys::listing(&id))?
+            .map(|(s, _, _)| s)
+            .ok_or_else(|| ApiError::not_found(format!("no listing {id}")))?,
+        Subject::Order(id) => find::<Order>(v, &keys::order(&id))?
+            .map(|(s, _, _)| s)
+            .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?,
     };
-    let key = keys::listing(listing);
-    let here =
-        ios_chain::committee::read::<Listing>(r.store(), &key).map_err(|e| ApiError::chain(&e))?;
-    if here.is_some() {
-        return Ok(());
+    let MarketCall::PlaceOrder { price, .. } = &call else {
+        return Ok(Routed {
+            shard,
+            call: call.to_call(),
+            what,
+            atomix: None,
+        });
+    };
+    if shard == home {
+        return Ok(Routed {
+            shard,
+            call: call.to_call(),
+            what,
+            atomix: None,
+        });
     }
-    Err(match find::<Listing>(v, &key)? {
-        Some((s, _, _)) => ApiError::bad_request(format!(
-            "listing {listing} is on shard {s} and the buyer's account on shard {shard}: orders across shards (through Atomix) are not supported yet"
-        )),
-        None => ApiError::not_found(format!("no listing {listing}")),
+    let fees = v
+        .genesis
+        .params
+        .min_fee_per_byte
+        .saturating_mul(CROSS_SHARD_FEE_BYTES);
+    let amount = price
+        .checked_add(fees)
+        .ok_or_else(|| ApiError::bad_request("the price is too large"))?;
+    let salt = nonce_for(replica(v, home)?, &sender, nonce)?;
+    let x = CrossTransfer {
+        inputs: vec![CrossInput {
+            shard: home,
+            from: sender,
+            amount,
+        }],
+        output_shard: shard,
+        to: sender,
+        expires_at: replica(v, shard)?.height() + ATOMIX_EXPIRY_BLOCKS,
+        salt,
+        call: Some(call.to_call()),
+    };
+    let id = x.id();
+    Ok(Routed {
+        shard: home,
+        call: LedgerModule::call(&LedgerCall::AtomixLock {
+            x: Box::new(x),
+            input: 0,
+        }),
+        what: format!(
+            "{what}, on shard {shard}: {} leaves shard {home} through Atomix ({} of it for your fees there); the order is {id}, refunded here if shard {shard} does not take it",
+            format_iost(amount),
+            format_iost(fees)
+        ),
+        atomix: Some(id),
     })
 }
 

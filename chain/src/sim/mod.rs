@@ -1590,6 +1590,7 @@ impl<'a> Sim<'a> {
                         to: v.address(),
                         expires_at: self.max_height(output_shard) + 30,
                         salt: self.rng.next_u64(),
+                        call: None,
                     };
                     cross = Some(x.clone());
                     LedgerCall::AtomixLock {

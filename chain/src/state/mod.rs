@@ -403,9 +403,10 @@ impl StateStore {
             prefixed(P_RECEIPTS, &hkey),
             codec::encode(&receipts.to_vec()),
         );
-        // Receipts carry the transaction ids, already hashed.
+        // Receipts carry the transaction ids, already hashed (a last
+        // receipt of the block's own events, if any, is not a transaction's).
         if self.index_txs {
-            for (i, r) in receipts.iter().enumerate() {
+            for (i, r) in receipts.iter().take(block.txs.len()).enumerate() {
                 let loc = TxLocation {
                     height,
                     index: i as u32,

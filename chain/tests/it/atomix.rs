@@ -14,16 +14,19 @@ use ios_chain::block::{
 };
 use ios_chain::committee;
 use ios_chain::crypto::{Address, Keypair};
+use ios_chain::error::ChainError;
 use ios_chain::execute::{total_supply, Mode, Runtime};
 use ios_chain::ledger::Evidence;
 use ios_chain::ledger::{LedgerCall, LedgerModule};
-use ios_chain::module::BlockEnv;
+use ios_chain::module::{keys, BlockEnv, CallContext, Module};
 use ios_chain::params::Genesis;
+use ios_chain::relayer::{step_call, Relayer};
 use ios_chain::shard::home_shard;
 use ios_chain::sim::{sim_genesis, sim_params};
 use ios_chain::state::StateStore;
-use ios_chain::tx::{PooledTx, SignedTransaction};
+use ios_chain::tx::{Call, ModuleId, PooledTx, SignedTransaction};
 use ios_chain::types::{Amount, ShardId};
+use std::sync::Arc;
 
 const COMMITTEE: usize = 4;
 const SHARDS: u16 = 2;
@@ -69,6 +72,7 @@ struct Shard {
 
 /// A committed block and what a proof of one of its receipts needs.
 struct Certified {
+    block: Block,
     header: BlockHeader,
     cert: CommitCertificate,
     receipts: Vec<Receipt>,
@@ -86,11 +90,15 @@ impl Certified {
 }
 
 impl Shard {
-    fn open(genesis: &Genesis, id: ShardId) -> Shard {
+    fn open(genesis: &Genesis, id: ShardId, modules: &[Arc<dyn Module>]) -> Shard {
         let dir = tempfile::tempdir().expect("tempdir");
         let db = open_db(dir.path());
         let mut store = StateStore::open(&db).expect("store");
-        let runtime = Runtime::for_shard(genesis.params.clone(), id);
+        let runtime = modules
+            .iter()
+            .fold(Runtime::for_shard(genesis.params.clone(), id), |r, m| {
+                r.with_module(m.clone())
+            });
         runtime.init_genesis(&mut store, genesis).expect("genesis");
         let members = genesis.epoch_zero().committees[id as usize].members.clone();
         let committee_keys = validator_keys()
@@ -171,6 +179,7 @@ impl Shard {
             .commit_block(&block, &cert, &executed.receipts, &executed.diff)
             .expect("commit");
         Certified {
+            block,
             header,
             cert,
             receipts: executed.receipts,
@@ -203,8 +212,15 @@ struct Net {
 
 impl Net {
     fn new() -> Net {
+        Net::with_modules(&[])
+    }
+
+    /// Every shard running `modules` besides the ledger.
+    fn with_modules(modules: &[Arc<dyn Module>]) -> Net {
         let genesis = genesis();
-        let shards = (0..=SHARDS).map(|s| Shard::open(&genesis, s)).collect();
+        let shards = (0..=SHARDS)
+            .map(|s| Shard::open(&genesis, s, modules))
+            .collect();
         Net {
             genesis,
             shards,
@@ -308,6 +324,7 @@ fn transfer(
         to,
         expires_at: 50,
         salt: 7,
+        call: None,
     }
 }
 
@@ -880,4 +897,229 @@ fn account_shard_equivocation_is_slashed_on_the_beacon() {
         committee::read_account(&net.shards[0].store, &offender.address()).expect("account");
     assert!(after.stake < before.stake, "slashed");
     assert!(after.jailed && after.reputation == 0);
+}
+
+// ---- calls carried by transfers, and sends from a module's custody --------
+
+/// A module that holds deposits and sends them across shards, at once or
+/// at the end of the block.
+struct Vault;
+
+const VAULT: ModuleId = ModuleId(77);
+const VAULT_LATER: &[u8] = b"vault/later";
+
+#[derive(borsh::BorshSerialize, borsh::BorshDeserialize)]
+enum VaultCall {
+    Deposit(Amount),
+    Send(ShardId, Address, Amount),
+    SendAtEndOfBlock(ShardId, Address, Amount),
+}
+
+impl Module for Vault {
+    fn id(&self) -> ModuleId {
+        VAULT
+    }
+
+    fn name(&self) -> &'static str {
+        "vault"
+    }
+
+    fn execute(
+        &self,
+        ctx: &mut CallContext<'_, '_>,
+        payload: &[u8],
+    ) -> ios_chain::error::Result<()> {
+        match ios_chain::codec::decode::<VaultCall>("vault call", payload, 1024)? {
+            VaultCall::Deposit(0) => Err(ChainError::ZeroAmount),
+            VaultCall::Deposit(amount) => {
+                let sender = ctx.sender;
+                ctx.hold(&sender, amount)
+            }
+            VaultCall::Send(shard, to, amount) => ctx.send_across(shard, to, amount, 1).map(|_| ()),
+            VaultCall::SendAtEndOfBlock(shard, to, amount) => {
+                ctx.put(VAULT_LATER, &(shard, to, amount))
+            }
+        }
+    }
+
+    fn end_block(&self, ctx: &mut CallContext<'_, '_>) -> ios_chain::error::Result<()> {
+        if let Some((shard, to, amount)) = ctx.get::<(ShardId, Address, Amount)>(VAULT_LATER)? {
+            ctx.delete(VAULT_LATER)?;
+            ctx.send_across(shard, to, amount, 2)?;
+        }
+        Ok(())
+    }
+}
+
+fn vault_call(call: &VaultCall) -> Call {
+    Call {
+        module: VAULT,
+        payload: ios_chain::codec::encode(call),
+    }
+}
+
+impl Net {
+    /// A vault call signed by `who` for its home shard.
+    fn vault_tx(&mut self, who: &Keypair, call: &VaultCall) -> SignedTransaction {
+        let shard = home_shard(&who.address(), SHARDS);
+        let nonce = self.nonces.entry(who.address()).or_default();
+        let tx = sign_call(
+            who,
+            shard,
+            &self.genesis.params.chain_id,
+            *nonce,
+            FEE,
+            1_000_000,
+            vault_call(call),
+        );
+        *nonce += 1;
+        tx
+    }
+
+    /// Feeds `c`, a block of `shard`, to `relayer` and commits every step it
+    /// says is due on the shards they name; returns those blocks.
+    fn relay_due(
+        &mut self,
+        relayer: &mut Relayer,
+        shard: ShardId,
+        c: &Certified,
+        now: u64,
+    ) -> Vec<Certified> {
+        relayer.observe(shard, &c.block, &c.cert, &c.receipts, now);
+        let mut out = Vec::new();
+        for (s, step) in relayer.due(now) {
+            let tx = self.relay_on(s, step_call(step));
+            assert_eq!(self.shards[s as usize].check(&tx), Ok(()));
+            out.push((s, self.shards[s as usize].commit(std::slice::from_ref(&tx))));
+        }
+        for (s, c) in &out {
+            relayer.observe(*s, &c.block, &c.cert, &c.receipts, now);
+        }
+        out.into_iter().map(|(_, c)| c).collect()
+    }
+}
+
+fn held(s: &Shard, module: ModuleId) -> Amount {
+    s.read(&keys::held(module)).unwrap_or(0)
+}
+
+#[test]
+fn atomix_a_carried_call_runs_with_the_commit_or_rejects_it() {
+    let mut net = Net::with_modules(&[Arc::new(Vault)]);
+    let supply = net.supply();
+    let (a, b) = (net.user(1, 0), net.user(1, 1));
+    let a_home = net.shards[1].balance(&a.address());
+    let mut x = transfer(vec![(1, a.address(), 500)], 2, a.address());
+    x.call = Some(vault_call(&VaultCall::Deposit(300)));
+    // Commit: a is credited on shard 2 and the deposit holds 300 of it.
+    let lock = net.lock_tx(&a, &x, 0);
+    let cl = net.shards[1].commit(std::slice::from_ref(&lock));
+    let commit = net.commit_tx(&x, vec![cl.proof_of(&lock)]);
+    let cc = net.shards[2].commit(std::slice::from_ref(&commit));
+    assert_eq!(outcome(&cc, &commit), Outcome::Committed { x: x.id() });
+    assert_eq!(net.shards[2].balance(&a.address()), 200);
+    assert_eq!(held(&net.shards[2], VAULT), 300);
+    let unlock = net.unlock_tx(&x, 0, cc.proof_of(&commit));
+    net.shards[1].commit(std::slice::from_ref(&unlock));
+    assert_eq!(net.shards[1].balance(&a.address()), a_home - 500 - FEE);
+    assert_eq!(net.supply(), supply);
+
+    // A call that fails rejects the transfer: nothing on shard 2, refund on 1.
+    let mut y = transfer(vec![(1, a.address(), 500)], 2, a.address());
+    y.salt = 8;
+    y.call = Some(vault_call(&VaultCall::Deposit(0)));
+    let lock = net.lock_tx(&a, &y, 0);
+    let cl = net.shards[1].commit(std::slice::from_ref(&lock));
+    let commit = net.commit_tx(&y, vec![cl.proof_of(&lock)]);
+    let cc = net.shards[2].commit(std::slice::from_ref(&commit));
+    match outcome(&cc, &commit) {
+        Outcome::Rejected { reason, .. } => {
+            assert!(reason.contains("its call failed"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(net.shards[2].balance(&a.address()), 200);
+    assert_eq!(held(&net.shards[2], VAULT), 300);
+    let unlock = net.unlock_tx(&y, 0, cc.proof_of(&commit));
+    net.shards[1].commit(std::slice::from_ref(&unlock));
+    assert_eq!(
+        net.shards[1].read::<InputState>(&atomix::input_key(&y.id(), 0)),
+        Some(InputState::Refunded)
+    );
+    assert_eq!(net.shards[1].balance(&a.address()), a_home - 500 - 2 * FEE);
+    assert_eq!(net.supply(), supply);
+
+    // Shapes refused at the lock: a call run as someone who did not pay,
+    // a ledger call, an oversized call.
+    let mut for_b = transfer(vec![(1, a.address(), 5)], 2, b.address());
+    for_b.call = Some(vault_call(&VaultCall::Deposit(5)));
+    let mut ledger = transfer(vec![(1, a.address(), 5)], 2, a.address());
+    ledger.call = Some(LedgerModule::call(&LedgerCall::Unstake { amount: 1 }));
+    let mut big = transfer(vec![(1, a.address(), 5)], 2, a.address());
+    big.call = Some(Call {
+        module: VAULT,
+        payload: vec![0; atomix::MAX_CALL_BYTES + 1],
+    });
+    for (name, bad, code) in [
+        ("paid by another", for_b, "atomix"),
+        ("a ledger call", ledger, "atomix"),
+        ("too large", big, "too_large"),
+    ] {
+        let lock = net.lock_tx(&a, &bad, 0);
+        assert_eq!(net.shards[1].check(&lock).unwrap_err(), code, "{name}");
+        *net.nonces.get_mut(&a.address()).expect("nonce") -= 1;
+    }
+}
+
+#[test]
+fn atomix_a_module_sends_from_its_custody_across_shards() {
+    let mut net = Net::with_modules(&[Arc::new(Vault)]);
+    let supply = net.supply();
+    let (a, b) = (net.user(1, 0), net.user(2, 0));
+    let b_before = net.shards[2].balance(&b.address());
+    let mut relayer = Relayer::new();
+    let deposit = net.vault_tx(&a, &VaultCall::Deposit(400));
+    net.shards[1].commit(&[deposit]);
+    // A send inside a call: locked at once out of the custody.
+    let send = net.vault_tx(&a, &VaultCall::Send(2, b.address(), 150));
+    let cs = net.shards[1].commit(std::slice::from_ref(&send));
+    assert_eq!(held(&net.shards[1], VAULT), 250);
+    assert_eq!(atomix::locked(&net.shards[1].store), Ok(150));
+    assert_eq!(net.supply(), supply);
+    // The relayer learns it from its event: commit on 2, then unlock on 1.
+    let done = net.relay_due(&mut relayer, 1, &cs, 1_000);
+    assert_eq!(done.len(), 1);
+    assert_eq!(net.shards[2].balance(&b.address()), b_before + 150);
+    let done = net.relay_due(&mut relayer, 2, &done[0], 3_000);
+    assert_eq!(done.len(), 1);
+    assert_eq!(atomix::locked(&net.shards[1].store), Ok(0));
+    assert_eq!(net.supply(), supply);
+
+    // A send from the end-of-block hook: its events get a receipt of their
+    // own after the transactions' ones, which proves it the same way.
+    let later = net.vault_tx(&a, &VaultCall::SendAtEndOfBlock(2, b.address(), 50));
+    let cl = net.shards[1].commit(std::slice::from_ref(&later));
+    assert_eq!(cl.receipts.len(), 2);
+    assert_eq!(cl.receipts[1].tx, ios_chain::hash::Hash::ZERO);
+    assert!(cl.receipts[1]
+        .events
+        .iter()
+        .any(|e| e.kind == atomix::SEND_EVENT));
+    let done = net.relay_due(&mut relayer, 1, &cl, 5_000);
+    assert_eq!(done.len(), 1);
+    assert_eq!(net.shards[2].balance(&b.address()), b_before + 200);
+    net.relay_due(&mut relayer, 2, &done[0], 7_000);
+    assert_eq!(held(&net.shards[1], VAULT), 200);
+    assert_eq!(atomix::locked(&net.shards[1].store), Ok(0));
+    assert_eq!(net.supply(), supply);
+
+    // Not more than the custody holds, and not to this same shard.
+    let broke = net.vault_tx(&a, &VaultCall::Send(2, b.address(), 201));
+    assert_eq!(
+        net.shards[1].check(&broke).unwrap_err(),
+        "insufficient_funds"
+    );
+    *net.nonces.get_mut(&a.address()).expect("nonce") -= 1;
+    let here = net.vault_tx(&a, &VaultCall::Send(1, b.address(), 1));
+    assert_eq!(net.shards[1].check(&here).unwrap_err(), "atomix");
 }

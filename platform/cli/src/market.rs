@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use ios_chain::crypto::Address;
 use ios_chain::hash::Hash;
-use ios_chain::types::{format_iost, parse_iost};
+use ios_chain::types::{format_iost, parse_iost, Amount};
 use ios_market::ftfs::{Rating, Scores};
 use ios_web::client::Client;
 use ios_web::types::{
@@ -278,20 +278,44 @@ struct Ctx {
 
 impl Ctx {
     /// Signs and sends `call` from `from`; the final status if it finalized.
+    /// Sends a market call; returns the id of what it made once final (a
+    /// transaction's, or for an order from another shard, the cross-shard
+    /// transfer's, which is the order's id).
     fn send(&self, from: &str, call: MarketCallJson) -> Result<Option<String>> {
+        self.send_as(from, call, None)
+    }
+
+    /// `send`, for a call that must run on `shard` paying `amount` there
+    /// (an order, which may come from another shard through Atomix).
+    fn send_as(
+        &self,
+        from: &str,
+        call: MarketCallJson,
+        on: Option<(u16, Amount)>,
+    ) -> Result<Option<String>> {
         let (module_call, _) = ios_web::market::market_call(&call).map_err(|e| anyhow!("{e}"))?;
-        let (code, status) = send_call(
+        let asked = match on {
+            Some((shard, amount)) => Asked::ExactOn {
+                call: module_call.to_call(),
+                shard,
+                amount,
+            },
+            None => Asked::Exact(module_call.to_call()),
+        };
+        let (code, status, atomix) = send_call(
             &self.client,
             &self.keystore,
             from,
-            &Asked::Exact(module_call.to_call()),
+            &asked,
             CallRequest::Market { call },
             None,
             Some(self.timeout),
             self.out,
         )?;
         Ok(match status {
-            Some(s) if code == ExitCode::SUCCESS && s.state == TxState::Finalized => Some(s.id),
+            Some(s) if code == ExitCode::SUCCESS && s.state == TxState::Finalized => {
+                Some(atomix.unwrap_or(s.id))
+            }
             _ => None,
         })
     }
@@ -642,12 +666,17 @@ pub fn run(a: MarketArgs) -> Result<ExitCode> {
             if l.status != "active" {
                 bail!("listing {listing} is {}, not taking orders", l.status);
             }
-            let id = c.send(
+            let price: Amount = l
+                .price
+                .parse()
+                .map_err(|e| anyhow!("listing {listing} has price {:?}: {e}", l.price))?;
+            let id = c.send_as(
                 &from,
                 MarketCallJson::PlaceOrder {
                     listing,
                     price: l.price.clone(),
                 },
+                Some((l.shard, price)),
             )?;
             if let (Some(id), Out::Text) = (&id, out) {
                 println!("order {id}");

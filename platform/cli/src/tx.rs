@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use ios_chain::crypto::Address;
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
 use ios_chain::tx::Transaction;
-use ios_chain::types::{parse_iost, Amount};
+use ios_chain::types::{parse_iost, Amount, ShardId};
 use ios_web::client::Client;
 use ios_web::types::{BuildTxRequest, CallRequest, SubmitTxRequest, TxState, TxStatus};
 use std::process::ExitCode;
@@ -234,7 +234,19 @@ pub(crate) enum Asked {
     Ledger(LedgerCall),
     /// Exactly this module call.
     Exact(ios_chain::tx::Call),
+    /// Exactly this module call, run on `shard`, paying `amount` there:
+    /// from the sender's own shard, the call itself; from another one, the
+    /// Atomix lock of `amount` (plus at most [`MAX_CARRIED_FEES`] for the
+    /// sender's fees on `shard`) that carries it there.
+    ExactOn {
+        call: ios_chain::tx::Call,
+        shard: ShardId,
+        amount: Amount,
+    },
 }
+
+/// Most fees a cross-shard call may bring along for later transactions.
+const MAX_CARRIED_FEES: Amount = 16 * MAX_DEFAULT_FEE;
 
 /// Builds `call` at the node, checks that what it built is what was asked,
 /// signs it with key `from` and submits it; then follows it to finality.
@@ -250,7 +262,7 @@ fn send(
     out: Out,
 ) -> Result<ExitCode> {
     let wait = (!wait.no_wait).then(|| Duration::from_secs(wait.timeout));
-    let (code, _) = send_call(
+    let (code, _, _) = send_call(
         client,
         keystore,
         from,
@@ -264,7 +276,8 @@ fn send(
 }
 
 /// `send` for any call: `wait` None returns once the node pooled it.
-/// Returns the exit code and, when it waited, the final status.
+/// Returns the exit code and, when it waited, the final status and the id
+/// of the cross-shard transfer it started, if it started one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn send_call(
     client: &Client,
@@ -275,7 +288,7 @@ pub(crate) fn send_call(
     fee: Option<Amount>,
     wait: Option<Duration>,
     out: Out,
-) -> Result<(ExitCode, Option<TxStatus>)> {
+) -> Result<(ExitCode, Option<TxStatus>, Option<String>)> {
     let wait = WaitOpt {
         no_wait: wait.is_none(),
         timeout: wait.map_or(60, |w| w.as_secs()),
@@ -311,7 +324,7 @@ pub(crate) fn send_call(
             } else {
                 out.line(submitted.id.to_string());
             }
-            return Ok((ExitCode::SUCCESS, None));
+            return Ok((ExitCode::SUCCESS, None, None));
         }
         let timeout = Duration::from_secs(wait.timeout);
         match wait_final(client, &submitted.id, Some((&sender, tx.nonce)), timeout)? {
@@ -350,9 +363,9 @@ pub(crate) fn send_call(
             } else {
                 ExitCode::FAILURE
             };
-            Ok((code, Some(status)))
+            Ok((code, Some(status), Some(done.id)))
         }
-        _ => Ok((report(&status, out)?, Some(status))),
+        _ => Ok((report(&status, out)?, Some(status), None)),
     }
 }
 
@@ -379,6 +392,25 @@ fn build_checked(
     let same = match asked {
         Asked::Ledger(call) => same_effect(call, got.as_ref(), sender, built.atomix.as_deref()),
         Asked::Exact(call) => tx.call == *call && built.atomix.is_none(),
+        Asked::ExactOn {
+            call,
+            shard,
+            amount,
+        } => match (&got, built.atomix.as_deref()) {
+            (Some(LedgerCall::AtomixLock { x, input: 0 }), Some(id)) => {
+                x.call.as_ref() == Some(call)
+                    && x.to == *sender
+                    && x.output_shard == *shard
+                    && x.inputs.len() == 1
+                    && x.inputs[0].from == *sender
+                    && x.inputs[0]
+                        .amount
+                        .checked_sub(*amount)
+                        .is_some_and(|fees| fees <= MAX_CARRIED_FEES)
+                    && x.id().to_hex() == id
+            }
+            _ => tx.call == *call && built.atomix.is_none() && built.shard == *shard,
+        },
     };
     if tx.sender != *sender || !same {
         bail!("the node built a different transaction than asked; not signing it");
@@ -408,7 +440,11 @@ fn build_checked(
         _ => {}
     }
     if let Some(LedgerCall::AtomixLock { x, .. }) = &got {
-        let to_shard = client.account(&x.to.to_string())?.shard;
+        // A carried call's output shard was checked against the asked one.
+        let to_shard = match x.call {
+            Some(_) => x.output_shard,
+            None => client.account(&x.to.to_string())?.shard,
+        };
         let from_shard = client.account(&sender.to_string())?.shard;
         if x.output_shard != to_shard || x.inputs[0].shard != from_shard {
             bail!("the node built a cross-shard transfer between the wrong shards; not signing it");

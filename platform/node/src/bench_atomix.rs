@@ -262,6 +262,7 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
                 to: list[(u + t) % list.len()].address(),
                 expires_at: Height::MAX,
                 salt: t as u64,
+                call: None,
             };
             let call = LedgerCall::AtomixLock {
                 x: Box::new(x.clone()),

@@ -66,7 +66,8 @@ pub struct MarketBenchReport {
     /// Whole lifecycles (place -> accept -> deliver -> confirm -> both
     /// ratings sealed and revealed) per second, one shard, end to end.
     pub lifecycles_per_sec: f64,
-    /// Not measured: orders across shards need Atomix escrow, not built yet.
+    /// Whole lifecycles per second with every buyer on another shard than
+    /// its provider (orders placed and refunds sent through Atomix).
     pub cross_shard_lifecycles_per_sec: Option<f64>,
     pub phases: Vec<PhaseTime>,
     /// Finalized plain transfers per second in the same harness.

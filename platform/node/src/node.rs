@@ -245,19 +245,6 @@ pub fn replay_relayer(
     }
 }
 
-/// Where a transaction executes: stake calls on the beacon, the rest on
-/// the shard that holds the sender's account.
-pub fn tx_shard(
-    replicas: &BTreeMap<ShardId, Replica>,
-    shards: u16,
-    tx: &SignedTransaction,
-) -> ShardId {
-    match LedgerModule::decode(&tx.tx.call) {
-        Some(LedgerCall::Stake { .. } | LedgerCall::Unstake { .. }) => BEACON,
-        _ => account_shard(replicas, shards, &tx.tx.sender),
-    }
-}
-
 /// The modules a node runs on `shard`: the ledger everywhere, HUDS's
 /// storage module and the market on account shards (on the beacon of a
 /// one-shard chain). Every node of a network must agree on this.
@@ -1702,11 +1689,8 @@ impl Node {
         txs: Vec<SignedTransaction>,
         reply: oneshot::Sender<Vec<Result<Hash, Refusal>>>,
     ) {
-        // All of one submission go to where the first one executes.
-        let shard = txs
-            .first()
-            .map(|t| tx_shard(&self.replicas, self.shards, t))
-            .unwrap_or(BEACON);
+        // All of one submission go to the shard the first one names.
+        let shard = txs.first().map_or(BEACON, |t| t.tx.shard);
         if let Some(r) = self.replicas.get_mut(&shard) {
             if let Some(busy) = busy(r, shard) {
                 let _ = reply.send(vec![Err(busy); txs.len()]);

@@ -765,7 +765,7 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
     let keys = dir.path().join("keys");
     every_shard_runs(&net, &keys);
 
-    // A provider and a buyer on the same shard (orders across shards are not built yet).
+    // A provider, a buyer on the same shard and one on the other shard.
     let shard = home_shard(&Keypair::from_seed("devnet-user", 0).address(), 2);
     let buyer_n = (1..64)
         .find(|n| home_shard(&Keypair::from_seed("devnet-user", *n).address(), 2) == shard)
@@ -861,13 +861,70 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
         ],
         "below the minimum",
     );
-    // A buyer on the other shard is told why it cannot order yet.
-    refused_with(
+    // A buyer on the other shard orders through Atomix: its lock carries
+    // the order to the listing's shard, which takes both or neither. A
+    // declined order refunds it home, through Atomix again.
+    let balance = |who: &str| {
+        let a = ok_json(&ios(&net, &keys, &["chain", "account", who, "--json"]));
+        a["balance"].as_str().unwrap().parse::<u64>().unwrap()
+    };
+    let home_before = balance("faraway");
+    let placed = ok_json(&ios(
         &net,
         &keys,
-        &["market", "order", &listing, "--from", "faraway"],
-        "not supported yet",
+        &["market", "order", &listing, "--from", "faraway", "--json"],
+    ));
+    assert_eq!(placed["atomix"]["state"], "done", "{placed}");
+    let far_order = placed["atomix"]["id"].as_str().unwrap().to_string();
+    let o = ok_json(&ios(&net, &keys, &["market", "show", &far_order, "--json"]));
+    assert_eq!(o["state"], "funded", "{o}");
+    assert!(balance("faraway") < home_before - 500_000_000);
+    succeeds(
+        &net,
+        &keys,
+        &["market", "decline", &far_order, "--from", "maker"],
     );
+    let started = Instant::now();
+    while balance("faraway") < home_before - 100_000_000 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the refund never came home"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // A second one goes the whole way: the buyer confirms on the order's
+    // shard, paying its fee there from what the order brought along.
+    let placed = ok_json(&ios(
+        &net,
+        &keys,
+        &["market", "order", &listing, "--from", "faraway", "--json"],
+    ));
+    let far_order = placed["atomix"]["id"].as_str().unwrap().to_string();
+    succeeds(
+        &net,
+        &keys,
+        &["market", "accept", &far_order, "--from", "maker"],
+    );
+    succeeds(
+        &net,
+        &keys,
+        &[
+            "market",
+            "deliver",
+            &far_order,
+            "--delivery",
+            &"ef".repeat(32),
+            "--from",
+            "maker",
+        ],
+    );
+    succeeds(
+        &net,
+        &keys,
+        &["market", "confirm", &far_order, "--from", "faraway"],
+    );
+    let o = ok_json(&ios(&net, &keys, &["market", "show", &far_order, "--json"]));
+    assert_eq!(o["state"], "completed", "{o}");
 
     let placed = ok_json(&ios(
         &net,
