@@ -14,7 +14,7 @@ use crate::atomix::{
     CrossTransfer, Decision, InputState, Outcome, ReceiptProof, Step, EVENT, SEND_EVENT,
 };
 use crate::block::{Block, CommitCertificate, Receipt, ReceiptStatus};
-use crate::hash::Hash;
+use crate::hash::{Hash, MerkleTree};
 use crate::ledger::{LedgerCall, LedgerModule};
 use crate::types::{Height, ShardId, TimeMs};
 use std::collections::BTreeMap;
@@ -146,6 +146,9 @@ impl Relayer {
     ) {
         let h = self.heights.entry(shard).or_insert(0);
         *h = (*h).max(block.header.height);
+        // The block's receipts tree, hashed once when a first proof needs it
+        // (a block may prove thousands of outcomes).
+        let mut tree: Option<MerkleTree> = None;
         // A last receipt past the transactions' carries the block's own events.
         for (index, r) in receipts.iter().enumerate() {
             if r.status != ReceiptStatus::Success {
@@ -201,8 +204,17 @@ impl Relayer {
                 let Some(t) = self.transfers.get_mut(&x) else {
                     continue;
                 };
-                let Some(proof) = ReceiptProof::new(&block.header, cert, receipts, index) else {
+                let tree = tree.get_or_insert_with(|| {
+                    MerkleTree::new(&receipts.iter().map(Receipt::hash).collect::<Vec<_>>())
+                });
+                let Some(path) = tree.path(index) else {
                     continue;
+                };
+                let proof = ReceiptProof {
+                    header: block.header.clone(),
+                    cert: cert.clone(),
+                    receipt: r.clone(),
+                    path,
                 };
                 t.progressed = now;
                 match outcome {

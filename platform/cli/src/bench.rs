@@ -295,10 +295,18 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                     "order lifecycles/s    {:.1} ({} orders, one shard of {} validators)",
                     r.lifecycles_per_sec, r.orders, r.validators
                 );
-                println!(
-                    "across shards         not measured: orders across shards are not built yet"
-                );
                 for p in &r.phases {
+                    println!(
+                        "  {:<16}    {:>6} txs in {:.2} s = {:.0}/s",
+                        p.phase, p.txs, p.seconds, p.tps
+                    );
+                }
+                if let Some(x) = r.cross_shard_lifecycles_per_sec {
+                    println!(
+                        "across shards         {x:.1} lifecycles/s (buyers on one shard, providers on another, orders through Atomix)"
+                    );
+                }
+                for p in &r.cross_shard_phases {
                     println!(
                         "  {:<16}    {:>6} txs in {:.2} s = {:.0}/s",
                         p.phase, p.txs, p.seconds, p.tps

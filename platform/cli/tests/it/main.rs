@@ -269,6 +269,47 @@ fn bench_huds_reports_codes_search_and_devnet_as_json() {
     assert!(!bad.status.success(), "zero seconds is refused");
 }
 
+/// Order lifecycles run on one shard and across shards (every order placed
+/// through Atomix); the report parses, with a rating's cost in transfers.
+#[test]
+fn bench_market_runs_lifecycles_on_one_shard_and_across_shards() {
+    let o = ios(&[
+        "bench",
+        "market",
+        "--json",
+        "--orders",
+        "40",
+        "--block-txs",
+        "100",
+    ]);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(v["lifecycles_per_sec"].as_f64().unwrap() > 0.0, "{v}");
+    assert!(
+        v["cross_shard_lifecycles_per_sec"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
+    let phases = |k: &str| -> Vec<String> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["phase"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        phases("phases").last().map(String::as_str),
+        Some("transfers")
+    );
+    assert_eq!(phases("cross_shard_phases")[0], "place");
+    assert_eq!(v["cross_shard_phases"][0]["txs"], 40);
+    assert!(v["rating_cost_in_transfers"].as_f64().unwrap() > 0.0);
+}
+
 /// Each (S, share) runs in its own process; the report parses and every
 /// cross-shard transfer of the 100% run committed (its latency is measured).
 #[test]
