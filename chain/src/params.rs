@@ -141,6 +141,17 @@ impl GenesisAccount {
     }
 }
 
+/// A module's genesis settings (its parameters, say), in the module's own
+/// borsh encoding: `chain` carries them and the module reads them.
+#[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct ModuleGenesis {
+    pub module: crate::tx::ModuleId,
+    pub config: Vec<u8>,
+}
+
+/// Largest module genesis settings, in bytes.
+pub const MAX_MODULE_GENESIS: usize = 1 << 20;
+
 #[derive(Clone, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
 pub struct Genesis {
     pub params: ChainParams,
@@ -148,6 +159,8 @@ pub struct Genesis {
     /// Seed of epoch 0's randomness.
     pub randomness: Hash,
     pub accounts: Vec<GenesisAccount>,
+    /// Module settings, at most one per module (none: the module's defaults).
+    pub modules: Vec<ModuleGenesis>,
 }
 
 impl Genesis {
@@ -188,7 +201,23 @@ impl Genesis {
             time,
             randomness,
             accounts,
+            modules: Vec::new(),
         }
+    }
+
+    /// The genesis settings of `module`, if genesis has any.
+    pub fn module_config(&self, module: crate::tx::ModuleId) -> Option<&[u8]> {
+        self.modules
+            .iter()
+            .find(|m| m.module == module)
+            .map(|m| m.config.as_slice())
+    }
+
+    /// Sets `module`'s genesis settings (replacing any).
+    pub fn set_module_config(&mut self, module: crate::tx::ModuleId, config: Vec<u8>) {
+        self.modules.retain(|m| m.module != module);
+        self.modules.push(ModuleGenesis { module, config });
+        self.modules.sort_by_key(|m| m.module);
     }
 
     pub fn hash(&self) -> Hash {
@@ -264,6 +293,22 @@ impl Genesis {
                 "chain id {id:?} must be 1 to {} bytes",
                 ChainId::MAX_LEN
             )));
+        }
+        let mut modules = std::collections::BTreeSet::new();
+        for m in &self.modules {
+            if !modules.insert(m.module) {
+                return Err(ChainError::InvalidGenesis(format!(
+                    "module {} has two genesis settings",
+                    m.module.0
+                )));
+            }
+            if m.config.len() > MAX_MODULE_GENESIS {
+                return Err(ChainError::InvalidGenesis(format!(
+                    "the genesis settings of module {} are {} bytes, over {MAX_MODULE_GENESIS}",
+                    m.module.0,
+                    m.config.len()
+                )));
+            }
         }
         let mut seen = std::collections::BTreeSet::new();
         let mut pvss_keys = std::collections::BTreeSet::new();

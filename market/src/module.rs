@@ -107,6 +107,98 @@ impl Default for MarketParams {
     }
 }
 
+impl MarketParams {
+    /// Checks what every node must agree on before the chain starts.
+    pub fn validate(&self) -> std::result::Result<(), MarketError> {
+        let bad = |m: String| Err(MarketError::Invalid(m));
+        for (name, v) in [
+            ("commission", self.commission),
+            ("juror_floor", self.juror_floor),
+            ("jury_fee", self.jury_fee),
+            ("agree_within", self.agree_within),
+            ("no_reveal_penalty", self.no_reveal_penalty),
+            ("ftfs.base_believability", self.ftfs.base_believability),
+        ] {
+            if u64::from(v) > PPM {
+                return bad(format!("{name} is {v} ppm, over {PPM}"));
+            }
+        }
+        if u64::from(self.commission) + u64::from(self.jury_fee) > PPM {
+            return bad("commission and jury fee add up to more than the price".into());
+        }
+        for (name, v) in [
+            ("min_price", self.min_price),
+            ("accept_blocks", self.accept_blocks),
+            ("max_delivery_blocks", self.max_delivery_blocks),
+            ("review_blocks", self.review_blocks),
+            ("rating_blocks", self.rating_blocks),
+            ("reveal_blocks", self.reveal_blocks),
+            ("jury_commit_blocks", self.jury_commit_blocks),
+            ("jury_reveal_blocks", self.jury_reveal_blocks),
+            ("ftfs.value_unit", self.ftfs.value_unit),
+            ("ftfs.prior_weight", self.ftfs.prior_weight),
+        ] {
+            if v == 0 {
+                return bad(format!("{name} is 0"));
+            }
+        }
+        if self.jury_size == 0 || self.max_draws == 0 {
+            return bad("juries need at least one juror and one draw".into());
+        }
+        if !(1_000..=5_000).contains(&self.ftfs.prior_mean_milli) {
+            return bad(format!(
+                "ftfs.prior_mean_milli is {}, not a score of 1 to 5 stars",
+                self.ftfs.prior_mean_milli
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The market's genesis settings (`Genesis::modules`, module 3): its
+/// parameters and the accounts global trust starts from. A genesis without
+/// them runs the defaults and pre-trusts no one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, BorshSerialize, BorshDeserialize)]
+pub struct MarketGenesis {
+    pub params: MarketParams,
+    /// EigenTrust's pre-trusted accounts (`trust::global_trust`): the
+    /// network's long-standing, known-honest participants.
+    pub pre_trusted: Vec<Address>,
+}
+
+/// Most pre-trusted accounts a genesis may name.
+pub const MAX_PRE_TRUSTED: usize = 1_000;
+
+impl MarketGenesis {
+    /// The market settings of `genesis`, checked.
+    pub fn of(
+        genesis: &ios_chain::params::Genesis,
+    ) -> std::result::Result<MarketGenesis, MarketError> {
+        let g = match genesis.module_config(MARKET_MODULE) {
+            Some(bytes) => {
+                ios_chain::codec::decode::<MarketGenesis>("market genesis", bytes, 1 << 20)
+                    .map_err(|e| {
+                        MarketError::Invalid(format!("the market's genesis settings: {e}"))
+                    })?
+            }
+            None => MarketGenesis::default(),
+        };
+        g.params.validate()?;
+        if g.pre_trusted.len() > MAX_PRE_TRUSTED {
+            return Err(MarketError::Invalid(format!(
+                "{} pre-trusted accounts, over {MAX_PRE_TRUSTED}",
+                g.pre_trusted.len()
+            )));
+        }
+        Ok(g)
+    }
+
+    /// Writes these settings into `genesis`.
+    pub fn write_to(&self, genesis: &mut ios_chain::params::Genesis) {
+        genesis.set_module_config(MARKET_MODULE, ios_chain::codec::encode(self));
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, BorshSerialize, BorshDeserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ListingStatus {
@@ -430,6 +522,17 @@ type Ctx<'x, 'a, 'b> = &'x mut CallContext<'a, 'b>;
 impl MarketModule {
     pub fn new(params: MarketParams) -> MarketModule {
         MarketModule { params }
+    }
+
+    /// The module as `genesis` sets it up.
+    pub fn from_genesis(
+        genesis: &ios_chain::params::Genesis,
+    ) -> std::result::Result<MarketModule, MarketError> {
+        Ok(MarketModule::new(MarketGenesis::of(genesis)?.params))
+    }
+
+    pub fn params(&self) -> &MarketParams {
+        &self.params
     }
 
     fn listing(ctx: &CallContext<'_, '_>, id: &Hash) -> Result<Listing> {

@@ -136,11 +136,11 @@ impl Default for SimConfig {
             jurors: 5,
             ftfs: FtfsParams::default(),
             believability: BelievabilityParams::default(),
-            trust_alpha_ppm: 150_000,
-            trust_iterations: 30,
+            trust_alpha_ppm: trust::ALPHA_PPM,
+            trust_iterations: trust::ITERATIONS,
             trust_every: 3,
-            trust_full_ppm: 250_000,
-            trust_floor_ppm: 100_000,
+            trust_full_ppm: trust::FULL_PPM,
+            trust_floor_ppm: trust::FLOOR_PPM,
             mesh_size: 5,
             cycle_size: 8,
             cycle_degree: 3,
@@ -667,20 +667,14 @@ impl<'a> Market<'a> {
 
     /// `trust_full`: the trust at which a provider's lead counts fully.
     fn trust_full(&self, listed: &[u32]) -> u64 {
-        let sum: u128 = listed
-            .iter()
-            .map(|&p| u128::from(self.trust[p as usize]))
-            .sum();
-        let mean = sum / listed.len().max(1) as u128;
-        (mean * u128::from(self.cfg.trust_full_ppm) / PPM as u128) as u64
+        trust::trust_full(
+            listed.iter().map(|&p| self.trust[p as usize]),
+            self.cfg.trust_full_ppm,
+        )
     }
 
     fn trust_factor(&self, id: u32, trust_full: u64) -> Ppm {
-        if trust_full == 0 {
-            return PPM as Ppm;
-        }
-        let f = u128::from(self.trust[id as usize]) * PPM as u128 / u128::from(trust_full);
-        f.min(PPM as u128) as Ppm
+        trust::trust_factor(self.trust[id as usize], trust_full)
     }
 
     fn score(&self, id: u32) -> u32 {
@@ -692,13 +686,16 @@ impl<'a> Market<'a> {
     /// The rank key (see the module documentation), thousandths of a star.
     fn key(&self, id: u32, trust_full: u64) -> u32 {
         let score = self.score(id);
-        let prior = self.params.prior_mean_milli;
-        if !self.eigentrust || score <= prior {
+        if !self.eigentrust {
             return score;
         }
-        let floor = u64::from(self.cfg.trust_floor_ppm).min(PPM);
-        let factor = floor + u64::from(self.trust_factor(id, trust_full)) * (PPM - floor) / PPM;
-        prior + (u64::from(score - prior) * factor / PPM) as u32
+        trust::rank_key(
+            score,
+            self.params.prior_mean_milli,
+            self.trust[id as usize],
+            trust_full,
+            self.cfg.trust_floor_ppm,
+        )
     }
 
     /// Rank keys of the listed providers, by account id.

@@ -31,6 +31,52 @@ pub const CONVERGED_L1: u64 = TRUST_SCALE / 1_000_000;
 /// Fixed-point unit of the normalised local trust `c_ij`.
 const ONE: u128 = 1 << 32;
 
+/// The network's settings of global trust and of ranking by it (the
+/// manipulation simulation's defaults; `ios sim --market` shows what they
+/// are worth): the weight of the pre-trusted distribution, the rounds run,
+/// the share of the listed providers' mean trust at which a provider's lead
+/// over the prior counts fully, and the share that counts with no trust.
+pub const ALPHA_PPM: Ppm = 150_000;
+pub const ITERATIONS: u32 = 30;
+pub const FULL_PPM: Ppm = 250_000;
+pub const FLOOR_PPM: Ppm = 100_000;
+
+/// The trust at which a provider's lead counts fully: `full_ppm` of the
+/// mean of `trusts` (the listed providers').
+pub fn trust_full(trusts: impl IntoIterator<Item = u64>, full_ppm: Ppm) -> u64 {
+    let (mut sum, mut n) = (0u128, 0u128);
+    for t in trusts {
+        sum += u128::from(t);
+        n += 1;
+    }
+    let mean = sum / n.max(1);
+    (mean * u128::from(full_ppm) / PPM as u128) as u64
+}
+
+/// `min(1, trust / full)` in ppm; everything counts when `full` is 0.
+pub fn trust_factor(trust: u64, full: u64) -> Ppm {
+    if full == 0 {
+        return PPM as Ppm;
+    }
+    let f = u128::from(trust) * PPM as u128 / u128::from(full);
+    f.min(PPM as u128) as Ppm
+}
+
+/// A provider's rank key, thousandths of a star: its score, of which the
+/// part above the prior counts in proportion to its trust, above a floor:
+/// `prior + (score - prior) * (floor + (1 - floor) * min(1, trust / full))`
+/// when `score > prior`, else `score`. Low scores need no trust to be
+/// believed; a high one from accounts nobody trusts keeps only `floor` of
+/// its lead.
+pub fn rank_key(score: u32, prior: u32, trust: u64, full: u64, floor_ppm: Ppm) -> u32 {
+    if score <= prior {
+        return score;
+    }
+    let floor = u64::from(floor_ppm).min(PPM);
+    let factor = floor + u64::from(trust_factor(trust, full)) * (PPM - floor) / PPM;
+    prior + (u64::from(score - prior) * factor / PPM) as u32
+}
+
 /// One revealed rating, as global trust sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Edge {

@@ -175,7 +175,8 @@ impl Gateway {
         crate::market::orders,
         crate::market::order,
         crate::market::dispute,
-        crate::market::reputation
+        crate::market::reputation,
+        crate::market::trust
     )
 )]
 pub struct ApiDoc;

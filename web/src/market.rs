@@ -13,7 +13,7 @@ use crate::store::parse_cid;
 use crate::types::{
     CaseJson, DisputeView, JurorView, ListingHit, ListingSearchParams, ListingSearchResponse,
     ListingTermsJson, ListingView, MarketCallJson, OrderView, PartyQuery, RatingView,
-    ReputationView, ScoresJson,
+    ReputationView, ScoresJson, TrustList, TrustQuery, TrustView,
 };
 use actix_web::web;
 use ios_chain::atomix::{CrossInput, CrossTransfer};
@@ -27,11 +27,12 @@ use ios_chain::types::{format_iost, ShardId};
 use ios_market::ftfs::{Rating, Scores, Tally};
 use ios_market::jury::{Case, Dispute};
 use ios_market::module::{
-    keys, Listing, ListingStatus, ListingTerms, MarketCall, MarketParams, RatingRecord, Subject,
-    CROSS_SHARD_FEE_BYTES,
+    keys, Listing, ListingStatus, ListingTerms, MarketCall, MarketGenesis, MarketParams,
+    RatingRecord, Subject, CROSS_SHARD_FEE_BYTES,
 };
 use ios_market::order::{Order, OrderState};
 use ios_node::node::View;
+use ios_node::trust::Ranking;
 
 type ApiResult<T> = Result<web::Json<T>, ApiError>;
 
@@ -43,7 +44,8 @@ pub fn configure(scope: &mut web::ServiceConfig) {
         .route("/market/orders", web::get().to(orders))
         .route("/market/orders/{id}", web::get().to(order))
         .route("/market/disputes/{order}", web::get().to(dispute))
-        .route("/market/reputation/{address}", web::get().to(reputation));
+        .route("/market/reputation/{address}", web::get().to(reputation))
+        .route("/market/trust", web::get().to(trust));
 }
 
 fn parse_salt(s: &str) -> Result<[u8; 32], ApiError> {
@@ -58,9 +60,6 @@ fn terms(t: &ListingTermsJson) -> Result<ListingTerms, ApiError> {
         delivery_blocks: t.delivery_blocks,
         doc: parse_cid("doc", &t.doc)?,
     };
-    terms
-        .validate(&MarketParams::default())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
     Ok(terms)
 }
 
@@ -300,6 +299,13 @@ pub fn market_call(c: &MarketCallJson) -> Result<(MarketCall, String), ApiError>
     })
 }
 
+/// The market's parameters in this network's genesis.
+pub fn market_params(v: &View<'_>) -> MarketParams {
+    MarketGenesis::of(v.genesis)
+        .map(|g| g.params)
+        .unwrap_or_default()
+}
+
 /// Where a market call runs: on the shard of the listing or order it acts
 /// on, else the sender's home shard. An order from a listing on another
 /// shard is an Atomix lock on the buyer's home shard carrying the order:
@@ -325,6 +331,11 @@ pub fn route(
             .map(|(s, _, _)| s)
             .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?,
     };
+    if let MarketCall::CreateListing(terms) | MarketCall::UpdateListing { terms, .. } = &call {
+        terms
+            .validate(&market_params(v))
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     let MarketCall::PlaceOrder { price, .. } = &call else {
         return Ok(Routed {
             shard,
@@ -418,7 +429,12 @@ pub fn find<'v, T: borsh::BorshDeserialize>(
     Ok(None)
 }
 
-fn listing_view(shard: ShardId, r: &Replica, l: &Listing) -> Result<ListingView, ApiError> {
+fn listing_view(
+    shard: ShardId,
+    r: &Replica,
+    l: &Listing,
+    p: &MarketParams,
+) -> Result<ListingView, ApiError> {
     let tally: Tally = ios_chain::committee::read(r.store(), &keys::provider_tally(&l.provider))
         .map_err(|e| ApiError::chain(&e))?
         .unwrap_or_default();
@@ -435,13 +451,17 @@ fn listing_view(shard: ShardId, r: &Replica, l: &Listing) -> Result<ListingView,
         created: l.created,
         updated: l.updated,
         orders: l.orders,
-        provider_score_milli: tally.overall_milli(&MarketParams::default().ftfs),
+        provider_score_milli: tally.overall_milli(&p.ftfs),
         provider_ratings: tally.count,
     })
 }
 
-fn order_view(shard: ShardId, r: &Replica, o: &Order) -> Result<OrderView, ApiError> {
-    let p = MarketParams::default();
+fn order_view(
+    shard: ShardId,
+    r: &Replica,
+    o: &Order,
+    p: &MarketParams,
+) -> Result<OrderView, ApiError> {
     let mut ratings = Vec::new();
     for (side, by) in [(0u8, "buyer"), (1u8, "provider")] {
         let rec: Option<RatingRecord> =
@@ -498,7 +518,7 @@ pub async fn listing(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResul
         .query(move |v| -> Result<ListingView, ApiError> {
             let (s, r, l) = find::<Listing>(v, &keys::listing(&id))?
                 .ok_or_else(|| ApiError::not_found(format!("no listing {id}")))?;
-            listing_view(s, r, &l)
+            listing_view(s, r, &l, &market_params(v))
         })
         .await??;
     Ok(web::Json(view))
@@ -527,7 +547,7 @@ pub async fn listings(
                     ios_chain::committee::read::<Listing>(r.store(), &keys::listing(&id))
                         .map_err(|e| ApiError::chain(&e))?
                 {
-                    out.push(listing_view(s, r, &l)?);
+                    out.push(listing_view(s, r, &l, &market_params(v))?);
                 }
             }
             Ok(out)
@@ -548,7 +568,7 @@ pub async fn order(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<
         .query(move |v| -> Result<OrderView, ApiError> {
             let (s, r, o) = find::<Order>(v, &keys::order(&id))?
                 .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?;
-            order_view(s, r, &o)
+            order_view(s, r, &o, &market_params(v))
         })
         .await??;
     Ok(web::Json(view))
@@ -573,7 +593,7 @@ pub async fn orders(g: web::Data<Gateway>, q: web::Query<PartyQuery>) -> ApiResu
                 if let Some(o) = ios_chain::committee::read::<Order>(r.store(), &keys::order(&id))
                     .map_err(|e| ApiError::chain(&e))?
                 {
-                    out.push(order_view(s, r, &o)?);
+                    out.push(order_view(s, r, &o, &market_params(v))?);
                 }
             }
             Ok(out)
@@ -633,6 +653,7 @@ pub async fn reputation(
     path: web::Path<String>,
 ) -> ApiResult<ReputationView> {
     let who = parse_address(&path)?;
+    let ranking = g.catalog.as_ref().map(|c| c.ranking()).unwrap_or_default();
     let view = g
         .node
         .query(move |v| -> Result<ReputationView, ApiError> {
@@ -644,7 +665,7 @@ pub async fn reputation(
                 .map_err(|e| ApiError::chain(&e))?
                 .unwrap_or_default();
             let a = read_account(r.store(), &who).map_err(|e| ApiError::chain(&e))?;
-            let p = MarketParams::default().ftfs;
+            let p = market_params(v).ftfs;
             Ok(ReputationView {
                 address: who.to_string(),
                 shard,
@@ -654,10 +675,50 @@ pub async fn reputation(
                 reputation: a.reputation,
                 believability: a.believability(&v.genesis.params.believability),
                 servi: a.servi,
+                trust: trust_view(&ranking, &who),
             })
         })
         .await??;
     Ok(web::Json(view))
+}
+
+fn trust_view(r: &Ranking, who: &Address) -> TrustView {
+    let place = r.place(who);
+    TrustView {
+        address: who.to_string(),
+        trust_ppm: r.ppm(who),
+        place: place.map(|(p, _)| p as u64),
+        trusted_accounts: r.trust.values().filter(|t| **t > 0).count() as u64,
+        pre_trusted: r.pre_trusted.contains(who),
+        ratings: r.edges as u64,
+        heights: r.heights.clone(),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/market/trust", tag = "market",
+    params(TrustQuery),
+    responses(
+        (status = 200, description = "The most trusted accounts, most trusted first", body = TrustList),
+        (status = 400, description = "Bad limit", body = crate::types::ErrorBody),
+        (status = 503, description = "This gateway keeps no catalog", body = crate::types::ErrorBody)))]
+pub async fn trust(g: web::Data<Gateway>, q: web::Query<TrustQuery>) -> ApiResult<TrustList> {
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > PartyQuery::MAX_LIMIT {
+        return Err(ApiError::bad_request(format!(
+            "limit {limit} (from 1 to {})",
+            PartyQuery::MAX_LIMIT
+        )));
+    }
+    let r = crate::store::catalog_of(&g)?.ranking();
+    let mut top: Vec<(&Address, &u64)> = r.trust.iter().filter(|(_, t)| **t > 0).collect();
+    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+    Ok(web::Json(TrustList {
+        accounts: top
+            .into_iter()
+            .take(limit)
+            .map(|(a, _)| trust_view(&r, a))
+            .collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/api/v1/market/search", tag = "market",
@@ -716,6 +777,8 @@ pub async fn search(
                 delivery_blocks: h.delivery_blocks,
                 provider_score_milli: h.score_milli,
                 provider_ratings: h.ratings,
+                provider_trust_ppm: h.trust_ppm,
+                rank_milli: h.rank_milli,
                 created: h.created,
                 doc: h.doc,
             })

@@ -631,6 +631,41 @@ pub struct ReputationView {
     pub reputation: u32,
     pub believability: u32,
     pub servi: u64,
+    pub trust: TrustView,
+}
+
+/// An account's global trust: EigenTrust over every revealed rating and
+/// verdict, from the genesis' pre-trusted accounts (a gateway's derived
+/// view, computed again a few seconds after ratings come in).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TrustView {
+    pub address: String,
+    /// Its share of all trust, ppm.
+    pub trust_ppm: u64,
+    /// Its place by trust (1 = most trusted), if it has any.
+    #[serde(default)]
+    pub place: Option<u64>,
+    /// Accounts with any trust.
+    pub trusted_accounts: u64,
+    pub pre_trusted: bool,
+    /// Ratings and verdicts it was computed from.
+    pub ratings: u64,
+    /// Each shard's height it was computed at (empty: not computed yet).
+    pub heights: std::collections::BTreeMap<u16, u64>,
+}
+
+/// `GET /market/trust`: how many of the most trusted accounts.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct TrustQuery {
+    /// 1 to 200 (default 20).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// `GET /market/trust`: the most trusted accounts.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct TrustList {
+    pub accounts: Vec<TrustView>,
 }
 
 /// `GET /market/listings` and `/market/orders`: whose.
@@ -686,6 +721,11 @@ pub struct ListingHit {
     pub delivery_blocks: u64,
     pub provider_score_milli: u64,
     pub provider_ratings: u64,
+    /// The provider's global trust (EigenTrust), ppm of the whole.
+    pub provider_trust_ppm: u64,
+    /// What `sort=reputation` ranks by: the score, of which the lead over
+    /// the prior counts as far as global trust backs it.
+    pub rank_milli: u64,
     /// The block it was listed in.
     pub created: u64,
     pub doc: String,

@@ -245,6 +245,7 @@ fn golden_genesis_root_and_proof() {
             account(validator, 1_000 * IOST, 10_000 * IOST, 5, 500_000),
             account(user, 1_000_000 * IOST, 0, 0, 0),
         ],
+        modules: Vec::new(),
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let db = open_db(dir.path());

@@ -770,6 +770,21 @@ pub fn run(a: MarketArgs) -> Result<ExitCode> {
                     r.believability as f64 / 10_000.0,
                     r.servi
                 );
+                let t = &r.trust;
+                if t.heights.is_empty() {
+                    println!("  global trust: not computed yet at this gateway");
+                } else {
+                    let place = t.place.map_or_else(
+                        || "no trust".to_string(),
+                        |p| format!("#{p} of {}", t.trusted_accounts),
+                    );
+                    println!(
+                        "  global trust {:.4}% ({place}{}; from {} ratings)",
+                        t.trust_ppm as f64 / 10_000.0,
+                        if t.pre_trusted { ", pre-trusted" } else { "" },
+                        t.ratings
+                    );
+                }
             }
             ExitCode::SUCCESS
         }

@@ -25,6 +25,7 @@
 use crate::listings::{ListingDoc, ListingIndex, ListingQuery, ListingReader, ListingResults};
 use crate::node::NodeHandle;
 use crate::search::{ObjectDoc, SearchIndex, SearchQuery, SearchReader, SearchResults};
+use crate::trust::{shard_trust, Ranking};
 use anyhow::{Context, Result};
 use ios_chain::block::Receipt;
 use ios_chain::crypto::Address;
@@ -32,7 +33,7 @@ use ios_chain::hash::Hash;
 use ios_chain::state::StateStore;
 use ios_chain::types::{Epoch, Height, ShardId};
 use ios_market::ftfs::Tally;
-use ios_market::module::{self as market, Listing, ListingStatus, MarketParams, MARKET_MODULE};
+use ios_market::module::{self as market, Listing, ListingStatus, MARKET_MODULE};
 use ios_market::order::Order;
 use ios_storage::module::{keys, Deal, STORAGE_MODULE};
 use ios_storage::ContentId;
@@ -58,8 +59,10 @@ const BODIES_PER_LOOK: usize = 4;
 const BODY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How often the cursor is written when blocks bring nothing to index.
 const CURSOR_EVERY: Duration = Duration::from_secs(10);
+/// Global trust is computed at most this often (when ratings came).
+const TRUST_EVERY: Duration = Duration::from_secs(3);
 /// The cursor's format; another one (an older node) means: rebuild.
-const CURSOR_VERSION: u32 = 3;
+const CURSOR_VERSION: u32 = 4;
 
 /// Where a node keeps its catalog.
 pub fn index_dir(data_dir: &Path) -> PathBuf {
@@ -161,16 +164,23 @@ pub fn docs_in(store: &StateStore, shard: ShardId) -> Result<Vec<ObjectDoc>> {
     Ok(docs)
 }
 
-/// The search document of an active listing: its provider's seller score
-/// and, when the listing document is a public object on this shard, that
-/// object's description. None for a paused or closed listing.
-pub fn listing_doc(store: &StateStore, shard: ShardId, l: &Listing) -> Result<Option<ListingDoc>> {
+/// The search document of an active listing: its provider's seller score,
+/// ranked by `ranking`'s global trust, and, when the listing document is a
+/// public object on this shard, that object's description. None for a
+/// paused or closed listing.
+pub fn listing_doc(
+    store: &StateStore,
+    shard: ShardId,
+    l: &Listing,
+    ranking: &Ranking,
+) -> Result<Option<ListingDoc>> {
     if l.status != ListingStatus::Active {
         return Ok(None);
     }
     let tally: Tally =
         ios_chain::committee::read(store, &market::keys::provider_tally(&l.provider))?
             .unwrap_or_default();
+    let score = tally.overall_milli(&ranking.ftfs);
     let description = ios_chain::committee::read::<Deal>(store, &keys::deal(&l.terms.doc))?
         .filter(|d| d.meta.public)
         .map(|d| d.meta.description)
@@ -184,7 +194,9 @@ pub fn listing_doc(store: &StateStore, shard: ShardId, l: &Listing) -> Result<Op
         description,
         price: l.terms.price,
         delivery_blocks: l.terms.delivery_blocks,
-        score_milli: u64::from(tally.overall_milli(&MarketParams::default().ftfs)),
+        score_milli: u64::from(score),
+        rank_milli: u64::from(ranking.rank_milli(&l.provider, score)),
+        trust_ppm: ranking.ppm(&l.provider),
         ratings: u64::from(tally.count),
         created: l.created,
         doc: l.terms.doc.to_string(),
@@ -197,6 +209,7 @@ fn listings_of(
     store: &StateStore,
     shard: ShardId,
     provider: &Address,
+    ranking: &Ranking,
 ) -> Result<(Vec<ListingDoc>, Vec<String>)> {
     let ids: Vec<Hash> = ios_chain::committee::read(store, &market::keys::listings_of(provider))?
         .unwrap_or_default();
@@ -204,7 +217,7 @@ fn listings_of(
     for id in ids {
         if let Some(l) = ios_chain::committee::read::<Listing>(store, &market::keys::listing(&id))?
         {
-            match listing_doc(store, shard, &l)? {
+            match listing_doc(store, shard, &l, ranking)? {
                 Some(d) => docs.push(d),
                 None => gone.push(id.to_hex()),
             }
@@ -214,12 +227,16 @@ fn listings_of(
 }
 
 /// Every active listing on `store`'s shard.
-pub fn listings_in(store: &StateStore, shard: ShardId) -> Result<Vec<ListingDoc>> {
+pub fn listings_in(
+    store: &StateStore,
+    shard: ShardId,
+    ranking: &Ranking,
+) -> Result<Vec<ListingDoc>> {
     let providers: Vec<Address> =
         ios_chain::committee::read(store, market::keys::PROVIDERS)?.unwrap_or_default();
     let mut out = Vec::new();
     for p in providers {
-        out.extend(listings_of(store, shard, &p)?.0);
+        out.extend(listings_of(store, shard, &p, ranking)?.0);
     }
     Ok(out)
 }
@@ -235,6 +252,8 @@ struct Events {
     providers: Vec<Address>,
     /// Orders a jury decided (their providers' scores changed).
     verdicts: Vec<Hash>,
+    /// A rating was revealed or a verdict given: global trust changed.
+    rated: bool,
 }
 
 fn lead_hash(data: &[u8], at: usize) -> Option<Hash> {
@@ -258,11 +277,15 @@ fn events_in(receipts: &[Receipt], ev: &mut Events) {
                     ev.listings.extend(lead_hash(&e.data, 0));
                 }
                 // (order, side, ratee, weight): side 0 is the buyer rating the provider.
-                (m, "rating") if m == MARKET_MODULE.0 && e.data.get(32) == Some(&0) => {
-                    ev.providers
-                        .extend(lead_hash(&e.data, 33).map(|h| Address(h.0)));
+                (m, "rating") if m == MARKET_MODULE.0 => {
+                    ev.rated = true;
+                    if e.data.get(32) == Some(&0) {
+                        ev.providers
+                            .extend(lead_hash(&e.data, 33).map(|h| Address(h.0)));
+                    }
                 }
                 (m, "verdict") if m == MARKET_MODULE.0 => {
+                    ev.rated = true;
                     ev.verdicts.extend(lead_hash(&e.data, 0));
                 }
                 _ => {}
@@ -354,7 +377,9 @@ pub fn rebuild(data_dir: &Path, mut progress: impl FnMut(ShardId, usize)) -> Res
                 cursor.bodies.push(format!("{}:{}", d.shard, d.cid));
             }
         }
-        let listings = listings_in(&store, shard)?;
+        // Ranked by score alone: the node computes global trust when it
+        // runs and ranks every listing again.
+        let listings = listings_in(&store, shard, &Ranking::default())?;
         for l in &listings {
             lx.upsert(l)?;
         }
@@ -410,6 +435,7 @@ pub struct CatalogStatus {
 pub struct Catalog {
     reader: SearchReader,
     listings: ListingReader,
+    ranking: Arc<Mutex<Arc<Ranking>>>,
     status: Arc<Mutex<CatalogStatus>>,
     stop: tokio::sync::watch::Sender<bool>,
     feeder: Arc<tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>>,
@@ -435,6 +461,7 @@ impl Catalog {
             .filter_map(|b| parse_body_key(b))
             .map(|k| (k, Retry::default()))
             .collect();
+        let ranking = Arc::new(Mutex::new(Arc::new(Ranking::default())));
         let feeder = Feeder {
             node,
             index: Some((index, listing_index)),
@@ -442,12 +469,16 @@ impl Catalog {
             bodies,
             status: status.clone(),
             saved: tokio::time::Instant::now(),
+            ranking: ranking.clone(),
+            trust_due: true,
+            trust_at: None,
         };
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(feeder.run(stopped));
         Ok(Catalog {
             reader,
             listings,
+            ranking,
             status,
             stop,
             feeder: Arc::new(tokio::sync::Mutex::new(Some(task))),
@@ -465,6 +496,11 @@ impl Catalog {
 
     pub fn search(&self, q: &SearchQuery) -> crate::search::Result<SearchResults> {
         self.reader.search(q)
+    }
+
+    /// Global trust as last computed (empty until the first computation).
+    pub fn ranking(&self) -> Arc<Ranking> {
+        self.ranking.lock().expect("catalog ranking").clone()
     }
 
     /// Searches the market's active listings.
@@ -505,6 +541,11 @@ struct Feeder {
     status: Arc<Mutex<CatalogStatus>>,
     /// When the cursor was last written.
     saved: tokio::time::Instant,
+    /// Global trust, shared with the API.
+    ranking: Arc<Mutex<Arc<Ranking>>>,
+    /// Ratings or verdicts came since trust was last computed.
+    trust_due: bool,
+    trust_at: Option<tokio::time::Instant>,
 }
 
 /// What a look does for one shard.
@@ -529,6 +570,9 @@ enum Scanned {
     Gone,
 }
 
+/// What each shard's look found, and whether any rating or verdict came.
+type Looked = (Vec<(ShardId, Epoch, Found)>, bool);
+
 /// What one shard's look found.
 enum Found {
     /// Blocks up to this height read; these deals were made in them;
@@ -545,7 +589,11 @@ impl Feeder {
                 _ = tokio::time::sleep(POLL) => {}
                 _ = stopped.changed() => return,
             }
-            match self.look().await {
+            let looked = match self.look().await {
+                Ok(()) => self.rank().await,
+                Err(e) => Err(e),
+            };
+            match looked {
                 Ok(()) => self.status.lock().expect("catalog status").error = None,
                 Err(e) => {
                     if self.node.query(|_| ()).await.is_err() {
@@ -561,6 +609,8 @@ impl Feeder {
 
     async fn look(&mut self) -> Result<()> {
         let heights = self.cursor.heights.clone();
+        let ranking = self.ranking.lock().expect("catalog ranking").clone();
+        let ranked = ranking.clone();
         // 1. On the node's task, only what is cheap: each shard's tip and
         //    epoch, a handle on its stored receipts (a shard to read whole
         //    is read now: new to the catalog, or its old blocks pruned).
@@ -582,7 +632,11 @@ impl Feeder {
                             to: tip.min(seen + BATCH_BLOCKS),
                             reader: store.receipts_reader(),
                         },
-                        _ => Plan::Read(tip, docs_in(store, shard)?, listings_in(store, shard)?),
+                        _ => Plan::Read(
+                            tip,
+                            docs_in(store, shard)?,
+                            listings_in(store, shard, &ranked)?,
+                        ),
                     };
                     out.push((shard, epoch, plan));
                 }
@@ -624,10 +678,11 @@ impl Feeder {
             .context("the catalog's reader panicked")??;
         // 3. On the node's task again: the deals those blocks made, read
         //    at the tip (a deal already ended is not indexed).
-        let found = self
+        let (found, rated) = self
             .node
-            .query(move |v| -> Result<Vec<(ShardId, Epoch, Found)>> {
+            .query(move |v| -> Result<Looked> {
                 let mut out = Vec::new();
+                let mut rated = false;
                 for (shard, epoch, s) in scanned {
                     let Some(r) = v.replicas.get(&shard) else {
                         continue;
@@ -638,9 +693,10 @@ impl Feeder {
                         Scanned::Gone => Found::Whole(
                             store.head().map_or(0, |h| h.height),
                             docs_in(store, shard)?,
-                            listings_in(store, shard)?,
+                            listings_in(store, shard, &ranking)?,
                         ),
                         Scanned::Made(h, made) => {
+                            rated |= made.rated;
                             let mut deals = Vec::new();
                             for cid in made.deals {
                                 if let Some(d) =
@@ -661,7 +717,7 @@ impl Feeder {
                                 }
                             }
                             for p in &providers {
-                                let (docs, gone) = listings_of(store, shard, p)?;
+                                let (docs, gone) = listings_of(store, shard, p, &ranking)?;
                                 listings.extend(docs);
                                 unlisted.extend(gone);
                             }
@@ -670,7 +726,7 @@ impl Feeder {
                                     store,
                                     &market::keys::listing(&id),
                                 )? {
-                                    match listing_doc(store, shard, &l)? {
+                                    match listing_doc(store, shard, &l, &ranking)? {
                                         Some(d) => listings.push(d),
                                         None => unlisted.push(id.to_hex()),
                                     }
@@ -681,9 +737,10 @@ impl Feeder {
                     };
                     out.push((shard, epoch, found));
                 }
-                Ok(out)
+                Ok((out, rated))
             })
             .await??;
+        self.trust_due |= rated;
 
         let mut batch = Batch::default();
         let mut cursor = self.cursor.clone();
@@ -698,6 +755,7 @@ impl Feeder {
                     );
                     batch.rescanned.push(shard);
                     batch.listings.extend(listings);
+                    self.trust_due = true;
                     cursor.heights.insert(shard, h);
                     docs
                 }
@@ -771,6 +829,62 @@ impl Feeder {
             st.listings = lx.num_docs();
         }
         Ok(())
+    }
+
+    /// Computes global trust again when ratings or verdicts came since the
+    /// last time (at most every [`TRUST_EVERY`]), and when it changed ranks
+    /// every active listing by it.
+    async fn rank(&mut self) -> Result<()> {
+        if !self.trust_due || self.trust_at.is_some_and(|t| t.elapsed() < TRUST_EVERY) {
+            return Ok(());
+        }
+        self.trust_due = false;
+        self.trust_at = Some(tokio::time::Instant::now());
+        // The graph is read on the node's task, EigenTrust runs off it.
+        let (shards, genesis) = self
+            .node
+            .query(|v| -> Result<_> {
+                let genesis = ios_market::module::MarketGenesis::of(v.genesis)
+                    .map_err(|e| anyhow::anyhow!("the genesis' market settings: {e}"))?;
+                let mut shards = BTreeMap::new();
+                for (&shard, r) in v.replicas.iter() {
+                    if shard != ios_chain::shard::BEACON || v.genesis.params.shards == 0 {
+                        shards.insert(shard, shard_trust(r.store(), &genesis.params)?);
+                    }
+                }
+                Ok((shards, genesis))
+            })
+            .await??;
+        let ranking = tokio::task::spawn_blocking(move || Ranking::compute(&shards, &genesis))
+            .await
+            .context("computing global trust panicked")?;
+        let old = self.ranking.lock().expect("catalog ranking").clone();
+        let changed = ranking.trust != old.trust || ranking.full != old.full;
+        let ranking = Arc::new(ranking);
+        *self.ranking.lock().expect("catalog ranking") = ranking.clone();
+        if !changed {
+            return Ok(());
+        }
+        info!(
+            accounts = ranking.trust.len(),
+            ratings = ranking.edges,
+            "catalog: global trust changed; ranking the listings again"
+        );
+        let listings = self
+            .node
+            .query(move |v| -> Result<Vec<ListingDoc>> {
+                let mut out = Vec::new();
+                for (&shard, r) in v.replicas.iter() {
+                    out.extend(listings_in(r.store(), shard, &ranking)?);
+                }
+                Ok(out)
+            })
+            .await??;
+        let batch = Batch {
+            listings,
+            ..Batch::default()
+        };
+        self.apply(batch, self.cursor.clone()).await
     }
 
     /// Writes the batch and commits the index (on a blocking thread), then

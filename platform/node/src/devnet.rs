@@ -100,6 +100,9 @@ fn params(cfg: &DevnetConfig) -> ChainParams {
 /// ample for the machine the devnet runs on).
 pub const DEVNET_MAX_BLOCK_TXS: u32 = 2_000;
 
+/// Devnet users the market pre-trusts (the first ones).
+pub const DEVNET_PRE_TRUSTED: usize = 4;
+
 pub fn user_keys(n: usize) -> Vec<Keypair> {
     (0..n as u64)
         .map(|i| Keypair::from_seed("devnet-user", i))
@@ -147,13 +150,23 @@ pub fn load_or_create_genesis(cfg: &DevnetConfig) -> Result<Genesis> {
         }
     }
     let now = unix_ms();
-    let g = Genesis::test_network(
+    let mut g = Genesis::test_network(
         params(cfg),
         now,
         hash_tagged("ios/devnet-genesis", &now.to_le_bytes()),
         &validators,
         &users,
     );
+    // The first devnet users are the market's pre-trusted accounts: global
+    // trust starts from them (`ios key new --devnet-user N` holds their keys).
+    ios_market::module::MarketGenesis {
+        params: ios_market::module::MarketParams::default(),
+        pre_trusted: user_keys(cfg.users.min(DEVNET_PRE_TRUSTED))
+            .iter()
+            .map(|k| k.address())
+            .collect(),
+    }
+    .write_to(&mut g);
     g.validate().context("the devnet genesis is invalid")?;
     std::fs::create_dir_all(dir)?;
     std::fs::write(&path, ios_chain::codec::encode(&g))

@@ -23,6 +23,7 @@ pub mod node;
 pub mod p2p;
 pub mod procnet;
 pub mod search;
+pub mod trust;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

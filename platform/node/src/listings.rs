@@ -34,6 +34,12 @@ pub struct ListingDoc {
     pub delivery_blocks: u64,
     /// The provider's seller score (Bayesian, thousandths of a star).
     pub score_milli: u64,
+    /// What the reputation sort ranks by: the score, of which the lead over
+    /// the prior counts as far as global trust backs it
+    /// (`crate::trust::Ranking::rank_milli`).
+    pub rank_milli: u64,
+    /// The provider's global trust, parts per million of the whole.
+    pub trust_ppm: u64,
     pub ratings: u64,
     /// The block it was listed in.
     pub created: u64,
@@ -47,7 +53,7 @@ pub enum ListingSort {
     Newest,
     PriceLow,
     PriceHigh,
-    /// Best provider score first.
+    /// Best provider first: by score as global trust backs it.
     Reputation,
 }
 
@@ -119,6 +125,8 @@ struct Fields {
     price: Field,
     delivery: Field,
     score: Field,
+    rank: Field,
+    trust: Field,
     ratings: Field,
     created: Field,
     doc: Field,
@@ -138,7 +146,9 @@ fn schema() -> (Schema, Fields) {
         description: b.add_text_field("description", text(true)),
         price: b.add_u64_field("price", INDEXED | STORED | FAST),
         delivery: b.add_u64_field("delivery", STORED),
-        score: b.add_u64_field("score", STORED | FAST),
+        score: b.add_u64_field("score", STORED),
+        rank: b.add_u64_field("rank", STORED | FAST),
+        trust: b.add_u64_field("trust", STORED),
         ratings: b.add_u64_field("ratings", STORED),
         created: b.add_u64_field("created", STORED | FAST),
         doc: b.add_text_field("doc", STORED),
@@ -222,6 +232,8 @@ impl ListingIndex {
         d.add_u64(f.price, l.price);
         d.add_u64(f.delivery, l.delivery_blocks);
         d.add_u64(f.score, l.score_milli);
+        d.add_u64(f.rank, l.rank_milli);
+        d.add_u64(f.trust, l.trust_ppm);
         d.add_u64(f.ratings, l.ratings);
         d.add_u64(f.created, l.created);
         d.add_text(f.doc, &l.doc);
@@ -314,7 +326,7 @@ impl ListingReader {
                     ListingSort::Newest => ("created", Order::Desc),
                     ListingSort::PriceLow => ("price", Order::Asc),
                     ListingSort::PriceHigh => ("price", Order::Desc),
-                    _ => ("score", Order::Desc),
+                    _ => ("rank", Order::Desc),
                 };
                 let by = top().order_by_fast_field::<u64>(field, order);
                 let (h, n) = searcher.search(&query, &(by, Count))?;
@@ -341,6 +353,8 @@ impl ListingReader {
                 price: n(f.price),
                 delivery_blocks: n(f.delivery),
                 score_milli: n(f.score),
+                rank_milli: n(f.rank),
+                trust_ppm: n(f.trust),
                 ratings: n(f.ratings),
                 created: n(f.created),
                 doc: s(f.doc),
@@ -365,6 +379,8 @@ mod tests {
             price,
             delivery_blocks: 10,
             score_milli: score,
+            rank_milli: score,
+            trust_ppm: 0,
             ratings: 1,
             created: i,
             doc: String::new(),
@@ -417,6 +433,21 @@ mod tests {
             q.sort = ListingSort::Reputation;
         });
         assert_eq!(ids(&mid), vec!["0003", "0001"]);
+        // The reputation sort ranks by trust-backed rank, not the raw score:
+        // a 4.9-star provider nobody trusts ranks below a trusted 4.5.
+        let mut untrusted = doc(5, "Logo from a ring", "design/logo", 600, 4_900);
+        untrusted.rank_milli = 3_190;
+        ix.upsert(&untrusted).unwrap();
+        ix.commit().unwrap();
+        let mid = q(&|q| {
+            q.min_price = Some(400);
+            q.max_price = Some(1_000);
+            q.sort = ListingSort::Reputation;
+        });
+        assert_eq!(ids(&mid), vec!["0003", "0001", "0005"]);
+        assert_eq!(mid.hits[2].score_milli, 4_900);
+        ix.remove(1, &format!("{:064x}", 5));
+        ix.commit().unwrap();
         let newest = q(&|q| {
             q.sort = ListingSort::Newest;
             q.limit = 2;

@@ -42,7 +42,7 @@ use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
 use ios_chain::shard::BEACON;
 use ios_chain::tx::{SignedTransaction, Transaction};
 use ios_chain::types::{Epoch, Height, ShardId, TimeMs};
-use ios_market::module::{MarketModule, MarketParams};
+use ios_market::module::MarketModule;
 use ios_storage::module::{
     AuditRound, AuditState, Endpoint, StorageCall, StorageModule, StorageParams,
 };
@@ -248,14 +248,16 @@ pub fn replay_relayer(
 /// The modules a node runs on `shard`: the ledger everywhere, HUDS's
 /// storage module and the market on account shards (on the beacon of a
 /// one-shard chain). Every node of a network must agree on this.
-pub fn runtime(genesis: &Genesis, shard: ShardId) -> Runtime {
+pub fn runtime(genesis: &Genesis, shard: ShardId) -> Result<Runtime> {
     let r = Runtime::for_shard(genesis.params.clone(), shard);
-    if shard != BEACON || genesis.params.shards == 0 {
+    Ok(if shard != BEACON || genesis.params.shards == 0 {
+        let market = MarketModule::from_genesis(genesis)
+            .map_err(|e| anyhow::anyhow!("the genesis' market settings: {e}"))?;
         r.with_module(Arc::new(StorageModule::new(StorageParams::default())))
-            .with_module(Arc::new(MarketModule::new(MarketParams::default())))
+            .with_module(Arc::new(market))
     } else {
         r
-    }
+    })
 }
 
 /// A read-only look at a running node, taken on its own task.
@@ -901,7 +903,7 @@ impl Node {
         let replica = Replica::open(
             &db,
             self.key.clone(),
-            runtime(&self.genesis, shard),
+            runtime(&self.genesis, shard)?,
             &self.genesis,
             self.replica_config.clone(),
             unix_ms(),

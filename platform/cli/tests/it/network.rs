@@ -766,11 +766,13 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
     every_shard_runs(&net, &keys);
 
     // A provider, a buyer on the same shard and one on the other shard.
+    // The provider is devnet user 0, pre-trusted; the buyers are not (the
+    // devnet pre-trusts users 0 to 3).
     let shard = home_shard(&Keypair::from_seed("devnet-user", 0).address(), 2);
-    let buyer_n = (1..64)
+    let buyer_n = (4..64)
         .find(|n| home_shard(&Keypair::from_seed("devnet-user", *n).address(), 2) == shard)
         .unwrap();
-    let other_n = (1..64)
+    let other_n = (4..64)
         .find(|n| home_shard(&Keypair::from_seed("devnet-user", *n).address(), 2) != shard)
         .unwrap();
     for (name, n) in [("maker", 0), ("client", buyer_n), ("faraway", other_n)] {
@@ -1051,6 +1053,39 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
     assert!(rep["scores_milli"][0].as_u64().unwrap() > 3_000, "{rep}");
     let text = ios(&net, &keys, &["market", "show", &order]);
     assert!(String::from_utf8_lossy(&text.stdout).contains("Quick and clean"));
+    // Global trust: maker (devnet user 0) is pre-trusted; its four-star
+    // rating of client passes client some trust; faraway, never rated, has
+    // none.
+    let started = Instant::now();
+    loop {
+        let rep = ok_json(&ios(
+            &net,
+            &keys,
+            &["market", "reputation", "client", "--json"],
+        ));
+        if rep["trust"]["trust_ppm"].as_u64() > Some(0) {
+            assert_eq!(rep["trust"]["pre_trusted"], false, "{rep}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "client never gained trust: {rep}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let maker = ok_json(&ios(
+        &net,
+        &keys,
+        &["market", "reputation", "maker", "--json"],
+    ));
+    assert_eq!(maker["trust"]["pre_trusted"], true, "{maker}");
+    let far = ok_json(&ios(
+        &net,
+        &keys,
+        &["market", "reputation", "faraway", "--json"],
+    ));
+    assert_eq!(far["trust"]["trust_ppm"], 0, "{far}");
+    assert_eq!(far["trust"]["place"], serde_json::Value::Null, "{far}");
     // The listing's search document follows the provider's new score, and
     // a paused listing is no longer found.
     search_until(&["logo", "--sort", "reputation"], &|f| {
