@@ -299,6 +299,62 @@ pub fn market_call(c: &MarketCallJson) -> Result<(MarketCall, String), ApiError>
     })
 }
 
+/// What a market call names in HUDS.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Object {
+    ListingDoc,
+    Delivery,
+}
+
+/// That `cid` is a live HUDS object of `sender`'s, public for a listing
+/// document (customers read it, search indexes its description) and not
+/// public for a delivery (encrypted to the buyer by the client). The chain
+/// takes any content id; the gateway that builds the transaction checks,
+/// and a delivery that is not what was ordered is what disputes are for.
+fn check_object(
+    v: &View<'_>,
+    sender: &Address,
+    cid: &ios_storage::ContentId,
+    what: Object,
+) -> Result<(), ApiError> {
+    let name = match what {
+        Object::ListingDoc => "the listing document",
+        Object::Delivery => "the delivery",
+    };
+    let how = match what {
+        Object::ListingDoc => "`ios store put FILE --from KEY`, or `ios market create --doc-file FILE`",
+        Object::Delivery => "`ios store put FILE --private --reader BUYER --from KEY`, or `ios market deliver --file FILE`",
+    };
+    let Some((_, r, deal)) =
+        find::<ios_storage::module::Deal>(v, &ios_storage::module::keys::deal(cid))?
+    else {
+        return Err(ApiError::bad_request(format!(
+            "{name} {cid} is not stored in HUDS: store it first ({how})"
+        )));
+    };
+    if deal.owner != *sender {
+        return Err(ApiError::bad_request(format!(
+            "{name} {cid} is {}'s object, not the sender's",
+            deal.owner
+        )));
+    }
+    if deal.end_epoch <= r.committee().epoch {
+        return Err(ApiError::bad_request(format!(
+            "{name} {cid} is no longer stored: its deal ended at epoch {}",
+            deal.end_epoch
+        )));
+    }
+    match what {
+        Object::ListingDoc if !deal.meta.public => Err(ApiError::bad_request(format!(
+            "{name} {cid} is private or unlisted: customers must be able to read it"
+        ))),
+        Object::Delivery if deal.meta.public => Err(ApiError::bad_request(format!(
+            "{name} {cid} is public: a delivery is encrypted to the buyer ({how})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The market's parameters in this network's genesis.
 pub fn market_params(v: &View<'_>) -> MarketParams {
     MarketGenesis::of(v.genesis)
@@ -331,10 +387,17 @@ pub fn route(
             .map(|(s, _, _)| s)
             .ok_or_else(|| ApiError::not_found(format!("no order {id}")))?,
     };
-    if let MarketCall::CreateListing(terms) | MarketCall::UpdateListing { terms, .. } = &call {
-        terms
-            .validate(&market_params(v))
-            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    match &call {
+        MarketCall::CreateListing(terms) | MarketCall::UpdateListing { terms, .. } => {
+            terms
+                .validate(&market_params(v))
+                .map_err(|e| ApiError::bad_request(e.to_string()))?;
+            check_object(v, &sender, &terms.doc, Object::ListingDoc)?;
+        }
+        MarketCall::Deliver { delivery, .. } => {
+            check_object(v, &sender, delivery, Object::Delivery)?;
+        }
+        _ => {}
     }
     let MarketCall::PlaceOrder { price, .. } = &call else {
         return Ok(Routed {

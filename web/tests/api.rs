@@ -175,6 +175,7 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         "/api/v1/market/orders/{id}",
         "/api/v1/market/disputes/{order}",
         "/api/v1/market/reputation/{address}",
+        "/api/v1/market/trust",
     ] {
         assert!(
             doc["paths"][p].is_object(),
@@ -347,6 +348,13 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
             400,
             "bad_request",
         ),
+        (
+            // A listing document that is not stored in HUDS.
+            test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": user.address().to_string(), "call": {"type": "market", "call": {"type": "create_listing", "title": "Logos", "category": "design", "price": "100000000", "delivery_blocks": 10, "doc": "00".repeat(32)}}})),
+            400,
+            "bad_request",
+        ),
+        (test::TestRequest::get().uri("/api/v1/market/trust?limit=0"), 400, "bad_request"),
         (
             // Ordering from a listing that does not exist.
             test::TestRequest::post().uri("/api/v1/tx/build").set_json(json!({"sender": user.address().to_string(), "call": {"type": "market", "call": {"type": "place_order", "listing": "00".repeat(32), "price": "100"}}})),

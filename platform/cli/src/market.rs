@@ -4,6 +4,7 @@
 //! votes keep their salt in `<keystore>/../sealed/` until revealed.
 
 use crate::common::{print_json, KeystoreOpt, NodeOpt, Progress};
+use crate::store::{put_object, PutArgs};
 use crate::tx::{send_call, Asked, Out};
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -51,10 +52,17 @@ struct TermsArgs {
     /// Blocks the provider has to deliver once it accepts.
     #[arg(long)]
     delivery_blocks: Option<u64>,
-    /// The listing document (description, images, terms): a HUDS content
-    /// id, from `ios store put`.
-    #[arg(long)]
+    /// The listing document (description, images, terms): the content id
+    /// of a public HUDS object of the provider's, from `ios store put`.
+    #[arg(long, conflicts_with = "doc_file")]
     doc: Option<String>,
+    /// Or a file to store in HUDS first as the listing document (public;
+    /// its description is what search reads).
+    #[arg(long)]
+    doc_file: Option<PathBuf>,
+    /// With --doc-file: the document's description, indexed for search.
+    #[arg(long, requires = "doc_file", default_value = "")]
+    description: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -164,10 +172,17 @@ enum MarketCommand {
         from: String,
     },
     /// Deliver an order: a HUDS object encrypted to the buyer (`ios store put --private --reader BUYER`).
+    /// Deliver an accepted order (the provider): a private HUDS object
+    /// encrypted to the buyer.
     Deliver {
         order: String,
+        /// The delivery's content id, stored already (`ios store put FILE
+        /// --private --reader BUYER`).
+        #[arg(long, required_unless_present = "file", conflicts_with = "file")]
+        delivery: Option<String>,
+        /// Or a file: encrypted to the buyer, stored in HUDS, delivered.
         #[arg(long)]
-        delivery: String,
+        file: Option<PathBuf>,
         #[arg(long)]
         from: String,
     },
@@ -358,8 +373,34 @@ fn done(id: Option<String>) -> ExitCode {
     }
 }
 
-fn terms_json(t: &TermsArgs, base: Option<&ListingView>) -> Result<ListingTermsJson> {
-    let need = |what: &str| anyhow!("--{what} is required");
+/// The terms asked, completed from `base` (an update); a `--doc-file` is
+/// stored in HUDS first, as a public object of `from`'s.
+fn terms_json(
+    c: &Ctx,
+    from: &str,
+    t: &TermsArgs,
+    base: Option<&ListingView>,
+) -> Result<ListingTermsJson> {
+    let need = |what: &str| anyhow!("--{what} (or --doc-file) is required");
+    let doc = match (&t.doc, &t.doc_file) {
+        (Some(d), _) => Some(d.clone()),
+        (None, Some(file)) => {
+            let mut put = PutArgs::new(file.clone(), from);
+            put.name = t.title.clone().or_else(|| base.map(|b| b.title.clone()));
+            put.description = t.description.clone();
+            put.tags = t
+                .category
+                .clone()
+                .or_else(|| base.map(|b| b.category.clone()))
+                .map(|c| c.replace('/', "-"))
+                .into_iter()
+                .collect();
+            let o = put_object(&c.client, &c.keystore, &put)?;
+            eprintln!("stored the listing document as {}", o.content);
+            Some(o.content)
+        }
+        (None, None) => None,
+    };
     let price = match (&t.price, base) {
         (Some(p), _) => parse_iost(p)
             .map_err(|e| anyhow!("--price: {e}"))?
@@ -383,9 +424,7 @@ fn terms_json(t: &TermsArgs, base: Option<&ListingView>) -> Result<ListingTermsJ
             .delivery_blocks
             .or_else(|| base.map(|b| b.delivery_blocks))
             .ok_or_else(|| need("delivery-blocks"))?,
-        doc: t
-            .doc
-            .clone()
+        doc: doc
             .or_else(|| base.map(|b| b.doc.clone()))
             .ok_or_else(|| need("doc"))?,
     })
@@ -521,7 +560,7 @@ pub fn run(a: MarketArgs) -> Result<ExitCode> {
     };
     Ok(match a.command {
         MarketCommand::Create { from, terms } => {
-            let t = terms_json(&terms, None)?;
+            let t = terms_json(&c, &from, &terms, None)?;
             let id = c.send(&from, MarketCallJson::CreateListing(t))?;
             if let (Some(id), Out::Text) = (&id, out) {
                 println!("listing {id}");
@@ -534,7 +573,7 @@ pub fn run(a: MarketArgs) -> Result<ExitCode> {
             terms,
         } => {
             let base = c.client.listing(&listing)?;
-            let t = terms_json(&terms, Some(&base))?;
+            let t = terms_json(&c, &from, &terms, Some(&base))?;
             done(c.send(&from, MarketCallJson::UpdateListing { listing, terms: t })?)
         }
         MarketCommand::Pause { listing, from } => {
@@ -695,8 +734,24 @@ pub fn run(a: MarketArgs) -> Result<ExitCode> {
         MarketCommand::Deliver {
             order,
             delivery,
+            file,
             from,
-        } => done(c.send(&from, MarketCallJson::Deliver { order, delivery })?),
+        } => {
+            let delivery = match (delivery, file) {
+                (Some(d), _) => d,
+                (None, Some(file)) => {
+                    let buyer = c.client.market_order(&order)?.buyer;
+                    let mut put = PutArgs::new(file, &from);
+                    put.private = true;
+                    put.reader = vec![buyer.clone()];
+                    let o = put_object(&c.client, &c.keystore, &put)?;
+                    eprintln!("stored the delivery as {}, readable by {buyer}", o.content);
+                    o.content
+                }
+                (None, None) => bail!("give --delivery CID or --file FILE"),
+            };
+            done(c.send(&from, MarketCallJson::Deliver { order, delivery })?)
+        }
         MarketCommand::Confirm { order, from } => {
             done(c.send(&from, MarketCallJson::Confirm { order })?)
         }

@@ -104,51 +104,73 @@ struct SearchArgs {
 }
 
 #[derive(Args, Debug)]
-struct PutArgs {
-    file: PathBuf,
+pub(crate) struct PutArgs {
+    pub(crate) file: PathBuf,
     /// The paying key's name.
     #[arg(long)]
-    from: String,
+    pub(crate) from: String,
     /// Epochs to keep it for.
     #[arg(long, default_value_t = 100)]
-    epochs: u64,
+    pub(crate) epochs: u64,
     /// Most IOST per GiB-epoch to pay.
     #[arg(long, default_value = "0.01")]
-    price: String,
+    pub(crate) price: String,
     /// Data fragments per segment.
     #[arg(long, default_value_t = 4)]
-    data: u8,
+    pub(crate) data: u8,
     /// Parity fragments per segment (that many may be lost).
     #[arg(long, default_value_t = 2)]
-    parity: u8,
+    pub(crate) parity: u8,
     /// Give up after this many seconds.
     #[arg(long, default_value_t = 300)]
-    timeout: u64,
+    pub(crate) timeout: u64,
     /// Encrypt before upload (XChaCha20-Poly1305 under a random key
     /// sealed to each reader; the payer always reads it too).
     #[arg(long)]
-    private: bool,
+    pub(crate) private: bool,
     /// Another reader of a private object: an address or a key name
     /// (repeatable).
     #[arg(long, requires = "private")]
-    reader: Vec<String>,
+    pub(crate) reader: Vec<String>,
     /// The name it is found by (default: the file's name; a private
     /// object has none unless given: metadata is public on chain).
     #[arg(long)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// Media type (default: from the file's extension).
     #[arg(long)]
-    mime: Option<String>,
+    pub(crate) mime: Option<String>,
     /// A tag (repeatable; no spaces).
     #[arg(long = "tag")]
-    tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     /// A description (public on chain).
     #[arg(long, default_value = "")]
-    description: String,
+    pub(crate) description: String,
     /// Keep a public object out of search (anyone with its content id
     /// still reads it).
     #[arg(long, conflicts_with = "private")]
-    unlisted: bool,
+    pub(crate) unlisted: bool,
+}
+
+impl PutArgs {
+    /// `ios store put FILE --from FROM` with every default.
+    pub(crate) fn new(file: PathBuf, from: &str) -> PutArgs {
+        PutArgs {
+            file,
+            from: from.to_string(),
+            epochs: 100,
+            price: "0.01".into(),
+            data: 4,
+            parity: 2,
+            timeout: 300,
+            private: false,
+            reader: Vec::new(),
+            name: None,
+            mime: None,
+            tags: Vec::new(),
+            description: String::new(),
+            unlisted: false,
+        }
+    }
 }
 
 pub fn run(a: StoreArgs) -> Result<ExitCode> {
@@ -442,7 +464,24 @@ fn search(client: &Client, keystore: &KeystoreOpt, a: SearchArgs, json: bool) ->
 }
 
 fn put(client: &Client, keystore: &KeystoreOpt, p: PutArgs, json: bool) -> Result<ExitCode> {
-    let meta = put_meta(&p)?;
+    let object = put_object(client, keystore, &p)?;
+    if json {
+        print_json(&object)?;
+    } else {
+        println!("{}", object.content);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Stores a file in HUDS as `ios store put` does (encrypting it first if
+/// private), with progress on stderr; returns the stored object once every
+/// fragment is signed for.
+pub(crate) fn put_object(
+    client: &Client,
+    keystore: &KeystoreOpt,
+    p: &PutArgs,
+) -> Result<ios_web::types::ObjectView> {
+    let meta = put_meta(p)?;
     let readers = p
         .private
         .then(|| {
@@ -619,18 +658,13 @@ fn put(client: &Client, keystore: &KeystoreOpt, p: PutArgs, json: bool) -> Resul
         std::thread::sleep(Duration::from_millis(300));
     };
     progress.finish();
-    if json {
-        print_json(&object)?;
-    } else {
-        println!("{}", object.content);
-    }
     eprintln!(
         "stored {} bytes in {:.1} s ({:.1} MiB/s end to end)",
         object.size,
         started.elapsed().as_secs_f64(),
         mib_per_s(object.size, started)
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(object)
 }
 
 /// Opens the envelope at `input` with key `name` and writes the plaintext

@@ -761,9 +761,26 @@ fn refused_with(net: &Devnet, keys: &Path, args: &[&str], needle: &str) {
 #[test]
 fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
     let dir = tempfile::tempdir().unwrap();
-    let net = devnet(&dir.path().join("devnet"), &["--providers", "0"]);
+    let net = devnet(&dir.path().join("devnet"), &[]);
     let keys = dir.path().join("keys");
     every_shard_runs(&net, &keys);
+    // Listing documents and deliveries are HUDS objects: the devnet's
+    // providers register on both shards first.
+    let started = Instant::now();
+    loop {
+        let o = ios(&net, &keys, &["provider", "status", "--json"]);
+        if o.status.success() {
+            let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            if list.as_array().map(Vec::len) == Some(12) {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the providers never registered"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 
     // A provider, a buyer on the same shard and one on the other shard.
     // The provider is devnet user 0, pre-trusted; the buyers are not (the
@@ -782,7 +799,14 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
             &["key", "new", name, "--devnet-user", &n.to_string()],
         );
     }
-    let doc = "ab".repeat(32);
+    // The listing document goes to HUDS first (public: its description is
+    // what search reads), then the listing names it.
+    let doc_file = dir.path().join("logo-offer.md");
+    std::fs::write(
+        &doc_file,
+        "# A logo in a day\nThree drafts, one revision.\n",
+    )
+    .unwrap();
     let created = ok_json(&ios(
         &net,
         &keys,
@@ -799,8 +823,10 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
             "5",
             "--delivery-blocks",
             "200",
-            "--doc",
-            &doc,
+            "--doc-file",
+            doc_file.to_str().unwrap(),
+            "--description",
+            "Three vector drafts and one revision",
             "--json",
         ],
     ));
@@ -809,6 +835,34 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
     let shown = ok_json(&ios(&net, &keys, &["market", "show", &listing, "--json"]));
     assert_eq!(shown["title"], "A logo in a day");
     assert_eq!(shown["price"], "500000000");
+    let doc = shown["doc"].as_str().unwrap().to_string();
+    // A listing whose document is not in HUDS, or is someone else's, is refused.
+    for (from, bad_doc, why) in [
+        ("maker", "ab".repeat(32), "not stored in HUDS"),
+        ("client", doc.clone(), "not the sender's"),
+    ] {
+        refused_with(
+            &net,
+            &keys,
+            &[
+                "market",
+                "create",
+                "--from",
+                from,
+                "--title",
+                "Fake",
+                "--category",
+                "design",
+                "--price",
+                "1",
+                "--delivery-blocks",
+                "10",
+                "--doc",
+                &bad_doc,
+            ],
+            why,
+        );
+    }
     let mine = ok_json(&ios(
         &net,
         &keys,
@@ -834,6 +888,8 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
         }
     };
     let found = search_until(&["logos", "--category", "design"], &|f| f["total"] == 1);
+    // The document's description is searched too.
+    search_until(&["vector drafts"], &|f| f["total"] == 1);
     assert_eq!(found["hits"][0]["id"], listing.as_str());
     search_until(&["--max-price", "4"], &|f| f["total"] == 0);
     refused_with(
@@ -914,8 +970,8 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
             "market",
             "deliver",
             &far_order,
-            "--delivery",
-            &"ef".repeat(32),
+            "--file",
+            doc_file.to_str().unwrap(),
             "--from",
             "maker",
         ],
@@ -934,6 +990,8 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
         &["market", "order", &listing, "--from", "client", "--json"],
     ));
     let order = placed["id"].as_str().unwrap().to_string();
+    let work = dir.path().join("logo.svg");
+    std::fs::write(&work, "<svg><circle r='9'/></svg>").unwrap();
     refused_with(
         &net,
         &keys,
@@ -952,11 +1010,60 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
             "market",
             "deliver",
             &order,
-            "--delivery",
-            &"cd".repeat(32),
+            "--file",
+            work.to_str().unwrap(),
             "--from",
             "maker",
         ],
+    );
+    // The delivery is a private HUDS object only the buyer (and the
+    // provider) can open.
+    let o = ok_json(&ios(&net, &keys, &["market", "show", &order, "--json"]));
+    let delivery = o["delivery"].as_str().unwrap().to_string();
+    let got = dir.path().join("got.svg");
+    succeeds(
+        &net,
+        &keys,
+        &[
+            "store",
+            "get",
+            &delivery,
+            "-o",
+            got.to_str().unwrap(),
+            "--key",
+            "client",
+        ],
+    );
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(&work).unwrap());
+    let sealed = dir.path().join("sealed.bin");
+    refused_with(
+        &net,
+        &keys,
+        &[
+            "store",
+            "get",
+            &delivery,
+            "-o",
+            sealed.to_str().unwrap(),
+            "--key",
+            "faraway",
+        ],
+        "",
+    );
+    // A public object, or a delivery already stored by someone else, is refused.
+    refused_with(
+        &net,
+        &keys,
+        &[
+            "market",
+            "deliver",
+            &order,
+            "--delivery",
+            &doc,
+            "--from",
+            "maker",
+        ],
+        "is public",
     );
     refused_with(
         &net,
