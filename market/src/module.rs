@@ -59,7 +59,8 @@ pub struct MarketParams {
     pub rating_blocks: Height,
     /// Blocks after that in which committed ratings may still be revealed.
     pub reveal_blocks: Height,
-    /// Servi a rater earns for each revealed rating.
+    /// Servi a rater earns for a revealed rating of an order worth at least
+    /// `ftfs.value_unit` (less in proportion below it; less for repeats).
     pub servi_per_rating: u64,
     pub ftfs: FtfsParams,
     /// Jurors drawn per dispute.
@@ -78,6 +79,9 @@ pub struct MarketParams {
     pub juror_servi: u64,
     /// Share of its reputation a drawn juror loses by not revealing, ppm.
     pub no_reveal_penalty: Ppm,
+    /// Share of its reputation a rater loses by committing a rating and not
+    /// revealing it (say, after reading the other side's), ppm.
+    pub withheld_rating_penalty: Ppm,
     /// Draws before a dispute no jury decides is split evenly.
     pub max_draws: u8,
 }
@@ -102,6 +106,7 @@ impl Default for MarketParams {
             agree_within: 100_000,
             juror_servi: 200,
             no_reveal_penalty: 200_000,
+            withheld_rating_penalty: 50_000,
             max_draws: 3,
         }
     }
@@ -117,6 +122,7 @@ impl MarketParams {
             ("jury_fee", self.jury_fee),
             ("agree_within", self.agree_within),
             ("no_reveal_penalty", self.no_reveal_penalty),
+            ("withheld_rating_penalty", self.withheld_rating_penalty),
             ("ftfs.base_believability", self.ftfs.base_believability),
         ] {
             if u64::from(v) > PPM {
@@ -440,17 +446,22 @@ pub mod keys {
     pub fn listing(id: &Hash) -> Vec<u8> {
         key(&[b"listing/", &id.0])
     }
-    /// A provider's listing ids, oldest first.
+    /// A provider's listing ids, oldest first (a [`super::list`]).
     pub fn listings_of(provider: &Address) -> Vec<u8> {
         key(&[b"listings/", &provider.0])
     }
-    /// Accounts that ever listed on this shard, sorted (what a catalog
-    /// reads to see every listing).
+    /// Accounts that ever listed on this shard, in the order they first did
+    /// (a [`super::list`]: what a catalog reads to see every listing).
     pub const PROVIDERS: &[u8] = b"market/providers";
+    /// Present once `provider` is in [`PROVIDERS`].
+    pub fn provider_listed(provider: &Address) -> Vec<u8> {
+        key(&[b"provider_listed/", &provider.0])
+    }
     pub fn order(id: &Hash) -> Vec<u8> {
         key(&[b"order/", &id.0])
     }
-    /// The ids of orders an account is a party to, oldest first.
+    /// The ids of orders an account is a party to, oldest first (a
+    /// [`super::list`]).
     pub fn orders_of(who: &Address) -> Vec<u8> {
         key(&[b"orders/", &who.0])
     }
@@ -491,9 +502,59 @@ pub mod keys {
     pub const JURY_POOL: &[u8] = b"market/jury_pool";
     /// Disputes waiting for a jury to be drawn.
     pub const UNDRAWN: &[u8] = b"market/undrawn";
+    /// Committed ratings `(order, side)` whose reveal window closes before
+    /// `height`: one still sealed then costs its rater reputation.
+    pub fn rating_due(height: Height) -> Vec<u8> {
+        key(&[b"rating_due/", &height.to_be_bytes()])
+    }
     /// Disputes whose jury's reveal window closes before `height`.
     pub fn jury_due(height: Height) -> Vec<u8> {
         key(&[b"jury_due/", &height.to_be_bytes()])
+    }
+}
+
+/// Append-only lists kept one item per key: `<list>/n` holds the length and
+/// `<list>/<index, u64 BE>` each item, so adding to a list costs the same
+/// however long it grew (a busy provider's orders, every provider of a
+/// shard) and a page reads only its own items.
+pub mod list {
+    use ios_chain::committee::read;
+    use ios_chain::error::Result;
+    use ios_chain::state::StateRead;
+
+    pub fn len_key(list: &[u8]) -> Vec<u8> {
+        [list, b"/n"].concat()
+    }
+
+    pub fn item_key(list: &[u8], index: u64) -> Vec<u8> {
+        [list, b"/", &index.to_be_bytes()].concat()
+    }
+
+    pub fn len(state: &dyn StateRead, list: &[u8]) -> Result<u64> {
+        Ok(read(state, &len_key(list))?.unwrap_or(0))
+    }
+
+    /// Every item, oldest first.
+    pub fn all<T: borsh::BorshDeserialize>(state: &dyn StateRead, list: &[u8]) -> Result<Vec<T>> {
+        let n = len(state, list)?;
+        (0..n)
+            .filter_map(|i| read(state, &item_key(list, i)).transpose())
+            .collect()
+    }
+
+    /// A page, newest first: skip `offset` items from the end, take `limit`.
+    pub fn newest<T: borsh::BorshDeserialize>(
+        state: &dyn StateRead,
+        list: &[u8],
+        offset: u64,
+        limit: u64,
+    ) -> Result<Vec<T>> {
+        let n = len(state, list)?;
+        let top = n.saturating_sub(offset);
+        (top.saturating_sub(limit)..top)
+            .rev()
+            .filter_map(|i| read(state, &item_key(list, i)).transpose())
+            .collect()
     }
 }
 
@@ -545,6 +606,13 @@ impl MarketModule {
             .ok_or_else(|| refuse(MarketError::UnknownOrder(id.to_string())))
     }
 
+    /// Adds `item` at the end of a [`list`].
+    fn append<T: BorshSerialize>(ctx: Ctx<'_, '_, '_>, l: &[u8], item: &T) -> Result<()> {
+        let n = list::len(ctx.state(), l)?;
+        ctx.put(&list::item_key(l, n), item)?;
+        ctx.put(&list::len_key(l), &(n + 1))
+    }
+
     fn push(ctx: Ctx<'_, '_, '_>, key: &[u8], id: Hash) -> Result<()> {
         let mut ids: Vec<Hash> = ctx.get(key)?.unwrap_or_default();
         ids.push(id);
@@ -573,11 +641,11 @@ impl MarketModule {
             orders: 0,
         };
         ctx.put(&keys::listing(&id), &listing)?;
-        MarketModule::push(ctx, &keys::listings_of(&listing.provider), id)?;
-        let mut providers: Vec<Address> = ctx.get(keys::PROVIDERS)?.unwrap_or_default();
-        if let Err(i) = providers.binary_search(&listing.provider) {
-            providers.insert(i, listing.provider);
-            ctx.put(keys::PROVIDERS, &providers)?;
+        MarketModule::append(ctx, &keys::listings_of(&listing.provider), &id)?;
+        let listed = keys::provider_listed(&listing.provider);
+        if ctx.get::<bool>(&listed)?.is_none() {
+            ctx.put(&listed, &true)?;
+            MarketModule::append(ctx, keys::PROVIDERS, &listing.provider)?;
         }
         ctx.emit("listing", &(id, listing.provider));
         Ok(())
@@ -652,8 +720,8 @@ impl MarketModule {
         l.orders += 1;
         ctx.put(&keys::listing(&listing), &l)?;
         ctx.put(&keys::traded(&buyer, &l.provider), &true)?;
-        MarketModule::push(ctx, &keys::orders_of(&buyer), order.id)?;
-        MarketModule::push(ctx, &keys::orders_of(&l.provider), order.id)?;
+        MarketModule::append(ctx, &keys::orders_of(&buyer), &order.id)?;
+        MarketModule::append(ctx, &keys::orders_of(&l.provider), &order.id)?;
         self.save(ctx, &order)?;
         ctx.emit("order", &(order.id, order.state.name()));
         Ok(())
@@ -788,6 +856,15 @@ impl MarketModule {
                 revealed: None,
             },
         )?;
+        // Checked once the reveal window closes: withholding a sealed
+        // rating (after reading the other side's, say) is not free.
+        let after = commit_by
+            .saturating_add(self.params.reveal_blocks)
+            .saturating_add(1);
+        let due = keys::rating_due(after);
+        let mut sealed: Vec<(Hash, u8)> = ctx.get(&due)?.unwrap_or_default();
+        sealed.push((order.id, side_byte(side)));
+        ctx.put(&due, &sealed)?;
         ctx.emit("rating_committed", &(order.id, side));
         Ok(())
     }
@@ -871,11 +948,18 @@ impl MarketModule {
         // not be written from a copy older than the ratee's write.
         rater_acct = ctx.account(&rater)?;
         // Servi as novel as the rating: nothing for a linked pair, less for
-        // each repeat, so trading in a ring does not farm believability.
+        // each repeat, so trading in a ring does not farm believability;
+        // and in proportion to the order's value up to one value unit, so
+        // farming it with the cheapest orders costs as much commission per
+        // Servi as with real ones.
         let servi = if weight == 0 {
             0
         } else {
-            self.params.servi_per_rating / (1 + previous as u64)
+            let unit = self.params.ftfs.value_unit.max(1);
+            let scaled = u128::from(self.params.servi_per_rating)
+                * u128::from(order.price.min(unit))
+                / u128::from(unit);
+            scaled as u64 / (1 + previous as u64)
         };
         rater_acct.servi = rater_acct.servi.saturating_add(servi);
         ctx.set_account(&rater, &rater_acct);
@@ -1280,6 +1364,39 @@ impl MarketModule {
         Ok(())
     }
 
+    /// Raters who committed a rating whose reveal window closed at this
+    /// height without revealing it lose `withheld_rating_penalty` of their
+    /// reputation.
+    fn settle_withheld(&self, ctx: Ctx<'_, '_, '_>) -> Result<()> {
+        let due = keys::rating_due(ctx.env.height);
+        let sealed: Vec<(Hash, u8)> = ctx.get(&due)?.unwrap_or_default();
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        ctx.delete(&due)?;
+        let keep = (PPM - u64::from(self.params.withheld_rating_penalty).min(PPM)) as u128;
+        for (id, side) in sealed {
+            let record: Option<RatingRecord> = ctx.get(&keys::rating(&id, side))?;
+            let Some(order) = ctx.get::<Order>(&keys::order(&id))? else {
+                continue;
+            };
+            if record.is_none_or(|r| r.revealed.is_some()) {
+                continue;
+            }
+            let rater = if side == 0 {
+                order.buyer
+            } else {
+                order.provider
+            };
+            let mut a = ctx.account(&rater)?;
+            let before = a.reputation;
+            a.reputation = (u128::from(a.reputation) * keep / PPM as u128) as Ppm;
+            ctx.set_account(&rater, &a);
+            ctx.emit("rating_withheld", &(id, side, rater, before - a.reputation));
+        }
+        Ok(())
+    }
+
     fn settle_juries(&self, ctx: Ctx<'_, '_, '_>) -> Result<()> {
         let h = ctx.env.height;
         let due: Vec<Hash> = ctx.get(&keys::jury_due(h))?.unwrap_or_default();
@@ -1363,6 +1480,7 @@ impl Module for MarketModule {
             ("draw", ctx.nested(|c| self.draw_juries(c))),
             ("juries", ctx.nested(|c| self.settle_juries(c))),
             ("deadlines", ctx.nested(|c| self.settle_deadlines(c))),
+            ("withheld ratings", ctx.nested(|c| self.settle_withheld(c))),
         ] {
             if let Err(e) = r {
                 ctx.emit("end_block_failed", &(part.to_string(), e.to_string()));

@@ -27,7 +27,7 @@ use ios_chain::types::{format_iost, ShardId};
 use ios_market::ftfs::{Rating, Scores, Tally};
 use ios_market::jury::{Case, Dispute};
 use ios_market::module::{
-    keys, Listing, ListingStatus, ListingTerms, MarketCall, MarketGenesis, MarketParams,
+    keys, list, Listing, ListingStatus, ListingTerms, MarketCall, MarketGenesis, MarketParams,
     RatingRecord, Subject, CROSS_SHARD_FEE_BYTES,
 };
 use ios_market::order::{Order, OrderState};
@@ -601,11 +601,14 @@ pub async fn listings(
     let views = g
         .node
         .query(move |v| -> Result<Vec<ListingView>, ApiError> {
-            let Some((s, r, ids)) = find::<Vec<Hash>>(v, &keys::listings_of(&who))? else {
+            let of = keys::listings_of(&who);
+            let Some((s, r, _)) = find::<u64>(v, &list::len_key(&of))? else {
                 return Ok(Vec::new());
             };
-            let mut out = Vec::with_capacity(ids.len().min(limit));
-            for id in ids.into_iter().rev().skip(offset).take(limit) {
+            let ids: Vec<Hash> = list::newest(r.store(), &of, offset as u64, limit as u64)
+                .map_err(|e| ApiError::chain(&e))?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
                 if let Some(l) =
                     ios_chain::committee::read::<Listing>(r.store(), &keys::listing(&id))
                         .map_err(|e| ApiError::chain(&e))?
@@ -648,11 +651,14 @@ pub async fn orders(g: web::Data<Gateway>, q: web::Query<PartyQuery>) -> ApiResu
     let views = g
         .node
         .query(move |v| -> Result<Vec<OrderView>, ApiError> {
-            let Some((s, r, ids)) = find::<Vec<Hash>>(v, &keys::orders_of(&who))? else {
+            let of = keys::orders_of(&who);
+            let Some((s, r, _)) = find::<u64>(v, &list::len_key(&of))? else {
                 return Ok(Vec::new());
             };
-            let mut out = Vec::with_capacity(ids.len().min(limit));
-            for id in ids.into_iter().rev().skip(offset).take(limit) {
+            let ids: Vec<Hash> = list::newest(r.store(), &of, offset as u64, limit as u64)
+                .map_err(|e| ApiError::chain(&e))?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
                 if let Some(o) = ios_chain::committee::read::<Order>(r.store(), &keys::order(&id))
                     .map_err(|e| ApiError::chain(&e))?
                 {

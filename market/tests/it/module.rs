@@ -4,10 +4,10 @@ use ios_chain::crypto::Keypair;
 use ios_chain::execute::Runtime;
 use ios_chain::hash::Hash;
 use ios_chain::sim::{sim_genesis, sim_params, SoloChain};
-use ios_chain::types::{Amount, Height, UNITS_PER_IOST};
+use ios_chain::types::{Amount, Height, PPM, UNITS_PER_IOST};
 use ios_market::ftfs::{Rating, Scores, Tally};
 use ios_market::module::{
-    keys, Listing, ListingStatus, ListingTerms, MarketCall, MarketModule, MarketParams,
+    keys, list, Listing, ListingStatus, ListingTerms, MarketCall, MarketModule, MarketParams,
     RatingRecord,
 };
 use ios_market::order::{Order, OrderState};
@@ -218,8 +218,12 @@ fn an_order_runs_its_lifecycle_with_escrow_and_commission() {
     let pool: Amount = w.chain.get(K_FEE_POOL).unwrap_or(0);
     // The pool also took this run's transaction fees; the commission is in it.
     assert!(pool >= pool0 + commission, "pool {pool0} -> {pool}");
-    let orders: Vec<Hash> = w.chain.get(&keys::orders_of(&w.buyer.address())).unwrap();
-    assert_eq!(orders, vec![order]);
+    let orders = keys::orders_of(&w.buyer.address());
+    assert_eq!(w.chain.get::<u64>(&list::len_key(&orders)), Some(1));
+    assert_eq!(
+        w.chain.get::<Hash>(&list::item_key(&orders, 0)),
+        Some(order)
+    );
 }
 
 #[test]
@@ -432,6 +436,57 @@ fn a_rating_alone_is_revealed_after_the_window_and_not_after_the_reveal_deadline
     );
     let tally: Tally = w.chain.get(&keys::tally(&w.provider.address())).unwrap();
     assert_eq!(tally, tally_before);
+}
+
+/// Withholding a sealed rating once the other side's is read costs the
+/// withholder a share of its reputation when the reveal window closes.
+#[test]
+fn a_rating_committed_and_never_revealed_costs_reputation() {
+    let mut w = world();
+    // An earlier five-star order gives the provider reputation to lose.
+    let first = completed(&mut w);
+    let five = rating(5, "");
+    commit(&mut w.chain, &w.buyer, first, &five, [1; 32]);
+    commit(&mut w.chain, &w.provider, first, &five, [2; 32]);
+    for (who, salt) in [(&w.buyer, [1; 32]), (&w.provider, [2; 32])] {
+        ok(w.chain.run(
+            who,
+            MarketCall::RevealRating {
+                order: first,
+                rating: five.clone(),
+                salt,
+            },
+        ));
+    }
+    let order = completed(&mut w);
+    let since = w.chain.order(&order).state.rateable_since().unwrap();
+    let two = rating(2, "late");
+    commit(&mut w.chain, &w.buyer, order, &two, [3; 32]);
+    commit(&mut w.chain, &w.provider, order, &five, [4; 32]);
+    // The buyer reveals a bad rating; the provider keeps its own sealed.
+    ok(w.chain.run(
+        &w.buyer,
+        MarketCall::RevealRating {
+            order,
+            rating: two,
+            salt: [3; 32],
+        },
+    ));
+    let p = params();
+    let closes = since + p.rating_blocks + p.reveal_blocks;
+    w.chain.until(closes);
+    let (provider0, buyer0) = (
+        w.chain.account(&w.provider).reputation,
+        w.chain.account(&w.buyer).reputation,
+    );
+    assert!(provider0 > 0);
+    w.chain.until(closes + 1);
+    let kept = PPM - u64::from(p.withheld_rating_penalty);
+    assert_eq!(
+        u64::from(w.chain.account(&w.provider).reputation),
+        u64::from(provider0) * kept / PPM
+    );
+    assert_eq!(w.chain.account(&w.buyer).reputation, buyer0);
 }
 
 #[test]
@@ -895,5 +950,55 @@ fn an_order_keeps_the_delivery_time_it_was_placed_with() {
     refused(
         w.chain.run(&fresh, MarketCall::JoinJuryPool),
         "a juror needs a believability",
+    );
+}
+
+/// Servi for a rating follows the order's value up to one value unit (1
+/// IOST): farming it with the cheapest orders costs as much commission per
+/// Servi as real trade.
+#[test]
+fn servi_for_a_rating_scales_with_the_order_value_below_one_unit() {
+    let mut w = world();
+    let cheap = IOST / 4;
+    let mut t = terms("A quick sketch");
+    t.price = cheap;
+    ok(w.chain.run(
+        &w.provider,
+        MarketCall::UpdateListing {
+            listing: w.listing,
+            terms: t,
+        },
+    ));
+    let order = ok(w.chain.run(
+        &w.buyer,
+        MarketCall::PlaceOrder {
+            listing: w.listing,
+            price: cheap,
+        },
+    ));
+    ok(w.chain.run(&w.provider, MarketCall::Accept { order }));
+    ok(w.chain.run(
+        &w.provider,
+        MarketCall::Deliver {
+            order,
+            delivery: ContentId(Hash([4; 32])),
+        },
+    ));
+    ok(w.chain.run(&w.buyer, MarketCall::Confirm { order }));
+    let servi0 = w.chain.account(&w.buyer).servi;
+    let r = rating(4, "fine");
+    commit(&mut w.chain, &w.buyer, order, &r, [5; 32]);
+    commit(&mut w.chain, &w.provider, order, &r, [6; 32]);
+    ok(w.chain.run(
+        &w.buyer,
+        MarketCall::RevealRating {
+            order,
+            rating: r,
+            salt: [5; 32],
+        },
+    ));
+    assert_eq!(
+        w.chain.account(&w.buyer).servi,
+        servi0 + MarketParams::default().servi_per_rating / 4
     );
 }

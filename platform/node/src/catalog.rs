@@ -211,8 +211,7 @@ fn listings_of(
     provider: &Address,
     ranking: &Ranking,
 ) -> Result<(Vec<ListingDoc>, Vec<String>)> {
-    let ids: Vec<Hash> = ios_chain::committee::read(store, &market::keys::listings_of(provider))?
-        .unwrap_or_default();
+    let ids: Vec<Hash> = market::list::all(store, &market::keys::listings_of(provider))?;
     let (mut docs, mut gone) = (Vec::new(), Vec::new());
     for id in ids {
         if let Some(l) = ios_chain::committee::read::<Listing>(store, &market::keys::listing(&id))?
@@ -232,8 +231,7 @@ pub fn listings_in(
     shard: ShardId,
     ranking: &Ranking,
 ) -> Result<Vec<ListingDoc>> {
-    let providers: Vec<Address> =
-        ios_chain::committee::read(store, market::keys::PROVIDERS)?.unwrap_or_default();
+    let providers: Vec<Address> = market::list::all(store, market::keys::PROVIDERS)?;
     let mut out = Vec::new();
     for p in providers {
         out.extend(listings_of(store, shard, &p, ranking)?.0);

@@ -96,8 +96,7 @@ pub fn shard_trust(store: &StateStore, params: &MarketParams) -> Result<ShardTru
             });
         }
     }
-    let providers: Vec<Address> =
-        ios_chain::committee::read(store, keys::PROVIDERS)?.unwrap_or_default();
+    let providers: Vec<Address> = ios_market::module::list::all(store, keys::PROVIDERS)?;
     Ok(ShardTrust {
         height: store.head().map_or(0, |h| h.height),
         edges,
