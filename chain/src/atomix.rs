@@ -803,13 +803,7 @@ pub(crate) fn send_from_custody(
             "{id} was already sent (reuse of salt {salt})"
         )));
     }
-    let held = ctx.held()?;
-    let left = held
-        .checked_sub(amount)
-        .ok_or(ChainError::InsufficientFunds {
-            need: amount,
-            have: held,
-        })?;
+    let left = ctx.held_after(amount)?;
     let locked = locked(ctx.state())?
         .checked_add(amount)
         .ok_or(ChainError::Overflow)?;

@@ -113,28 +113,8 @@ impl<'a, 'b> CallContext<'a, 'b> {
             .filter(|_| call.module != ModuleId::CORE)
             .ok_or(ChainError::UnknownModule(call.module.0))?
             .clone();
-        let mut child = Overlay::new(&*self.state);
-        let (result, events) = {
-            let mut c = CallContext {
-                env: self.env,
-                params: self.params,
-                sender,
-                tx_id: id,
-                module: module.id(),
-                prefix: module.name(),
-                state: &mut child,
-                events: Vec::new(),
-                modules: self.modules,
-            };
-            let result = module.execute(&mut c, &call.payload);
-            (result, c.events)
-        };
-        if result.is_ok() {
-            let writes = child.into_writes();
-            self.state.merge(writes);
-            self.events.extend(events);
-        }
-        result
+        let runs_as = (module.id(), module.name(), sender, id);
+        self.child(runs_as, |c| module.execute(c, &call.payload))
     }
 
     /// The module this call runs as.
@@ -210,15 +190,19 @@ impl<'a, 'b> CallContext<'a, 'b> {
         Ok(())
     }
 
-    /// Pays `amount` out of this module's custody to `to`'s balance.
-    pub fn release(&mut self, to: &Address, amount: Amount) -> Result<()> {
+    /// What this module's custody keeps once `amount` leaves it.
+    pub(crate) fn held_after(&self, amount: Amount) -> Result<Amount> {
         let held = self.held()?;
-        let left = held
-            .checked_sub(amount)
+        held.checked_sub(amount)
             .ok_or(ChainError::InsufficientFunds {
                 need: amount,
                 have: held,
-            })?;
+            })
+    }
+
+    /// Pays `amount` out of this module's custody to `to`'s balance.
+    pub fn release(&mut self, to: &Address, amount: Amount) -> Result<()> {
+        let left = self.held_after(amount)?;
         let mut a = self.account(to)?;
         a.credit(amount)?;
         self.set_account(to, &a);
@@ -265,13 +249,7 @@ impl<'a, 'b> CallContext<'a, 'b> {
     /// Pays `amount` out of this module's custody into the fee pool (a
     /// commission), which validators share as they share transaction fees.
     pub fn release_to_fee_pool(&mut self, amount: Amount) -> Result<()> {
-        let held = self.held()?;
-        let left = held
-            .checked_sub(amount)
-            .ok_or(ChainError::InsufficientFunds {
-                need: amount,
-                have: held,
-            })?;
+        let left = self.held_after(amount)?;
         let pool: Amount = self.get(crate::committee::K_FEE_POOL)?.unwrap_or(0);
         let pool = pool.checked_add(amount).ok_or(ChainError::Overflow)?;
         self.state
@@ -295,15 +273,26 @@ impl<'a, 'b> CallContext<'a, 'b> {
         &mut self,
         f: impl FnOnce(&mut CallContext<'_, '_>) -> Result<R>,
     ) -> Result<R> {
+        let runs_as = (self.module, self.prefix, self.sender, self.tx_id);
+        self.child(runs_as, f)
+    }
+
+    /// Runs `f` on a child state as `(module, prefix, sender, tx_id)`,
+    /// keeping its writes and events only if it succeeds.
+    fn child<R>(
+        &mut self,
+        (module, prefix, sender, tx_id): (ModuleId, &'static str, Address, Hash),
+        f: impl FnOnce(&mut CallContext<'_, '_>) -> Result<R>,
+    ) -> Result<R> {
         let mut child = Overlay::new(&*self.state);
         let (result, events) = {
             let mut c = CallContext {
                 env: self.env,
                 params: self.params,
-                sender: self.sender,
-                tx_id: self.tx_id,
-                module: self.module,
-                prefix: self.prefix,
+                sender,
+                tx_id,
+                module,
+                prefix,
                 state: &mut child,
                 events: Vec::new(),
                 modules: self.modules,

@@ -454,14 +454,19 @@ pub fn route(
 
 /// A page of an account's listings or orders.
 fn page(q: &PartyQuery) -> Result<(usize, usize), ApiError> {
-    let limit = q.limit.unwrap_or(50);
+    Ok((q.offset, page_limit(q.limit, 50)?))
+}
+
+/// A page size asked for (`default` when not), 1 to `PartyQuery::MAX_LIMIT`.
+fn page_limit(asked: Option<usize>, default: usize) -> Result<usize, ApiError> {
+    let limit = asked.unwrap_or(default);
     if limit == 0 || limit > PartyQuery::MAX_LIMIT {
         return Err(ApiError::bad_request(format!(
             "limit {limit} (from 1 to {})",
             PartyQuery::MAX_LIMIT
         )));
     }
-    Ok((q.offset, limit))
+    Ok(limit)
 }
 
 /// The account shards in the order they are searched for an id.
@@ -771,13 +776,7 @@ fn trust_view(r: &Ranking, who: &Address) -> TrustView {
         (status = 400, description = "Bad limit", body = crate::types::ErrorBody),
         (status = 503, description = "This gateway keeps no catalog", body = crate::types::ErrorBody)))]
 pub async fn trust(g: web::Data<Gateway>, q: web::Query<TrustQuery>) -> ApiResult<TrustList> {
-    let limit = q.limit.unwrap_or(20);
-    if limit == 0 || limit > PartyQuery::MAX_LIMIT {
-        return Err(ApiError::bad_request(format!(
-            "limit {limit} (from 1 to {})",
-            PartyQuery::MAX_LIMIT
-        )));
-    }
+    let limit = page_limit(q.limit, 20)?;
     let r = crate::store::catalog_of(&g)?.ranking();
     let mut top: Vec<(&Address, &u64)> = r.trust.iter().filter(|(_, t)| **t > 0).collect();
     top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));

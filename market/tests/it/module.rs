@@ -153,6 +153,11 @@ fn place(w: &mut World) -> Hash {
 /// An order taken through to Completed by the buyer's confirmation.
 fn completed(w: &mut World) -> Hash {
     let order = place(w);
+    complete(w, order)
+}
+
+/// A placed order accepted, delivered and confirmed.
+fn complete(w: &mut World, order: Hash) -> Hash {
     ok(w.chain.run(&w.provider, MarketCall::Accept { order }));
     ok(w.chain.run(
         &w.provider,
@@ -175,6 +180,18 @@ fn rating(stars: u8, comment: &str) -> Rating {
 fn commit(chain: &mut Chain, who: &Keypair, order: Hash, r: &Rating, salt: [u8; 32]) {
     let commitment = r.commitment(&order, &who.address().0, &salt);
     ok(chain.run(who, MarketCall::CommitRating { order, commitment }));
+}
+
+fn reveal(chain: &mut Chain, who: &Keypair, order: Hash, r: &Rating, salt: [u8; 32]) {
+    let rating = r.clone();
+    ok(chain.run(
+        who,
+        MarketCall::RevealRating {
+            order,
+            rating,
+            salt,
+        },
+    ));
 }
 
 #[test]
@@ -448,30 +465,15 @@ fn a_rating_committed_and_never_revealed_costs_reputation() {
     let five = rating(5, "");
     commit(&mut w.chain, &w.buyer, first, &five, [1; 32]);
     commit(&mut w.chain, &w.provider, first, &five, [2; 32]);
-    for (who, salt) in [(&w.buyer, [1; 32]), (&w.provider, [2; 32])] {
-        ok(w.chain.run(
-            who,
-            MarketCall::RevealRating {
-                order: first,
-                rating: five.clone(),
-                salt,
-            },
-        ));
-    }
+    reveal(&mut w.chain, &w.buyer, first, &five, [1; 32]);
+    reveal(&mut w.chain, &w.provider, first, &five, [2; 32]);
     let order = completed(&mut w);
     let since = w.chain.order(&order).state.rateable_since().unwrap();
     let two = rating(2, "late");
     commit(&mut w.chain, &w.buyer, order, &two, [3; 32]);
     commit(&mut w.chain, &w.provider, order, &five, [4; 32]);
     // The buyer reveals a bad rating; the provider keeps its own sealed.
-    ok(w.chain.run(
-        &w.buyer,
-        MarketCall::RevealRating {
-            order,
-            rating: two,
-            salt: [3; 32],
-        },
-    ));
+    reveal(&mut w.chain, &w.buyer, order, &two, [3; 32]);
     let p = params();
     let closes = since + p.rating_blocks + p.reveal_blocks;
     w.chain.until(closes);
@@ -976,27 +978,12 @@ fn servi_for_a_rating_scales_with_the_order_value_below_one_unit() {
             price: cheap,
         },
     ));
-    ok(w.chain.run(&w.provider, MarketCall::Accept { order }));
-    ok(w.chain.run(
-        &w.provider,
-        MarketCall::Deliver {
-            order,
-            delivery: ContentId(Hash([4; 32])),
-        },
-    ));
-    ok(w.chain.run(&w.buyer, MarketCall::Confirm { order }));
+    complete(&mut w, order);
     let servi0 = w.chain.account(&w.buyer).servi;
     let r = rating(4, "fine");
     commit(&mut w.chain, &w.buyer, order, &r, [5; 32]);
     commit(&mut w.chain, &w.provider, order, &r, [6; 32]);
-    ok(w.chain.run(
-        &w.buyer,
-        MarketCall::RevealRating {
-            order,
-            rating: r,
-            salt: [5; 32],
-        },
-    ));
+    reveal(&mut w.chain, &w.buyer, order, &r, [5; 32]);
     assert_eq!(
         w.chain.account(&w.buyer).servi,
         servi0 + MarketParams::default().servi_per_rating / 4

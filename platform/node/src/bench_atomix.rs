@@ -20,7 +20,7 @@ use ios_chain::execute::Runtime;
 use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
 use ios_chain::params::{ChainParams, Genesis};
-use ios_chain::replica::{Replica, ReplicaConfig};
+use ios_chain::replica::ReplicaConfig;
 use ios_chain::shard::{home_shard, BEACON};
 use ios_chain::tx::{SignedTransaction, Transaction};
 use ios_chain::types::{Height, ShardId};
@@ -321,7 +321,6 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
     };
 
     // Every committee's replicas, each validator with its own store.
-    let epoch0 = genesis.epoch_zero();
     let start = Instant::now();
     let now_ms = |start: Instant| start.elapsed().as_millis() as u64 + 1;
     // One core runs every validator in turn, so a block reaches the last
@@ -343,30 +342,10 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
     // The beacon carries no load here; it keeps the usual pace.
     let beacon_rc = timeouts;
     let mut net = FifoNet::default();
-    let mut dbs = Vec::new();
-    for s in 0..=shards {
-        let committee = epoch0.committee(s)?;
-        for a in &committee.members {
-            let key = vkeys
-                .iter()
-                .find(|k| k.address() == *a)
-                .context("committee member without a key")?;
-            let db = ios_chain::state::open_db(&dir.join(format!("s{s}-{a}")), None)
-                .context("opening bench store")?;
-            let rc = if s == BEACON { &beacon_rc } else { &account_rc };
-            // A runtime each: a validator's memo of verified certificates is its own.
-            let replica = Replica::open(
-                &db,
-                key.clone(),
-                Runtime::for_shard(params.clone(), s),
-                &genesis,
-                rc.clone(),
-                now_ms(start),
-            )?;
-            net.add(s, replica);
-            dbs.push(db);
-        }
-    }
+    let dbs = net.open_committees(&genesis, &vkeys, dir, now_ms(start), |s| {
+        let rc = if s == BEACON { &beacon_rc } else { &account_rc };
+        (Runtime::for_shard(params.clone(), s), rc.clone())
+    })?;
 
     let chunk = (cfg.block_txs as usize).max(1);
     let mut in_flight: BTreeMap<ShardId, usize> = BTreeMap::new();

@@ -26,12 +26,12 @@ use ios_chain::hash::{hash_tagged, Hash};
 use ios_chain::ledger::{LedgerCall, LedgerModule, Token};
 use ios_chain::params::{ChainParams, Genesis};
 use ios_chain::relayer::Relayer;
-use ios_chain::replica::{Replica, ReplicaConfig};
+use ios_chain::replica::ReplicaConfig;
 use ios_chain::shard::{home_shard, BEACON};
 use ios_chain::tx::{Call, SignedTransaction, Transaction};
 use ios_chain::types::{Amount, ChainId, ShardId, UNITS_PER_IOST};
 use ios_market::ftfs::{Rating, Scores};
-use ios_market::module::{ListingTerms, MarketCall, MarketModule, MarketParams};
+use ios_market::module::{ListingTerms, MarketCall, MarketModule};
 use ios_storage::ContentId;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -369,35 +369,25 @@ fn run_lifecycles(
         ..ReplicaConfig::default()
     };
     let mut net = FifoNet::default();
-    let mut dbs = Vec::new();
     let start = Instant::now();
-    let epoch0 = genesis.epoch_zero();
-    for s in 0..=shards {
-        for a in &epoch0.committee(s)?.members {
-            let key = vkeys
-                .iter()
-                .find(|k| k.address() == *a)
-                .context("committee member without a key")?;
-            let db = ios_chain::state::open_db(&dir.join(format!("s{s}-{a}")), None)
-                .context("opening bench store")?;
-            let mut runtime = Runtime::for_shard(params.clone(), s);
-            if s != BEACON || shards == 0 {
-                runtime = runtime.with_module(Arc::new(MarketModule::new(MarketParams::default())));
-            }
-            // The beacon carries no load across shards; it keeps the usual pace.
-            let rc = if s == BEACON && shards > 0 {
-                ReplicaConfig {
-                    min_block_interval_ms: ReplicaConfig::default().min_block_interval_ms,
-                    ..rc.clone()
-                }
-            } else {
-                rc.clone()
-            };
-            let replica = Replica::open(&db, key.clone(), runtime, &genesis, rc, 1)?;
-            net.add(s, replica);
-            dbs.push(db);
+    let market = MarketModule::from_genesis(&genesis).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let market = Arc::new(market);
+    let dbs = net.open_committees(&genesis, &vkeys, dir, 1, |s| {
+        let mut runtime = Runtime::for_shard(params.clone(), s);
+        if s != BEACON || shards == 0 {
+            runtime = runtime.with_module(market.clone());
         }
-    }
+        // The beacon carries no load across shards; it keeps the usual pace.
+        let rc = if s == BEACON && shards > 0 {
+            ReplicaConfig {
+                min_block_interval_ms: ReplicaConfig::default().min_block_interval_ms,
+                ..rc.clone()
+            }
+        } else {
+            rc.clone()
+        };
+        (runtime, rc)
+    })?;
     let mut h = Harness {
         net,
         start,

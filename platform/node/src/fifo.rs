@@ -2,10 +2,14 @@
 //! messages between the members of each shard's committee; nothing is lost
 //! or reordered.
 
+use ios_chain::crypto::Keypair;
+use ios_chain::execute::Runtime;
 use ios_chain::message::{Message, PeerId};
-use ios_chain::replica::{CommittedBlock, Output, Replica};
+use ios_chain::params::Genesis;
+use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
 use ios_chain::types::{ShardId, TimeMs};
 use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +27,39 @@ pub struct FifoNet {
 }
 
 impl FifoNet {
+    /// Opens a replica for every epoch-0 committee member of every shard of
+    /// `genesis` (the beacon too), each with its own store under `dir` and
+    /// the runtime and settings `setup` gives for its shard (a runtime
+    /// each: a validator's memo of verified certificates is its own).
+    /// Returns the stores, to keep open while the replicas run.
+    pub fn open_committees(
+        &mut self,
+        genesis: &Genesis,
+        keys: &[Keypair],
+        dir: &Path,
+        now: TimeMs,
+        setup: impl Fn(ShardId) -> (Runtime, ReplicaConfig),
+    ) -> anyhow::Result<Vec<sled::Db>> {
+        use anyhow::Context;
+        let epoch0 = genesis.epoch_zero();
+        let mut dbs = Vec::new();
+        for s in 0..=genesis.params.shards {
+            for a in &epoch0.committee(s)?.members {
+                let key = keys
+                    .iter()
+                    .find(|k| k.address() == *a)
+                    .context("committee member without a key")?;
+                let db = ios_chain::state::open_db(&dir.join(format!("s{s}-{a}")), None)
+                    .context("opening bench store")?;
+                let (runtime, rc) = setup(s);
+                let replica = Replica::open(&db, key.clone(), runtime, genesis, rc, now)?;
+                self.add(s, replica);
+                dbs.push(db);
+            }
+        }
+        Ok(dbs)
+    }
+
     /// Adds a replica of `shard`; returns its index.
     pub fn add(&mut self, shard: ShardId, replica: Replica) -> usize {
         self.replicas.push(replica);

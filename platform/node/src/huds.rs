@@ -13,10 +13,11 @@
 //!   providers registered there, so a provider that serves every shard
 //!   registers on each. The node registers it, signs receipts for what it
 //!   stored and answers each epoch's audit challenge (see `node.rs`).
-//! - Reading asks k+1 providers of a segment at once, keeps the first k
-//!   fragments that match their roots (the slowest is dropped), asks the
-//!   others when some fail, decodes, and checks the ContentId over the
-//!   whole object.
+//! - Reading asks the k providers of a segment's data fragments (so a
+//!   healthy read needs no decoding work and moves no extra bytes), one
+//!   more whenever one fails and once the segment is slow ([`HEDGE_AFTER`]:
+//!   the slowest is then dropped), checks each fragment against its root,
+//!   decodes, and checks the ContentId over the whole object.
 
 use crate::node::NodeHandle;
 use crate::p2p::{BorshCodec, Refusal};
@@ -47,8 +48,11 @@ pub const MAX_FRAME_BYTES: usize = MAX_WIRE_FRAGMENT + 4096;
 pub const INBOUND_BUDGET_BYTES: usize = 64 << 20;
 /// Fragment transfers a client runs at once.
 pub const PARALLEL_TRANSFERS: usize = 8;
-/// Segments a read fetches at once (each asks k+1 providers).
+/// Segments a read fetches at once.
 pub const READ_AHEAD: usize = 3;
+/// A segment whose k fragments have not all come after this long asks one
+/// more provider (a hedged request: the slowest answer is dropped).
+pub const HEDGE_AFTER: Duration = Duration::from_millis(750);
 /// Tries per fragment push (1, 2, 3, 4 then 5 s apart: about 30 s).
 pub const PUT_ATTEMPTS: u64 = 9;
 
@@ -606,7 +610,8 @@ pub async fn push(
 }
 
 /// One segment's fragments, gathered from providers: k that match their
-/// roots, asking k+1 at first and more as some fail. `bad` collects what
+/// roots, asking k at first, one more for each that fails and one more
+/// every [`HEDGE_AFTER`] while some are still missing. `bad` collects what
 /// each failing provider did.
 pub async fn fetch_segment(
     node: &NodeHandle,
@@ -651,11 +656,22 @@ pub async fn fetch_segment(
             (i, r)
         }
     };
-    for i in order.by_ref().take(k + 1) {
+    for i in order.by_ref().take(k) {
         running.push(ask(i));
     }
+    let mut hedge =
+        tokio::time::interval_at(tokio::time::Instant::now() + HEDGE_AFTER, HEDGE_AFTER);
     while have < k {
-        let Some((i, r)) = running.next().await else {
+        let next = tokio::select! {
+            next = running.next() => next,
+            _ = hedge.tick() => {
+                if let Some(more) = order.next() {
+                    running.push(ask(more));
+                }
+                continue;
+            }
+        };
+        let Some((i, r)) = next else {
             bail!(
                 "segment {segment} of {}: {have} good fragments of the {k} needed ({})",
                 layout.content,

@@ -308,19 +308,31 @@ const READ_CHUNK: usize = 64 << 10;
 
 /// Reads one frame of at most `max` bytes, holding `held` for what it read
 /// (when given): an error of kind `OutOfMemory` when the budget runs out.
+/// Bytes are read straight into the frame's buffer. A response (no budget:
+/// this node asked for it) gets room for the largest frame at once, whose
+/// pages the allocator only commits as they fill; a request grows in
+/// [`READ_CHUNK`] steps, as the peer really sends.
 async fn read_frame<T: AsyncRead + Unpin + Send>(
     io: &mut T,
     max: usize,
     mut held: Option<&mut Reservation>,
 ) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut buf = if held.is_none() {
+        vec![0u8; max.saturating_add(1)]
+    } else {
+        Vec::new()
+    };
+    let mut len = 0;
     loop {
-        let n = io.read(&mut chunk).await?;
+        if len == buf.len() {
+            buf.resize(len + READ_CHUNK.min(max + 1 - len), 0);
+        }
+        let n = io.read(&mut buf[len..]).await?;
         if n == 0 {
+            buf.truncate(len);
             return Ok(buf);
         }
-        if buf.len() + n > max {
+        if len + n > max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("frame over {max} bytes"),
@@ -334,7 +346,7 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
                 ));
             }
         }
-        buf.extend_from_slice(&chunk[..n]);
+        len += n;
     }
 }
 

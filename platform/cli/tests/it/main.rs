@@ -16,6 +16,18 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Runs `ios` with `args`, which must succeed, and parses what it printed.
+fn ios_json(args: &[&str]) -> serde_json::Value {
+    let o = ios(args);
+    let out = stdout(&o);
+    assert!(
+        o.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_str(&out).expect("json")
+}
+
 fn last_line(o: &Output) -> String {
     stdout(o).lines().last().unwrap_or_default().to_string()
 }
@@ -218,7 +230,7 @@ fn bench_chain_prints_its_ratio_as_json() {
 /// its name says devnet).
 #[test]
 fn bench_huds_reports_codes_search_and_devnet_as_json() {
-    let o = ios(&[
+    let v = ios_json(&[
         "bench",
         "huds",
         "--json",
@@ -229,13 +241,6 @@ fn bench_huds_reports_codes_search_and_devnet_as_json() {
         "--devnet-mib",
         "8",
     ]);
-    let out = stdout(&o);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     let codes: Vec<(u64, u64)> = v["codecs"]
         .as_array()
         .expect("codecs")
@@ -250,7 +255,7 @@ fn bench_huds_reports_codes_search_and_devnet_as_json() {
             "encode_pipeline_gb_per_sec",
             "decode_pipeline_gb_per_sec",
         ] {
-            assert!(c[key].as_f64().expect(key) > 0.0, "{key} in {out}");
+            assert!(c[key].as_f64().expect(key) > 0.0, "{key} in {v}");
         }
     }
     assert!(v["blake3_gb_per_sec"].as_f64().expect("blake3") > 0.0);
@@ -260,10 +265,7 @@ fn bench_huds_reports_codes_search_and_devnet_as_json() {
     assert!(v["search"]["query_p99_ms"].as_f64().expect("p99") > 0.0);
     assert_eq!(v["devnet"]["object_mib"], 8);
     for key in ["file_copy_mb_per_sec", "put_mb_per_sec", "get_mb_per_sec"] {
-        assert!(
-            v["devnet"][key].as_f64().expect(key) > 0.0,
-            "{key} in {out}"
-        );
+        assert!(v["devnet"][key].as_f64().expect(key) > 0.0, "{key} in {v}");
     }
     let bad = ios(&["bench", "huds", "--seconds", "0"]);
     assert!(!bad.status.success(), "zero seconds is refused");
@@ -273,7 +275,7 @@ fn bench_huds_reports_codes_search_and_devnet_as_json() {
 /// through Atomix); the report parses, with a rating's cost in transfers.
 #[test]
 fn bench_market_runs_lifecycles_on_one_shard_and_across_shards() {
-    let o = ios(&[
+    let v = ios_json(&[
         "bench",
         "market",
         "--json",
@@ -282,13 +284,6 @@ fn bench_market_runs_lifecycles_on_one_shard_and_across_shards() {
         "--block-txs",
         "100",
     ]);
-    let out = stdout(&o);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert!(v["lifecycles_per_sec"].as_f64().unwrap() > 0.0, "{v}");
     assert!(
         v["cross_shard_lifecycles_per_sec"].as_f64().unwrap() > 0.0,
@@ -314,7 +309,7 @@ fn bench_market_runs_lifecycles_on_one_shard_and_across_shards() {
 /// cross-shard transfer of the 100% run committed (its latency is measured).
 #[test]
 fn bench_atomix_reports_every_run_as_json() {
-    let o = ios(&[
+    let v = ios_json(&[
         "bench",
         "atomix",
         "--json",
@@ -329,13 +324,6 @@ fn bench_atomix_reports_every_run_as_json() {
         "--cross",
         "0,100",
     ]);
-    let out = stdout(&o);
-    assert!(
-        o.status.success(),
-        "{out}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
     let runs = v["runs"].as_array().expect("runs");
     // S = 1 has no 100% run: there is no other shard to cross to.
     let pairs: Vec<(u64, u64)> = runs

@@ -95,6 +95,37 @@ fn every_shard_runs(net: &Devnet, keys: &Path) -> serde_json::Value {
 }
 
 /// Runs `ios args`, which must succeed.
+/// Polls `done` until it holds, for at most 30 s.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited 30 s for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Waits until the devnet's 6 providers registered on both account shards.
+fn providers_registered(net: &Devnet, keys: &Path) {
+    let started = Instant::now();
+    loop {
+        let o = ios(net, keys, &["provider", "status", "--json"]);
+        if o.status.success() {
+            let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            if list.as_array().map(Vec::len) == Some(12) {
+                return;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the providers never registered"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn succeeds(net: &Devnet, keys: &Path, args: &[&str]) {
     let o = ios(net, keys, args);
     assert!(
@@ -328,21 +359,7 @@ fn files_go_up_and_come_back_through_ios_store() {
     let keys = dir.path().join("keys");
 
     // The devnet's providers register themselves on both account shards.
-    let started = Instant::now();
-    loop {
-        let o = ios(&net, &keys, &["provider", "status", "--json"]);
-        if o.status.success() {
-            let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            if list.as_array().map(Vec::len) == Some(12) {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the providers never registered"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    providers_registered(&net, &keys);
     let carol = ok_json(&ios(
         &net,
         &keys,
@@ -766,21 +783,7 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
     every_shard_runs(&net, &keys);
     // Listing documents and deliveries are HUDS objects: the devnet's
     // providers register on both shards first.
-    let started = Instant::now();
-    loop {
-        let o = ios(&net, &keys, &["provider", "status", "--json"]);
-        if o.status.success() {
-            let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-            if list.as_array().map(Vec::len) == Some(12) {
-                break;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(90),
-            "the providers never registered"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    providers_registered(&net, &keys);
 
     // A provider, a buyer on the same shard and one on the other shard.
     // The provider is devnet user 0, pre-trusted; the buyers are not (the
@@ -942,14 +945,9 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
         &keys,
         &["market", "decline", &far_order, "--from", "maker"],
     );
-    let started = Instant::now();
-    while balance("faraway") < home_before - 100_000_000 {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the refund never came home"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    wait_until("the refund to come home", || {
+        balance("faraway") >= home_before - 100_000_000
+    });
     // A second one goes the whole way: the buyer confirms on the order's
     // shard, paying its fee there from what the order brought along.
     let placed = ok_json(&ios(
@@ -1163,23 +1161,15 @@ fn a_service_is_listed_ordered_delivered_confirmed_and_rated_with_ios_market() {
     // Global trust: maker (devnet user 0) is pre-trusted; its four-star
     // rating of client passes client some trust; faraway, never rated, has
     // none.
-    let started = Instant::now();
-    loop {
+    wait_until("client to gain trust", || {
         let rep = ok_json(&ios(
             &net,
             &keys,
             &["market", "reputation", "client", "--json"],
         ));
-        if rep["trust"]["trust_ppm"].as_u64() > Some(0) {
-            assert_eq!(rep["trust"]["pre_trusted"], false, "{rep}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "client never gained trust: {rep}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        assert_eq!(rep["trust"]["pre_trusted"], false, "{rep}");
+        rep["trust"]["trust_ppm"].as_u64() > Some(0)
+    });
     let maker = ok_json(&ios(
         &net,
         &keys,
