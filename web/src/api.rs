@@ -64,6 +64,10 @@ impl ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    pub fn too_many_requests(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+    }
+
     /// A transaction the chain refuses: the chain's own code, status 422
     /// (400 for input that cannot be a transaction at all).
     pub fn chain(e: &ios_chain::error::ChainError) -> ApiError {
@@ -381,6 +385,11 @@ fn block_view(r: &Replica, shard: ShardId, height: u64) -> Result<BlockView, Api
                 },
             })
             .collect(),
+        // A receipt past the transactions' carries the block's own events.
+        block_events: receipts
+            .get(b.txs.len())
+            .map(|r| r.events.iter().map(|e| e.kind.clone()).collect())
+            .unwrap_or_default(),
     })
 }
 

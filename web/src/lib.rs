@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod client;
+pub mod limit;
 pub mod load;
 pub mod market;
 pub mod metrics;
@@ -43,13 +44,26 @@ impl ApiServer {
     }
 }
 
-/// Serves the API for `node` on `addr` (on the current tokio runtime).
+/// Serves the API for `node` on `addr` (on the current tokio runtime),
+/// with the default per-client rate limit.
 pub async fn serve(node: NodeHandle, addr: SocketAddr) -> Result<ApiServer> {
+    serve_with(node, addr, limit::RateLimitConfig::default()).await
+}
+
+/// [`serve`] with a chosen per-client rate limit.
+pub async fn serve_with(
+    node: NodeHandle,
+    addr: SocketAddr,
+    rate: limit::RateLimitConfig,
+) -> Result<ApiServer> {
     let gateway = actix_web::web::Data::new(api::Gateway::new(node)?);
+    let limiter = actix_web::web::Data::new(limit::RateLimiter::new(rate));
     let catalog = gateway.catalog.clone();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(gateway.clone())
+            .app_data(limiter.clone())
+            .wrap(actix_web::middleware::from_fn(limit::limit))
             .wrap(
                 actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")
                     .log_target("ios_web::access"),

@@ -92,6 +92,10 @@ pub struct BlockView {
     /// Commit certificate signers.
     pub signers: usize,
     pub txs: Vec<BlockTx>,
+    /// What the block's own end-of-block work did (deadlines settled,
+    /// refunds sent across shards): its events' kinds, in order.
+    #[serde(default)]
+    pub block_events: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]

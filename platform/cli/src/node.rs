@@ -151,7 +151,12 @@ pub fn run(a: NodeArgs) -> Result<ExitCode> {
                 .api
                 .parse()
                 .with_context(|| format!("api address {:?}", file.api))?;
-            Some(ios_web::serve(handle.clone(), addr).await?)
+            let rate = ios_web::limit::RateLimitConfig {
+                per_sec: file.api_rate_per_sec,
+                burst: file.api_burst,
+                exempt_loopback: true,
+            };
+            Some(ios_web::serve_with(handle.clone(), addr, rate).await?)
         };
         let info = NodeInfo {
             name: file.name.clone(),

@@ -25,6 +25,12 @@ pub struct NodeFile {
     /// Where the REST API listens; empty for none.
     #[serde(default)]
     pub api: String,
+    /// Requests per second one API client (address) may make on average,
+    /// and at once after being idle; loopback clients are not limited.
+    #[serde(default = "default_api_rate")]
+    pub api_rate_per_sec: u32,
+    #[serde(default = "default_api_burst")]
+    pub api_burst: u32,
     /// The validator key's name in the keystore.
     #[serde(default)]
     pub key: Option<String>,
@@ -33,6 +39,14 @@ pub struct NodeFile {
     /// Serve as a HUDS storage provider.
     #[serde(default)]
     pub provider: Option<crate::huds::ProviderConfig>,
+}
+
+fn default_api_rate() -> u32 {
+    50
+}
+
+fn default_api_burst() -> u32 {
+    100
 }
 
 fn default_name() -> String {
@@ -80,6 +94,12 @@ genesis = "genesis.bin"
 
 # Where to serve the REST API (and /api/openapi.json); "" for no API.
 api = ""
+
+# Requests per second one API client (IP address) may make on average, and
+# at once after being idle (over it: 429 rate_limited with Retry-After).
+# Clients on this machine (loopback) are not limited.
+api_rate_per_sec = 50
+api_burst = 100
 
 # For validators: the name of the key in the keystore (`ios key new NAME`).
 # Its password comes from IOS_PASSWORD or is asked at start.

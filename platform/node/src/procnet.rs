@@ -158,6 +158,8 @@ impl ProcNet {
             bootstrap,
             genesis: "../genesis.bin".into(),
             api: node.api.to_string(),
+            api_rate_per_sec: 50,
+            api_burst: 100,
             key: (node.role == Role::Validator).then(|| node.name.clone()),
             keystore: Some("../keys".into()),
             provider: node.provider.then(crate::devnet::provider_config),
