@@ -399,22 +399,17 @@ pub fn route(
         }
         _ => {}
     }
-    let MarketCall::PlaceOrder { price, .. } = &call else {
-        return Ok(Routed {
-            shard,
-            call: call.to_call(),
-            what,
-            atomix: None,
-        });
+    let price = match &call {
+        MarketCall::PlaceOrder { price, .. } if shard != home => price,
+        _ => {
+            return Ok(Routed {
+                shard,
+                call: call.to_call(),
+                what,
+                atomix: None,
+            })
+        }
     };
-    if shard == home {
-        return Ok(Routed {
-            shard,
-            call: call.to_call(),
-            what,
-            atomix: None,
-        });
-    }
     let fees = v
         .genesis
         .params
@@ -601,24 +596,41 @@ pub async fn listings(
     g: web::Data<Gateway>,
     q: web::Query<PartyQuery>,
 ) -> ApiResult<Vec<ListingView>> {
+    party_page(&g, &q, keys::listings_of, keys::listing, listing_view).await
+}
+
+/// A page of one of an account's id lists (`module::list`), newest first,
+/// each id read from `item` and shown by `view`, on whichever shard holds
+/// the list.
+async fn party_page<T, V>(
+    g: &Gateway,
+    q: &PartyQuery,
+    of: fn(&Address) -> Vec<u8>,
+    item: fn(&Hash) -> Vec<u8>,
+    view: fn(ShardId, &Replica, &T, &MarketParams) -> Result<V, ApiError>,
+) -> ApiResult<Vec<V>>
+where
+    T: borsh::BorshDeserialize + 'static,
+    V: serde::Serialize + Send + 'static,
+{
     let who = parse_address(&q.of)?;
-    let (offset, limit) = page(&q)?;
+    let (offset, limit) = page(q)?;
     let views = g
         .node
-        .query(move |v| -> Result<Vec<ListingView>, ApiError> {
-            let of = keys::listings_of(&who);
+        .query(move |v| -> Result<Vec<V>, ApiError> {
+            let of = of(&who);
             let Some((s, r, _)) = find::<u64>(v, &list::len_key(&of))? else {
                 return Ok(Vec::new());
             };
             let ids: Vec<Hash> = list::newest(r.store(), &of, offset as u64, limit as u64)
                 .map_err(|e| ApiError::chain(&e))?;
+            let p = market_params(v);
             let mut out = Vec::with_capacity(ids.len());
             for id in ids {
-                if let Some(l) =
-                    ios_chain::committee::read::<Listing>(r.store(), &keys::listing(&id))
-                        .map_err(|e| ApiError::chain(&e))?
+                if let Some(t) = ios_chain::committee::read::<T>(r.store(), &item(&id))
+                    .map_err(|e| ApiError::chain(&e))?
                 {
-                    out.push(listing_view(s, r, &l, &market_params(v))?);
+                    out.push(view(s, r, &t, &p)?);
                 }
             }
             Ok(out)
@@ -651,29 +663,7 @@ pub async fn order(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<
         (status = 200, description = "Orders the account is buyer or provider of, newest first (paged)", body = [OrderView]),
         (status = 400, description = "Not an address", body = crate::types::ErrorBody)))]
 pub async fn orders(g: web::Data<Gateway>, q: web::Query<PartyQuery>) -> ApiResult<Vec<OrderView>> {
-    let who = parse_address(&q.of)?;
-    let (offset, limit) = page(&q)?;
-    let views = g
-        .node
-        .query(move |v| -> Result<Vec<OrderView>, ApiError> {
-            let of = keys::orders_of(&who);
-            let Some((s, r, _)) = find::<u64>(v, &list::len_key(&of))? else {
-                return Ok(Vec::new());
-            };
-            let ids: Vec<Hash> = list::newest(r.store(), &of, offset as u64, limit as u64)
-                .map_err(|e| ApiError::chain(&e))?;
-            let mut out = Vec::with_capacity(ids.len());
-            for id in ids {
-                if let Some(o) = ios_chain::committee::read::<Order>(r.store(), &keys::order(&id))
-                    .map_err(|e| ApiError::chain(&e))?
-                {
-                    out.push(order_view(s, r, &o, &market_params(v))?);
-                }
-            }
-            Ok(out)
-        })
-        .await??;
-    Ok(web::Json(views))
+    party_page(&g, &q, keys::orders_of, keys::order, order_view).await
 }
 
 #[utoipa::path(get, path = "/api/v1/market/disputes/{order}", tag = "market",
@@ -762,7 +752,7 @@ fn trust_view(r: &Ranking, who: &Address) -> TrustView {
         address: who.to_string(),
         trust_ppm: r.ppm(who),
         place: place.map(|(p, _)| p as u64),
-        trusted_accounts: r.trust.values().filter(|t| **t > 0).count() as u64,
+        trusted_accounts: r.trusted() as u64,
         pre_trusted: r.pre_trusted.contains(who),
         ratings: r.edges as u64,
         heights: r.heights.clone(),
@@ -778,13 +768,12 @@ fn trust_view(r: &Ranking, who: &Address) -> TrustView {
 pub async fn trust(g: web::Data<Gateway>, q: web::Query<TrustQuery>) -> ApiResult<TrustList> {
     let limit = page_limit(q.limit, 20)?;
     let r = crate::store::catalog_of(&g)?.ranking();
-    let mut top: Vec<(&Address, &u64)> = r.trust.iter().filter(|(_, t)| **t > 0).collect();
-    top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
     Ok(web::Json(TrustList {
-        accounts: top
-            .into_iter()
+        accounts: r
+            .most_trusted()
+            .iter()
             .take(limit)
-            .map(|(a, _)| trust_view(&r, a))
+            .map(|a| trust_view(&r, a))
             .collect(),
     }))
 }

@@ -119,6 +119,8 @@ pub struct Ranking {
     pub heights: BTreeMap<ShardId, Height>,
     /// Ratings and verdicts it was computed from.
     pub edges: usize,
+    /// Every nonzero trust, highest first (places are found in it).
+    ranked: Vec<u64>,
 }
 
 impl Ranking {
@@ -138,7 +140,10 @@ impl Ranking {
                 .map(|p| t.get(p).copied().unwrap_or(0)),
             trust::FULL_PPM,
         );
+        let mut ranked: Vec<u64> = t.values().copied().filter(|v| *v > 0).collect();
+        ranked.sort_unstable_by(|a, b| b.cmp(a));
         Ranking {
+            ranked,
             trust: t,
             pre_trusted: genesis.pre_trusted.clone(),
             full,
@@ -167,12 +172,20 @@ impl Ranking {
     /// with any, and their number; None without trust.
     pub fn place(&self, a: &Address) -> Option<(usize, usize)> {
         let mine = self.trust_of(a);
-        if mine == 0 {
-            return None;
-        }
-        let with = self.trust.values().filter(|t| **t > 0);
-        let above = with.clone().filter(|t| **t > mine).count();
-        Some((above + 1, with.count()))
+        let above = self.ranked.partition_point(|t| *t > mine);
+        (mine > 0).then_some((above + 1, self.ranked.len()))
+    }
+
+    /// How many accounts have any trust.
+    pub fn trusted(&self) -> usize {
+        self.ranked.len()
+    }
+
+    /// Accounts with any trust, most trusted first (ties by address).
+    pub fn most_trusted(&self) -> Vec<Address> {
+        let mut top: Vec<(&Address, &u64)> = self.trust.iter().filter(|(_, t)| **t > 0).collect();
+        top.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        top.into_iter().map(|(a, _)| *a).collect()
     }
 
     /// Trust in parts per million of the whole.
