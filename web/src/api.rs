@@ -167,6 +167,7 @@ impl Gateway {
         submit_tx,
         tx_status,
         atomix_status,
+        crate::events::events,
         crate::store::upload,
         crate::store::object,
         crate::store::objects,
@@ -212,6 +213,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tx", web::post().to(submit_tx))
             .route("/tx/{id}", web::get().to(tx_status))
             .route("/atomix/{id}", web::get().to(atomix_status))
+            .route("/events", web::get().to(crate::events::events))
             .configure(crate::store::configure)
             .configure(crate::market::configure)
             .default_service(web::to(|| async {
@@ -271,7 +273,7 @@ pub fn account_shard(v: &View<'_>, shards: u16, address: &Address) -> ShardId {
 
 #[utoipa::path(get, path = "/api/v1/status", tag = "chain",
     responses((status = 200, description = "The network as this node sees it", body = ChainStatus)))]
-async fn chain_status(g: web::Data<Gateway>) -> ApiResult<ChainStatus> {
+pub async fn chain_status(g: web::Data<Gateway>) -> ApiResult<ChainStatus> {
     let s = g
         .node
         .query(|v| ChainStatus {
@@ -315,7 +317,7 @@ async fn chain_status(g: web::Data<Gateway>) -> ApiResult<ChainStatus> {
     responses(
         (status = 200, description = "The account on the shard that holds it", body = AccountView),
         (status = 400, description = "Not an address", body = ErrorBody)))]
-async fn account(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<AccountView> {
+pub async fn account(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<AccountView> {
     let address = parse_address(&path)?;
     let view = g
         .node
@@ -398,7 +400,7 @@ fn block_view(r: &Replica, shard: ShardId, height: u64) -> Result<BlockView, Api
     responses(
         (status = 200, description = "A finalized block", body = BlockView),
         (status = 404, description = "Not finalized here (yet), or pruned", body = ErrorBody)))]
-async fn block(g: web::Data<Gateway>, path: web::Path<(u16, u64)>) -> ApiResult<BlockView> {
+pub async fn block(g: web::Data<Gateway>, path: web::Path<(u16, u64)>) -> ApiResult<BlockView> {
     let (shard, height) = path.into_inner();
     let b = g
         .node
@@ -410,7 +412,7 @@ async fn block(g: web::Data<Gateway>, path: web::Path<(u16, u64)>) -> ApiResult<
 #[utoipa::path(get, path = "/api/v1/shards/{shard}/blocks/latest", tag = "chain",
     params(("shard" = u16, Path, description = "0 is the beacon")),
     responses((status = 200, description = "The newest finalized block", body = BlockView)))]
-async fn latest_block(g: web::Data<Gateway>, path: web::Path<u16>) -> ApiResult<BlockView> {
+pub async fn latest_block(g: web::Data<Gateway>, path: web::Path<u16>) -> ApiResult<BlockView> {
     let shard = path.into_inner();
     let b = g
         .node
@@ -789,7 +791,7 @@ async fn submit_tx(
 #[utoipa::path(get, path = "/api/v1/tx/{id}", tag = "transactions",
     params(("id" = String, Path, description = "hex transaction id (its signing hash)")),
     responses((status = 200, description = "Pending, finalized, failed or unknown", body = TxStatus)))]
-async fn tx_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<TxStatus> {
+pub async fn tx_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<TxStatus> {
     let id = parse_hash("the id", &path)?;
     let status = g
         .node
@@ -844,7 +846,10 @@ async fn tx_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<
     responses(
         (status = 200, description = "Where the cross-shard transfer stands", body = AtomixView),
         (status = 404, description = "Not seen by this node's relayer (yet)", body = ErrorBody)))]
-async fn atomix_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResult<AtomixView> {
+pub async fn atomix_status(
+    g: web::Data<Gateway>,
+    path: web::Path<String>,
+) -> ApiResult<AtomixView> {
     let id = parse_hash("the id", &path)?;
     let view = g
         .node

@@ -389,7 +389,9 @@ pub fn roots_agree(nodes: &[Client]) -> Result<(bool, usize)> {
         for (c, _) in nodes {
             let b = match c.block(shard, h) {
                 Ok(b) => b,
-                Err(e) if e.code() == Some("not_found") => continue,
+                // Pruned there, or the node left the shard (its committee
+                // moved on) since it was asked for its status.
+                Err(e) if matches!(e.code(), Some("not_found" | "unavailable")) => continue,
                 Err(e) => return Err(e),
             };
             compared += 1;
@@ -438,7 +440,7 @@ pub fn put_signed(
     meta: crate::types::ObjectMetaJson,
     timeout: Duration,
 ) -> anyhow::Result<ObjectView> {
-    use anyhow::{bail, ensure};
+    use anyhow::ensure;
     let deadline = std::time::Instant::now() + timeout;
     let staged = c.upload(reader, data, parity, |_| {})?;
     let built = c.build_deal(
@@ -448,32 +450,7 @@ pub fn put_signed(
         None,
         meta,
     )?;
-    let bytes = crate::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
-    let tx: ios_chain::tx::Transaction =
-        ios_chain::codec::decode("built transaction", &bytes, ios_chain::tx::MAX_TX_BYTES)?;
-    ensure!(
-        tx.sender == owner.address(),
-        "the node built a deal for another sender"
-    );
-    let signature = owner.sign(&tx.signing_hash());
-    let submitted = c.submit_tx(&SubmitTxRequest {
-        tx: built.tx,
-        signature: crate::hex::encode(&signature.0),
-    })?;
-    loop {
-        let s = c.tx_status(&submitted.id)?;
-        match s.state {
-            TxState::Finalized => break,
-            TxState::Failed => bail!("the deal failed on chain: {:?}", s.error),
-            _ => {}
-        }
-        ensure!(
-            std::time::Instant::now() < deadline,
-            "the deal {} was not final within {timeout:?}",
-            submitted.id
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    sign_and_wait(c, owner, built, timeout).map_err(|e| e.context("the deal"))?;
     loop {
         let o = c.object(&staged.content)?;
         if o.receipted == o.fragments {
@@ -484,6 +461,68 @@ pub fn put_signed(
             "{} of {} fragments signed for within {timeout:?}",
             o.receipted,
             o.fragments
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Builds `call` from `key`'s account at the gateway, checks the node
+/// built it for that sender, signs, submits and waits (up to `timeout`)
+/// until it is final. Returns what was built (its id, the Atomix id of a
+/// cross-shard one) and the final status.
+pub fn send_signed(
+    c: &Client,
+    key: &ios_chain::crypto::Keypair,
+    call: crate::types::CallRequest,
+    timeout: Duration,
+) -> anyhow::Result<(BuiltTx, TxStatus)> {
+    let built = c.build_tx(&BuildTxRequest {
+        sender: key.address().to_string(),
+        nonce: None,
+        fee: None,
+        expires_in: None,
+        call,
+    })?;
+    let status = sign_and_wait(c, key, built.clone(), timeout)?;
+    Ok((built, status))
+}
+
+fn sign_and_wait(
+    c: &Client,
+    key: &ios_chain::crypto::Keypair,
+    built: BuiltTx,
+    timeout: Duration,
+) -> anyhow::Result<TxStatus> {
+    use anyhow::{bail, ensure};
+    let deadline = std::time::Instant::now() + timeout;
+    let bytes = crate::hex::decode(&built.tx).map_err(|e| anyhow::anyhow!("built tx: {e}"))?;
+    let tx: ios_chain::tx::Transaction =
+        ios_chain::codec::decode("built transaction", &bytes, ios_chain::tx::MAX_TX_BYTES)?;
+    ensure!(
+        tx.sender == key.address(),
+        "the node built a transaction for another sender"
+    );
+    let signature = key.sign(&tx.signing_hash());
+    let submitted = c.submit_tx(&SubmitTxRequest {
+        tx: built.tx,
+        signature: crate::hex::encode(&signature.0),
+    })?;
+    loop {
+        let s = c.tx_status(&submitted.id)?;
+        match s.state {
+            TxState::Finalized => return Ok(s),
+            TxState::Failed => bail!(
+                "{} failed on chain: {}",
+                built.summary,
+                s.error.map(|e| e.message).unwrap_or_default()
+            ),
+            _ => {}
+        }
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "{} ({}) was not final within {timeout:?}",
+            built.summary,
+            submitted.id
         );
         std::thread::sleep(Duration::from_millis(100));
     }

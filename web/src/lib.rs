@@ -1,17 +1,20 @@
 //! ios-web: the gateway's REST API (actix-web), its OpenAPI document, and
-//! the typed client the CLI uses. The UI comes with the web issue.
+//! the typed client the CLI uses, and the web UI ([`ui`]).
 //!
 //! Only this crate defines HTTP routes and the JSON shapes of the API
 //! ([`types`]); the CLI reaches a node only through [`client::Client`].
 
 pub mod api;
 pub mod client;
+pub mod demo;
+pub mod events;
 pub mod limit;
 pub mod load;
 pub mod market;
 pub mod metrics;
 pub mod store;
 pub mod types;
+pub mod ui;
 
 pub use ios_chain::hex;
 pub use ios_node as node;
@@ -63,12 +66,15 @@ pub async fn serve_with(
         actix_web::App::new()
             .app_data(gateway.clone())
             .app_data(limiter.clone())
+            .wrap(actix_web::middleware::from_fn(ui::csrf))
+            .wrap(actix_web::middleware::from_fn(limit::timeout))
             .wrap(actix_web::middleware::from_fn(limit::limit))
             .wrap(
                 actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")
                     .log_target("ios_web::access"),
             )
             .configure(api::configure)
+            .configure(ui::configure)
     })
     .workers(2)
     .client_request_timeout(std::time::Duration::from_secs(10))

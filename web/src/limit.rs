@@ -116,6 +116,45 @@ pub async fn limit(
     next.call(req).await.map(|r| r.map_into_boxed_body())
 }
 
+/// How long a request may take before the gateway answers `503 timeout`
+/// instead: the node's queries and transaction builds answer in
+/// milliseconds; a request still running after this is stuck behind
+/// something (a node busy syncing, a provider that does not answer) and
+/// the client is better told so.
+pub const ROUTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Routes whose bodies stream for as long as the data takes (uploads,
+/// downloads, live events): no timeout over the whole response.
+fn streams(path: &str) -> bool {
+    path == "/api/v1/events"
+        || path == "/api/v1/store/uploads"
+        || (path.starts_with("/api/v1/store/objects/") && path.ends_with("/content"))
+}
+
+/// The middleware: every other route is cut at [`ROUTE_TIMEOUT`].
+pub async fn timeout(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if streams(req.path()) {
+        return next.call(req).await.map(|r| r.map_into_boxed_body());
+    }
+    let path = req.path().to_string();
+    match tokio::time::timeout(ROUTE_TIMEOUT, next.call(req)).await {
+        Ok(r) => r.map(|r| r.map_into_boxed_body()),
+        // An error is answered with its own response (the JSON error body).
+        Err(_) => Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "{path} took over {} s: the node is busy; try again",
+                ROUTE_TIMEOUT.as_secs()
+            ),
+        )
+        .into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

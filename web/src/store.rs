@@ -269,6 +269,7 @@ pub async fn content(
     let content = parse_cid("content id", &path)?;
     let located = locate(&g, content).await?;
     let size = located.deal.layout.size;
+    let mime = served_mime(&located.deal.meta);
     let range = match req.headers().get("range") {
         Some(h) => {
             let h = h
@@ -314,10 +315,30 @@ pub async fn content(
         HttpResponse::Ok()
     };
     Ok(resp
-        .content_type("application/octet-stream")
+        .content_type(mime)
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("content-security-policy", "sandbox; default-src 'none'"))
         .insert_header(("accept-ranges", "bytes"))
         .no_chunking(to - from)
         .streaming(stream))
+}
+
+/// The media type an object is served with: a public object's own, when
+/// it is an image or plain text a browser may show inline (never one that
+/// runs script on this origin, such as HTML or SVG); otherwise bytes.
+fn served_mime(meta: &ios_storage::module::ObjectMeta) -> &'static str {
+    const INLINE: &[&str] = &[
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "text/plain",
+        "application/json",
+    ];
+    match INLINE.iter().find(|m| **m == meta.mime) {
+        Some(m) if meta.public => m,
+        _ => "application/octet-stream",
+    }
 }
 
 /// The receiving end of a read as a body stream; an error ends the body

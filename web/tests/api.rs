@@ -176,6 +176,8 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         "/api/v1/market/disputes/{order}",
         "/api/v1/market/reputation/{address}",
         "/api/v1/market/trust",
+        "/api/v1/atomix/{id}",
+        "/api/v1/events",
     ] {
         assert!(
             doc["paths"][p].is_object(),
@@ -387,4 +389,185 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         let resp = test::call_service(&app, req.to_request()).await;
         assert_eq!(error_code(resp).await, (want_status, want_code.to_string()));
     }
+}
+
+/// One HTTP request to the served gateway: status, headers, body.
+fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> (u16, Vec<(String, String)>, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut r = match method {
+        "GET" => {
+            let mut req = agent.get(url);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.call()
+        }
+        _ => {
+            let mut req = agent.post(url).header("content-type", "application/json");
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            req.send(body.unwrap_or(""))
+        }
+    }
+    .unwrap();
+    let status = r.status().as_u16();
+    let hs = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    (
+        status,
+        hs,
+        r.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
+/// The whole served app (API, UI, middleware) over real HTTP: every page
+/// renders, an unknown id is a 4xx page, a browser's state-changing
+/// request needs the CSRF token its page carries (programs without a
+/// browser's headers do not), and the event stream sends each block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_render_csrf_guards_browser_writes_and_events_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, user) = one_node(dir.path()).await;
+    let server = ios_web::serve(node, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr);
+    let me = user.address().to_string();
+    let b = base.clone();
+    tokio::task::spawn_blocking(move || {
+        let base = b;
+        for _ in 0..100 {
+            let (_, _, body) = http("GET", &format!("{base}/api/v1/status"), &[], None);
+            let s: Value = serde_json::from_str(&body).unwrap();
+            if s["shard_status"][0]["height"].as_u64() > Some(0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        for (path, want) in [
+            ("/", 200),
+            ("/?q=logo&category=design&max_price=2.5&sort=price_low", 200),
+            ("/?max_price=lots", 400),
+            ("/sell", 200),
+            ("/wallet", 200),
+            ("/orders", 200),
+            ("/storage", 200),
+            ("/provider", 200),
+            ("/explorer", 200),
+            ("/explorer/shards/0/blocks/1", 200),
+            ("/explorer/shards/0/blocks/99999", 404),
+            ("/network", 200),
+            (&format!("/providers/{me}"), 200),
+            ("/providers/nobody", 400),
+            (&format!("/listings/{}", "00".repeat(32)), 404),
+            ("/listings/zz", 400),
+            (&format!("/orders/{}", "00".repeat(32)), 404),
+            ("/explorer/tx/zz", 400),
+            ("/static/app.js", 200),
+            ("/static/nothing.js", 404),
+        ] {
+            let (status, _, body) = http("GET", &format!("{base}{path}"), &[], None);
+            let tail: String = body
+                .chars()
+                .rev()
+                .take(400)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            assert_eq!(status, want, "{path}: ...{tail}");
+        }
+        // A page knows the visitor by the address cookie the browser sets.
+        let (_, _, body) = http(
+            "GET",
+            &format!("{base}/wallet"),
+            &[("cookie", &format!("ios_address={me}"))],
+            None,
+        );
+        assert!(
+            body.contains(&me) && body.contains("id=\"balance\""),
+            "{body}"
+        );
+
+        // CSRF: a page sets the cookie and carries the same token.
+        let (_, headers, body) = http("GET", &format!("{base}/"), &[], None);
+        let cookie = headers
+            .iter()
+            .find(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.clone())
+            .unwrap();
+        let token = cookie
+            .strip_prefix("ios_csrf=")
+            .and_then(|v| v.split(';').next())
+            .unwrap()
+            .to_string();
+        assert!(body.contains(&format!("<meta name=\"csrf\" content=\"{token}\">")));
+        let build = format!("{base}/api/v1/tx/build");
+        let req = format!(
+            r#"{{"sender": "{me}", "call": {{"type": "transfer", "to": "{me}", "amount": "1"}}}}"#
+        );
+        let jar = format!("ios_csrf={token}");
+        for (headers, want) in [
+            // A browser (it names its origin) without the token: refused.
+            (vec![("origin", base.as_str())], 403),
+            (vec![("sec-fetch-site", "cross-site")], 403),
+            (vec![("cookie", jar.as_str())], 403),
+            (vec![("cookie", jar.as_str()), ("x-csrf-token", "00")], 403),
+            // With the cookie and the page's token: through to the handler.
+            (
+                vec![
+                    ("origin", base.as_str()),
+                    ("cookie", jar.as_str()),
+                    ("x-csrf-token", token.as_str()),
+                ],
+                200,
+            ),
+            // A program that is not a browser: a signature authorizes it.
+            (vec![], 200),
+        ] {
+            let (status, _, body) = http("POST", &build, &headers, Some(&req));
+            assert_eq!(status, want, "{headers:?}: {body}");
+            if want == 403 {
+                assert!(body.contains("\"code\":\"csrf\""), "{body}");
+            }
+        }
+
+        // Live events: a commit arrives within a few blocks.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(std::time::Duration::from_secs(20)))
+            .build()
+            .into();
+        let mut r = agent.get(&format!("{base}/api/v1/events")).call().unwrap();
+        assert_eq!(
+            r.headers().get("content-type").unwrap().to_str().unwrap(),
+            "text/event-stream"
+        );
+        let mut reader = std::io::BufReader::new(r.body_mut().as_reader());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(std::io::BufRead::read_line(&mut reader, &mut line).unwrap() > 0);
+            if let Some(data) = line.strip_prefix("data: ") {
+                let v: Value = serde_json::from_str(data).unwrap();
+                assert_eq!(v["shard"], 0);
+                assert!(v["height"].as_u64().unwrap() > 0);
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    server.stop().await;
 }

@@ -44,6 +44,10 @@ pub struct DevnetArgs {
     /// logging to node.log in its directory.
     #[arg(long)]
     processes: bool,
+    /// Seed a living marketplace through the gateway (providers with
+    /// listings, completed and rated orders) and print the web UI's URL.
+    #[arg(long)]
+    demo: bool,
 }
 
 impl DevnetArgs {
@@ -86,6 +90,7 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let web = a.web;
+    let demo = a.demo;
     let summary = rt.block_on(async move {
         let started = std::time::Instant::now();
         let net = devnet::Devnet::start(&cfg).await?;
@@ -119,6 +124,17 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
             info.addrs.first().map(String::as_str).unwrap_or("?"),
             info_path.display()
         );
+        if demo {
+            let url = format!("http://{}", api.addr);
+            eprintln!("devnet: demo: open {url}/ in a browser; seeding the marketplace now");
+            std::thread::spawn(move || {
+                let c = ios_web::client::Client::new(&url);
+                match ios_web::demo::seed(&c, &|m| eprintln!("devnet: demo: {m}")) {
+                    Ok(_) => eprintln!("devnet: demo: ready at {url}/ (keys of devnet users 0-7: `ios key new NAME --devnet-user N`)"),
+                    Err(e) => eprintln!("devnet: demo: seeding failed: {e:#}"),
+                }
+            });
+        }
         let summary = devnet::drive(
             net,
             &cfg,

@@ -103,6 +103,11 @@ pub const DEVNET_MAX_BLOCK_TXS: u32 = 2_000;
 /// Devnet users the market pre-trusts (the first ones).
 pub const DEVNET_PRE_TRUSTED: usize = 4;
 
+/// Devnet users the built-in load never sends from: kept for people
+/// (`ios key new NAME --devnet-user N`), the web UI and `--demo`, whose
+/// transactions would otherwise race the load's nonces.
+pub const RESERVED_USERS: usize = 16;
+
 pub fn user_keys(n: usize) -> Vec<Keypair> {
     (0..n as u64)
         .map(|i| Keypair::from_seed("devnet-user", i))
@@ -441,7 +446,7 @@ pub async fn drive(
     let submitted: Arc<Mutex<HashMap<Hash, Instant>>> = Arc::default();
     let load = (cfg.load_tps > 0).then(|| {
         tokio::spawn(load_generator(
-            user_keys(cfg.users),
+            user_keys(cfg.users).split_off(cfg.users.min(RESERVED_USERS)),
             net.genesis.params.chain_id.clone(),
             shards,
             cfg.load_tps,
