@@ -180,6 +180,7 @@ impl Gateway {
         crate::market::orders,
         crate::market::order,
         crate::market::dispute,
+        crate::market::disputes,
         crate::market::reputation,
         crate::market::trust
     )

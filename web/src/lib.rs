@@ -5,6 +5,7 @@
 //! ([`types`]); the CLI reaches a node only through [`client::Client`].
 
 pub mod api;
+pub mod bench;
 pub mod client;
 pub mod demo;
 pub mod events;
@@ -33,9 +34,15 @@ pub struct ApiServer {
     handle: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     catalog: Option<ios_node::catalog::Catalog>,
+    gateway: actix_web::web::Data<api::Gateway>,
 }
 
 impl ApiServer {
+    /// What the handlers share (for calling them without HTTP).
+    pub fn gateway(&self) -> actix_web::web::Data<api::Gateway> {
+        self.gateway.clone()
+    }
+
     /// Stops accepting, lets requests in flight finish, stops the search
     /// catalog, and waits.
     pub async fn stop(self) {
@@ -62,6 +69,7 @@ pub async fn serve_with(
     let gateway = actix_web::web::Data::new(api::Gateway::new(node)?);
     let limiter = actix_web::web::Data::new(limit::RateLimiter::new(rate));
     let catalog = gateway.catalog.clone();
+    let shared = gateway.clone();
     let server = actix_web::HttpServer::new(move || {
         actix_web::App::new()
             .app_data(gateway.clone())
@@ -94,5 +102,6 @@ pub async fn serve_with(
         handle,
         task,
         catalog,
+        gateway: shared,
     })
 }

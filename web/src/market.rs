@@ -11,9 +11,9 @@ use crate::api::{
 };
 use crate::store::parse_cid;
 use crate::types::{
-    CaseJson, DisputeView, JurorView, ListingHit, ListingSearchParams, ListingSearchResponse,
-    ListingTermsJson, ListingView, MarketCallJson, OrderView, PartyQuery, RatingView,
-    ReputationView, ScoresJson, TrustList, TrustQuery, TrustView,
+    CaseJson, DisputeView, JurorQuery, JurorView, ListingHit, ListingSearchParams,
+    ListingSearchResponse, ListingTermsJson, ListingView, MarketCallJson, OrderView, PartyQuery,
+    RatingView, ReputationView, ScoresJson, TrustList, TrustQuery, TrustView,
 };
 use actix_web::web;
 use ios_chain::atomix::{CrossInput, CrossTransfer};
@@ -43,6 +43,7 @@ pub fn configure(scope: &mut web::ServiceConfig) {
         .route("/market/listings/{id}", web::get().to(listing))
         .route("/market/orders", web::get().to(orders))
         .route("/market/orders/{id}", web::get().to(order))
+        .route("/market/disputes", web::get().to(disputes))
         .route("/market/disputes/{order}", web::get().to(dispute))
         .route("/market/reputation/{address}", web::get().to(reputation))
         .route("/market/trust", web::get().to(trust));
@@ -678,33 +679,74 @@ pub async fn dispute(g: web::Data<Gateway>, path: web::Path<String>) -> ApiResul
         .query(move |v| -> Result<DisputeView, ApiError> {
             let (_, _, d) = find::<Dispute>(v, &keys::dispute(&id))?
                 .ok_or_else(|| ApiError::not_found(format!("no dispute over order {id}")))?;
-            let case_json = |c: &Case| CaseJson {
-                statement: c.statement.clone(),
-                evidence: c.evidence.iter().map(|e| e.to_string()).collect(),
-            };
-            Ok(DisputeView {
-                order: id.to_hex(),
-                opened_by: if d.by_buyer { "buyer" } else { "provider" }.into(),
-                opened: d.opened,
-                statement: d.case.statement.clone(),
-                evidence: d.case.evidence.iter().map(|e| e.to_string()).collect(),
-                answer: d.answer.as_ref().map(case_json),
-                round: d.round,
-                jurors: d
-                    .jurors
-                    .iter()
-                    .map(|j| JurorView {
-                        address: j.address.to_string(),
-                        committed: j.commitment.is_some(),
-                        vote: j.vote,
-                    })
-                    .collect(),
-                commit_by: d.commit_by,
-                reveal_by: d.reveal_by,
-            })
+            Ok(dispute_view(&id, &d))
         })
         .await??;
     Ok(web::Json(view))
+}
+
+fn dispute_view(id: &Hash, d: &Dispute) -> DisputeView {
+    let case_json = |c: &Case| CaseJson {
+        statement: c.statement.clone(),
+        evidence: c.evidence.iter().map(|e| e.to_string()).collect(),
+    };
+    DisputeView {
+        order: id.to_hex(),
+        opened_by: if d.by_buyer { "buyer" } else { "provider" }.into(),
+        opened: d.opened,
+        statement: d.case.statement.clone(),
+        evidence: d.case.evidence.iter().map(|e| e.to_string()).collect(),
+        answer: d.answer.as_ref().map(case_json),
+        round: d.round,
+        jurors: d
+            .jurors
+            .iter()
+            .map(|j| JurorView {
+                address: j.address.to_string(),
+                committed: j.commitment.is_some(),
+                vote: j.vote,
+            })
+            .collect(),
+        commit_by: d.commit_by,
+        reveal_by: d.reveal_by,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/market/disputes", tag = "market",
+    params(JurorQuery),
+    responses(
+        (status = 200, description = "Open disputes the account sits on the jury of", body = [DisputeView]),
+        (status = 400, description = "Not an address", body = crate::types::ErrorBody)))]
+pub async fn disputes(
+    g: web::Data<Gateway>,
+    q: web::Query<JurorQuery>,
+) -> ApiResult<Vec<DisputeView>> {
+    let juror = parse_address(&q.juror)?;
+    let list = g
+        .node
+        .query(move |v| -> Result<Vec<DisputeView>, ApiError> {
+            // Disputes live while they are open; a scan of the account
+            // shards' dispute keys finds the juror's (fine while open
+            // disputes are few; an index by juror would replace it).
+            let prefix = keys::dispute(&Hash::ZERO);
+            let prefix = &prefix[..prefix.len() - 32];
+            let mut out = Vec::new();
+            for s in account_shards(v) {
+                let r = replica(v, s)?;
+                for (k, bytes) in r.store().scan(prefix).map_err(|e| ApiError::chain(&e))? {
+                    let Ok(d) = borsh::from_slice::<Dispute>(&bytes) else {
+                        continue;
+                    };
+                    if d.jurors.iter().any(|j| j.address == juror) {
+                        let id: [u8; 32] = k[k.len() - 32..].try_into().expect("32 bytes");
+                        out.push(dispute_view(&Hash(id), &d));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await??;
+    Ok(web::Json(list))
 }
 
 #[utoipa::path(get, path = "/api/v1/market/reputation/{address}", tag = "market",
@@ -729,6 +771,9 @@ pub async fn reputation(
                 .map_err(|e| ApiError::chain(&e))?
                 .unwrap_or_default();
             let a = read_account(r.store(), &who).map_err(|e| ApiError::chain(&e))?;
+            let pool: Vec<Address> = ios_chain::committee::read(r.store(), keys::JURY_POOL)
+                .map_err(|e| ApiError::chain(&e))?
+                .unwrap_or_default();
             let p = market_params(v).ftfs;
             Ok(ReputationView {
                 address: who.to_string(),
@@ -740,6 +785,7 @@ pub async fn reputation(
                 believability: a.believability(&v.genesis.params.believability),
                 servi: a.servi,
                 trust: trust_view(&ranking, &who),
+                jury_pool: pool.contains(&who),
             })
         })
         .await??;

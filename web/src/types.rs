@@ -603,6 +603,13 @@ pub struct JurorView {
     pub vote: Option<u32>,
 }
 
+/// Whose jury duties to list.
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct JurorQuery {
+    /// A juror's bech32 address.
+    pub juror: String,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct DisputeView {
     pub order: String,
@@ -636,6 +643,9 @@ pub struct ReputationView {
     pub believability: u32,
     pub servi: u64,
     pub trust: TrustView,
+    /// Whether the account offers to serve on juries.
+    #[serde(default)]
+    pub jury_pool: bool,
 }
 
 /// An account's global trust: EigenTrust over every revealed rating and

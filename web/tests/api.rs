@@ -174,6 +174,7 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         "/api/v1/market/orders",
         "/api/v1/market/orders/{id}",
         "/api/v1/market/disputes/{order}",
+        "/api/v1/market/disputes",
         "/api/v1/market/reputation/{address}",
         "/api/v1/market/trust",
         "/api/v1/atomix/{id}",

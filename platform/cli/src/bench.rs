@@ -66,6 +66,22 @@ enum BenchWhat {
         #[arg(long)]
         json: bool,
     },
+    /// The gateway over HTTP: listing searches and listing pages under concurrent load on
+    /// loopback, against the same searches through the handler without HTTP.
+    Web {
+        /// Listings created before measuring.
+        #[arg(long, default_value_t = 200)]
+        listings: usize,
+        /// Concurrent clients.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// One shard in the simulator's engines with real signatures: TPS, finality, SMT, vs verify rate.
     Chain {
         #[arg(long, default_value_t = 4)]
@@ -268,6 +284,60 @@ pub fn run(a: BenchArgs) -> Result<ExitCode> {
                         if s.p99_target_met { "met" } else { "NOT met" }
                     );
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        BenchWhat::Web {
+            listings,
+            clients,
+            seconds,
+            json,
+        } => {
+            let dir = bench_dir()?;
+            let cfg = ios_web::bench::WebBenchConfig {
+                listings,
+                clients,
+                seconds,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let r = rt.block_on(ios_web::bench::run(&cfg, &dir, |p| {
+                eprintln!("bench: {p}...")
+            }));
+            drop(rt);
+            let _ = std::fs::remove_dir_all(&dir);
+            let r = r?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                let line = |what: &str, l: &ios_web::bench::Load| {
+                    println!(
+                        "{what:<28} {:>8.0} req/s   p50 {:>7.2} ms   p99 {:>7.2} ms{}",
+                        l.per_sec,
+                        l.p50_ms,
+                        l.p99_ms,
+                        if l.errors > 0 {
+                            format!("   {} errors", l.errors)
+                        } else {
+                            String::new()
+                        }
+                    )
+                };
+                println!(
+                    "{} listings, {} concurrent clients, {} s each",
+                    r.listings, r.clients, r.seconds
+                );
+                line("search over HTTP", &r.search_http);
+                line("listing page over HTTP", &r.listing_page_http);
+                line("listing JSON over HTTP", &r.listing_json_http);
+                line("search, handler, no HTTP", &r.search_direct);
+                println!(
+                    "HTTP multiplies the search p99 by {:.2} (target: at most 2): {}",
+                    r.http_p99_factor,
+                    if r.target_met { "met" } else { "NOT met" }
+                );
             }
             Ok(ExitCode::SUCCESS)
         }

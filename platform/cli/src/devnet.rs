@@ -22,9 +22,10 @@ pub struct DevnetArgs {
     /// Keep state in DIR (reused on the next start); default: a fresh directory.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Signed transfers per second of the built-in load (0 turns it off).
-    #[arg(long, default_value_t = 200)]
-    tps: u32,
+    /// Signed transfers per second of the built-in load (0 turns it off;
+    /// default 200, or 0 with --demo).
+    #[arg(long)]
+    tps: Option<u32>,
     /// Funded accounts the load sends from.
     #[arg(long, default_value_t = 256)]
     users: usize,
@@ -51,13 +52,17 @@ pub struct DevnetArgs {
 }
 
 impl DevnetArgs {
+    fn load_tps(&self) -> u32 {
+        self.tps.unwrap_or(if self.demo { 0 } else { 200 })
+    }
+
     fn config(&self, data_dir: PathBuf) -> DevnetConfig {
         DevnetConfig {
             shards: self.shards,
             committee: self.committee,
             epoch_length: self.epoch_length,
             data_dir,
-            load_tps: self.tps,
+            load_tps: self.load_tps(),
             users: self.users,
             duration: self.seconds.map(Duration::from_secs),
             providers: self.providers,
@@ -82,7 +87,10 @@ pub fn run(a: DevnetArgs) -> Result<ExitCode> {
         a.providers,
         data_dir.display()
     );
-    eprintln!("devnet: built-in load {} transfers/s; Ctrl-C stops", a.tps);
+    eprintln!(
+        "devnet: built-in load {} transfers/s; Ctrl-C stops",
+        a.load_tps()
+    );
     let cfg = a.config(data_dir.clone());
     let json = a.json;
     let rt = tokio::runtime::Builder::new_multi_thread()

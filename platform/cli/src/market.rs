@@ -171,9 +171,8 @@ enum MarketCommand {
         #[arg(long)]
         from: String,
     },
-    /// Deliver an order: a HUDS object encrypted to the buyer (`ios store put --private --reader BUYER`).
     /// Deliver an accepted order (the provider): a private HUDS object
-    /// encrypted to the buyer.
+    /// encrypted to the buyer (`--file` stores and seals one).
     Deliver {
         order: String,
         /// The delivery's content id, stored already (`ios store put FILE

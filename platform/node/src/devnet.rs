@@ -136,6 +136,21 @@ pub fn validator_keys(n: usize) -> Vec<Keypair> {
         .collect()
 }
 
+/// The market's settings on a devnet: the defaults, but any opted-in
+/// account may sit on a jury (on a real network the believability floor
+/// keeps juries to accounts with a stake or a record; a devnet's users have
+/// neither) and juries get 50 blocks to seal their votes and 50 to reveal
+/// them (10 s each at devnet speed, not a minute), so a dispute is settled
+/// while one watches.
+pub fn market_params() -> ios_market::module::MarketParams {
+    ios_market::module::MarketParams {
+        juror_floor: 0,
+        jury_commit_blocks: 50,
+        jury_reveal_blocks: 50,
+        ..Default::default()
+    }
+}
+
 /// Loads the devnet genesis from `dir`, or writes a new one.
 pub fn load_or_create_genesis(cfg: &DevnetConfig) -> Result<Genesis> {
     let dir = &cfg.data_dir;
@@ -165,7 +180,7 @@ pub fn load_or_create_genesis(cfg: &DevnetConfig) -> Result<Genesis> {
     // The first devnet users are the market's pre-trusted accounts: global
     // trust starts from them (`ios key new --devnet-user N` holds their keys).
     ios_market::module::MarketGenesis {
-        params: ios_market::module::MarketParams::default(),
+        params: market_params(),
         pre_trusted: user_keys(cfg.users.min(DEVNET_PRE_TRUSTED))
             .iter()
             .map(|k| k.address())

@@ -8,6 +8,7 @@ use crate::webdriver::{Driver, Session};
 use anyhow::{ensure, Context, Result};
 use ios_chain::crypto::Keypair;
 use ios_node::devnet::{user_keys, Devnet, DevnetConfig};
+use ios_web::types::MarketCallJson;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -23,7 +24,7 @@ async fn devnet(dir: &Path) -> Result<(Devnet, ios_web::ApiServer, String)> {
         committee: 4,
         data_dir: dir.to_path_buf(),
         load_tps: 0,
-        users: 8,
+        users: 16,
         duration: None,
         epoch_length: 50,
         providers: 6,
@@ -517,4 +518,230 @@ fn rust_seal(plain: &[u8], reader: &ios_chain::crypto::Address) -> Result<Vec<u8
     let mut enc = Encryptor::new(plain, &key, [3u8; 16]);
     std::io::Read::read_to_end(&mut enc, &mut out)?;
     Ok(out)
+}
+
+/// A market call signed in Rust (the parts of a scene the browser is not
+/// the subject of); returns the transaction's id (or its Atomix id).
+fn call(c: &ios_web::client::Client, key: &Keypair, call: MarketCallJson) -> Result<String> {
+    let (built, _) = ios_web::client::send_signed(
+        c,
+        key,
+        ios_web::types::CallRequest::Market { call },
+        Duration::from_secs(60),
+    )?;
+    Ok(built.atomix.unwrap_or(built.signing_hash))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispute_goes_to_a_jury_and_its_verdict_splits_the_price() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let out = output("dispute")?;
+    let (net, api, url) = devnet(dir.path()).await?;
+    let run = {
+        let (url, out) = (url.clone(), out.clone());
+        tokio::task::spawn_blocking(move || dispute_flow(&url, &out))
+    };
+    let result = run.await.context("the browser run panicked")?;
+    api.stop().await;
+    net.stop().await?;
+    result
+}
+
+fn dispute_flow(url: &str, out: &Path) -> Result<()> {
+    let t0 = Instant::now();
+    let step = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
+    let c = ios_web::client::Client::new(url);
+    wait("6 storage providers registered", 180, || {
+        Ok(c.providers()?.len() >= 6)
+    })?;
+    let keys = user_keys(16);
+    let (provider_key, buyer_key) = (&keys[2], &keys[6]);
+    let jurors = [&keys[8], &keys[9], &keys[10]];
+
+    // The scene, set up through the API: a listing, an order, a delivery,
+    // and two jurors in the pool.
+    let doc = ios_web::client::put_signed(
+        &c,
+        provider_key,
+        &b"Weekly garden care, two hours a visit."[..],
+        (4, 2),
+        1_000,
+        ios_web::types::ObjectMetaJson {
+            name: "offer.txt".into(),
+            mime: "text/plain".into(),
+            public: true,
+            ..Default::default()
+        },
+        Duration::from_secs(120),
+    )?
+    .content;
+    let listing = call(
+        &c,
+        provider_key,
+        MarketCallJson::CreateListing(ios_web::types::ListingTermsJson {
+            title: "Garden care".into(),
+            category: "other".into(),
+            price: "1000000000".into(),
+            delivery_blocks: 600,
+            doc,
+        }),
+    )?;
+    let order = call(
+        &c,
+        buyer_key,
+        MarketCallJson::PlaceOrder {
+            listing,
+            price: "1000000000".into(),
+        },
+    )?;
+    call(
+        &c,
+        provider_key,
+        MarketCallJson::Accept {
+            order: order.clone(),
+        },
+    )?;
+    let sealed = ios_web::demo::seal_for(
+        b"Photos of the garden after the visit.",
+        &[buyer_key.address(), provider_key.address()],
+    )?;
+    let delivery = ios_web::client::put_signed(
+        &c,
+        provider_key,
+        &sealed[..],
+        (4, 2),
+        1_000,
+        Default::default(),
+        Duration::from_secs(120),
+    )?
+    .content;
+    call(
+        &c,
+        provider_key,
+        MarketCallJson::Deliver {
+            order: order.clone(),
+            delivery,
+        },
+    )?;
+    for j in &jurors[1..] {
+        call(&c, j, MarketCallJson::JoinJuryPool)?;
+    }
+    step("listing, order and delivery made; two jurors in the pool");
+
+    let driver = Driver::start()?;
+    let buyer = User::new(&driver, "buyer", url, out)?;
+    let provider = User::new(&driver, "provider", url, out)?;
+    let juror = User::new(&driver, "juror", url, out)?;
+    buyer.import_key(buyer_key)?;
+    provider.import_key(provider_key)?;
+    juror.import_key(jurors[0])?;
+
+    // The third juror opts in from the wallet page.
+    juror.open("/wallet")?;
+    juror.submit_and_sign("form[data-kind=join_jury_pool]", |u| {
+        u.s.element_exists("#in-jury-pool")
+    })?;
+    step("a juror joined the pool in the browser");
+
+    // The buyer disputes the delivery; the provider answers.
+    let order_path = format!("/orders/{order}");
+    buyer.open(&order_path)?;
+    buyer.s.fill(
+        "#dispute-form [name=statement]",
+        "Only half of the garden was done.",
+    )?;
+    buyer.shot("dispute-form")?;
+    buyer.submit_and_sign("#dispute-form", |u| order_state(u) == "disputed")?;
+    provider.open(&order_path)?;
+    provider.s.fill(
+        "#answer-form [name=statement]",
+        "The back garden was locked; I did the rest.",
+    )?;
+    provider.submit_and_sign("#answer-form", |u| {
+        u.s.element_exists("#dispute") && !u.s.element_exists("#answer-form")
+    })?;
+    provider.shot("answered")?;
+    step("disputed and answered");
+
+    // The jury is drawn at the next epoch; the juror finds the case in the wallet.
+    let opened = c.status()?.shard_status[1].epoch;
+    wait("the jury to be drawn", 120, || {
+        juror.open("/wallet")?;
+        Ok(juror.s.element_exists("#jury-duties a"))
+    })
+    .with_context(|| {
+        format!(
+            "opened in epoch {opened}, now {:?}; the dispute: {:?}",
+            c.status().map(|s| s
+                .shard_status
+                .iter()
+                .map(|x| (x.shard, x.height, x.epoch))
+                .collect::<Vec<_>>()),
+            c.dispute(&order)
+        )
+    })?;
+    juror.shot("jury-duty")?;
+    let d = c.dispute(&order)?;
+    ensure!(d.jurors.len() == 3, "jurors drawn: {:?}", d.jurors);
+    // The two jurors outside the browser seal 60% and 80%; the one in it 70%.
+    let mut salts = Vec::new();
+    for (j, share) in jurors[1..].iter().zip([600_000u32, 800_000]) {
+        let salt = [share as u8; 32];
+        let id = ios_chain::hash::Hash::from_hex(&order).context("order id")?;
+        let commitment =
+            ios_market::jury::vote_commitment(&id, &j.address(), d.round, share, &salt).to_hex();
+        call(
+            &c,
+            j,
+            MarketCallJson::JuryCommit {
+                order: order.clone(),
+                commitment,
+            },
+        )?;
+        salts.push((j, share, salt));
+    }
+    juror.s.click("#jury-duties a")?;
+    juror.s.wait_for("#vote-form", 10)?;
+    juror.s.fill("#vote-form [name=share]", "70")?;
+    juror.shot("vote")?;
+    juror.submit_and_sign("#vote-form", |u| {
+        u.s.element_exists("form[data-kind=jury_reveal]")
+    })?;
+    juror.submit_and_sign("form[data-kind=jury_reveal]", |u| {
+        u.path() == order_path && u.text("#jurors").contains("voted 70%")
+    })?;
+    for (j, share, salt) in salts {
+        call(
+            &c,
+            j,
+            MarketCallJson::JuryReveal {
+                order: order.clone(),
+                share,
+                salt: ios_chain::hex::encode(&salt),
+            },
+        )?;
+    }
+    step("three votes sealed and revealed");
+
+    // After the reveal window, the median is executed.
+    wait("the verdict", 120, || {
+        buyer.open(&order_path)?;
+        Ok(order_state(&buyer) == "resolved")
+    })?;
+    ensure!(
+        buyer
+            .text("#timeline")
+            .contains("the buyer got 70% of the price"),
+        "the timeline: {}",
+        buyer.text("#timeline")
+    );
+    buyer.shot("verdict")?;
+    let o = c.market_order(&order)?;
+    ensure!(
+        o.buyer_share == Some(700_000),
+        "the buyer's share: {:?}",
+        o.buyer_share
+    );
+    step("the jury's median (70%) was executed");
+    Ok(())
 }

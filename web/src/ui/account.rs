@@ -5,7 +5,9 @@
 use super::{call, iost, render, short, Ctx, G};
 use crate::api::ApiError;
 use crate::store::ObjectsQuery;
-use crate::types::{AccountView, ObjectView, ProviderView, ReputationView};
+use crate::types::{
+    AccountView, DisputeView, JurorQuery, ObjectView, ProviderView, ReputationView,
+};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::{html, Markup};
 
@@ -25,6 +27,15 @@ pub async fn wallet(g: G, req: HttpRequest) -> HttpResponse {
                 .await
                 .ok(),
             None => None,
+        };
+        let duties: Vec<DisputeView> = match &ctx.me {
+            Some(me) => call(crate::market::disputes(
+                g.clone(),
+                web::Query(JurorQuery { juror: me.clone() }),
+            ))
+            .await
+            .unwrap_or_default(),
+            None => Vec::new(),
         };
         let body = html! {
             h1 { "Wallet" }
@@ -63,9 +74,20 @@ pub async fn wallet(g: G, req: HttpRequest) -> HttpResponse {
                 section {
                     h2 { "Jury duty" }
                     p.small { "Jurors are drawn by the epoch's randomness among opted-in accounts above the believability floor; they earn fees and Servi for revealed votes." }
-                    div.row {
+                    @if !duties.is_empty() {
+                        p { "You sit on the jury of:" }
+                        ul #jury-duties {
+                            @for d in &duties {
+                                li { a href={"/orders/" (d.order)} { "order " (short(&d.order)) }
+                                    " · round " (d.round) " · seal your vote by block " (d.commit_by) ", reveal it by " (d.reveal_by) }
+                            }
+                        }
+                    }
+                    @if rep.as_ref().is_some_and(|r| r.jury_pool) {
+                        p #in-jury-pool { "You are in the jury pool." }
+                        form.call data-kind="leave_jury_pool" { button.secondary type="submit" { "Leave the jury pool" } }
+                    } @else {
                         form.call data-kind="join_jury_pool" { button.secondary type="submit" { "Join the jury pool" } }
-                        form.call data-kind="leave_jury_pool" { button.secondary type="submit" { "Leave it" } }
                     }
                 }
             }

@@ -555,9 +555,10 @@ fn actions(o: &OrderView, d: Option<&DisputeView>, role: &str, me: &str, now: u6
                 form.call data-kind="decline" data-order=(id) { button.secondary type="submit" { "Decline (refund the buyer)" } }
             }
             @if role == "buyer" && state == "funded" {
-                form.call data-kind="cancel" data-order=(id) { button.secondary type="submit" { "Cancel (refund)" } }
+                p.small { "Waiting for the provider to accept; if they do not by block " (o.due.unwrap_or(0)) ", you are refunded." }
             }
             @if role == "provider" && state == "accepted" {
+                form.call data-kind="cancel" data-order=(id) { button.secondary type="submit" { "Withdraw (refund the buyer)" } }
                 form.call.stack #deliver-form data-kind="deliver" data-order=(id) data-buyer=(o.buyer) {
                     label { "Delivery file (encrypted to the buyer in this browser)" input name="file" type="file" required; }
                     div.progress { progress value="0" max="100" hidden {} span {} }
