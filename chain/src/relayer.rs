@@ -127,6 +127,11 @@ impl Relayer {
         self.transfers.get(x)
     }
 
+    /// Every transfer followed (finished ones for a while after), by id.
+    pub fn iter(&self) -> impl Iterator<Item = (&Hash, &Tracked)> {
+        self.transfers.iter()
+    }
+
     pub fn len(&self) -> usize {
         self.transfers.len()
     }

@@ -167,6 +167,9 @@ impl Gateway {
         submit_tx,
         tx_status,
         atomix_status,
+        atomix_list,
+        epochs,
+        validators,
         crate::events::events,
         crate::store::upload,
         crate::store::object,
@@ -213,7 +216,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/tx/build", web::post().to(build_tx))
             .route("/tx", web::post().to(submit_tx))
             .route("/tx/{id}", web::get().to(tx_status))
+            .route("/atomix", web::get().to(atomix_list))
             .route("/atomix/{id}", web::get().to(atomix_status))
+            .route("/epochs", web::get().to(epochs))
+            .route("/validators", web::get().to(validators))
             .route("/events", web::get().to(crate::events::events))
             .configure(crate::store::configure)
             .configure(crate::market::configure)
@@ -842,6 +848,142 @@ pub async fn tx_status(g: web::Data<Gateway>, path: web::Path<String>) -> ApiRes
     Ok(web::Json(status))
 }
 
+fn atomix_view(id: &Hash, t: &ios_chain::relayer::Tracked) -> AtomixView {
+    let (name, detail) = match t.state() {
+        AtomixState::Locking { accepted, inputs } => {
+            ("locking", format!("{accepted} of {inputs} inputs locked"))
+        }
+        AtomixState::Committed { released, inputs } => (
+            "committed",
+            format!(
+                "recipient paid on shard {}; {released} of {inputs} locks released",
+                t.x.output_shard
+            ),
+        ),
+        AtomixState::Rejected { refunded, accepted } => (
+            "rejected",
+            format!("{refunded} of {accepted} locks refunded"),
+        ),
+        AtomixState::Done => (
+            "done",
+            format!(
+                "recipient paid on shard {}; every lock released",
+                t.x.output_shard
+            ),
+        ),
+        AtomixState::Refunded => ("refunded", "rejected; every lock refunded".to_string()),
+    };
+    AtomixView {
+        id: id.to_hex(),
+        state: name.into(),
+        detail,
+        terminal: t.terminal(),
+        input_shards: t.x.inputs.iter().map(|i| i.shard).collect(),
+        output_shard: t.x.output_shard,
+        to: t.x.to.to_string(),
+        amount: t.x.total().unwrap_or(0).to_string(),
+        expires_at: t.x.expires_at,
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/atomix", tag = "chain",
+    params(LimitQuery),
+    responses(
+        (status = 200, description = "Cross-shard transfers this node's relayer follows (finished ones for a while), the most recently moved first", body = [AtomixView]),
+        (status = 503, description = "Not a full node", body = ErrorBody)))]
+pub async fn atomix_list(
+    g: web::Data<Gateway>,
+    q: web::Query<LimitQuery>,
+) -> ApiResult<Vec<AtomixView>> {
+    let limit = q.limit.unwrap_or(20).clamp(1, 200);
+    let list = g
+        .node
+        .query(move |v| -> Result<Vec<AtomixView>, ApiError> {
+            let relayer = v.relayer.ok_or_else(|| {
+                ApiError::unavailable(
+                    "this node relays no cross-shard transfers (only full nodes do)",
+                )
+            })?;
+            let mut all: Vec<_> = relayer.iter().collect();
+            all.sort_by_key(|(id, t)| (std::cmp::Reverse(t.progressed), **id));
+            Ok(all
+                .into_iter()
+                .take(limit)
+                .map(|(id, t)| atomix_view(id, t))
+                .collect())
+        })
+        .await??;
+    Ok(web::Json(list))
+}
+
+#[utoipa::path(get, path = "/api/v1/epochs", tag = "chain",
+    params(LimitQuery),
+    responses((status = 200, description = "The beacon's epochs this node has followed, newest first: randomness and every shard's committee", body = [EpochView])))]
+pub async fn epochs(g: web::Data<Gateway>, q: web::Query<LimitQuery>) -> ApiResult<Vec<EpochView>> {
+    let limit = q.limit.unwrap_or(10).clamp(1, 200);
+    let list = g
+        .node
+        .query(move |v| {
+            let mut infos: Vec<_> = v.epochs.infos().collect();
+            infos.sort_by_key(|i| std::cmp::Reverse(i.epoch));
+            infos
+                .into_iter()
+                .take(limit)
+                .map(|i| EpochView {
+                    epoch: i.epoch,
+                    randomness: i.randomness.to_hex(),
+                    committees: i
+                        .committees
+                        .iter()
+                        .map(|c| c.members.iter().map(|a| a.to_string()).collect())
+                        .collect(),
+                })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    Ok(web::Json(list))
+}
+
+#[utoipa::path(get, path = "/api/v1/validators", tag = "chain",
+    responses(
+        (status = 200, description = "The validator set on the beacon: stake, believability, and the shards whose committee each sits on in the latest epoch", body = [ValidatorView]),
+        (status = 503, description = "This node does not run the beacon", body = ErrorBody)))]
+pub async fn validators(g: web::Data<Gateway>) -> ApiResult<Vec<ValidatorView>> {
+    let list = g
+        .node
+        .query(|v| -> Result<Vec<ValidatorView>, ApiError> {
+            let r = replica(v, BEACON)?;
+            let set =
+                ios_chain::committee::validators(r.store()).map_err(|e| ApiError::chain(&e))?;
+            let latest = v.epochs.info(v.epochs.latest());
+            let mut out = Vec::new();
+            for a in set {
+                let acct = read_account(r.store(), &a).map_err(|e| ApiError::chain(&e))?;
+                out.push(ValidatorView {
+                    address: a.to_string(),
+                    stake: acct.stake.to_string(),
+                    unbonding: acct.unbonding.to_string(),
+                    believability: acct.believability(&v.genesis.params.believability),
+                    reputation: acct.reputation,
+                    jailed: acct.jailed,
+                    committees: latest
+                        .map(|i| {
+                            i.committees
+                                .iter()
+                                .enumerate()
+                                .filter(|(_, c)| c.members.contains(&a))
+                                .map(|(s, _)| s as u16)
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                });
+            }
+            Ok(out)
+        })
+        .await??;
+    Ok(web::Json(list))
+}
+
 #[utoipa::path(get, path = "/api/v1/atomix/{id}", tag = "transactions",
     params(("id" = String, Path, description = "hex id of the cross-shard transfer (BuiltTx.atomix)")),
     responses(
@@ -863,37 +1005,7 @@ pub async fn atomix_status(
                     "cross-shard transfer {id} not seen yet (its lock is not finalized, or it finished long ago)"
                 ))
             })?;
-            let (name, detail) = match t.state() {
-                AtomixState::Locking { accepted, inputs } => {
-                    ("locking", format!("{accepted} of {inputs} inputs locked"))
-                }
-                AtomixState::Committed { released, inputs } => (
-                    "committed",
-                    format!(
-                        "recipient paid on shard {}; {released} of {inputs} locks released",
-                        t.x.output_shard
-                    ),
-                ),
-                AtomixState::Rejected { refunded, accepted } => {
-                    ("rejected", format!("{refunded} of {accepted} locks refunded"))
-                }
-                AtomixState::Done => (
-                    "done",
-                    format!("recipient paid on shard {}; every lock released", t.x.output_shard),
-                ),
-                AtomixState::Refunded => ("refunded", "rejected; every lock refunded".to_string()),
-            };
-            Ok(AtomixView {
-                id: id.to_hex(),
-                state: name.into(),
-                detail,
-                terminal: t.terminal(),
-                input_shards: t.x.inputs.iter().map(|i| i.shard).collect(),
-                output_shard: t.x.output_shard,
-                to: t.x.to.to_string(),
-                amount: t.x.total().unwrap_or(0).to_string(),
-                expires_at: t.x.expires_at,
-            })
+            Ok(atomix_view(&id, t))
         })
         .await??;
     Ok(web::Json(view))

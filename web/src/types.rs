@@ -282,6 +282,37 @@ pub struct AtomixView {
     pub expires_at: u64,
 }
 
+/// Paging of a list: how many (default and bounds per route).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, utoipa::IntoParams)]
+pub struct LimitQuery {
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+/// One epoch of the beacon.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct EpochView {
+    pub epoch: u64,
+    /// The epoch's randomness (hex), from the PVSS round that closed the last one.
+    pub randomness: String,
+    /// Every shard's committee, beacon first.
+    pub committees: Vec<Vec<String>>,
+}
+
+/// A validator on the beacon.
+#[derive(Clone, Debug, Serialize, Deserialize, ToSchema)]
+pub struct ValidatorView {
+    pub address: String,
+    /// Base units.
+    pub stake: String,
+    pub unbonding: String,
+    pub believability: u32,
+    pub reputation: u32,
+    pub jailed: bool,
+    /// Shards whose committee it sits on in the latest epoch (0: the beacon).
+    pub committees: Vec<u16>,
+}
+
 /// An upload the gateway encoded and holds until its deal is on chain:
 /// make the deal (`StoreDeal`) and the gateway sends the fragments to the
 /// providers the chain places them on.

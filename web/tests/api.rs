@@ -178,6 +178,9 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
         "/api/v1/market/reputation/{address}",
         "/api/v1/market/trust",
         "/api/v1/atomix/{id}",
+        "/api/v1/atomix",
+        "/api/v1/epochs",
+        "/api/v1/validators",
         "/api/v1/events",
     ] {
         assert!(
@@ -490,6 +493,22 @@ async fn pages_render_csrf_guards_browser_writes_and_events_stream() {
                 .collect();
             assert_eq!(status, want, "{path}: ...{tail}");
         }
+        for path in ["/api/v1/epochs", "/api/v1/validators"] {
+            let (status, _, body) = http("GET", &format!("{base}{path}"), &[], None);
+            assert_eq!(status, 200, "{path}: {body}");
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert!(v.is_array(), "{path}: {body}");
+        }
+        // Only a full node relays (and so follows) cross-shard transfers.
+        let (status, _, body) = http("GET", &format!("{base}/api/v1/atomix"), &[], None);
+        assert_eq!(status, 503, "{body}");
+        let (_, _, body) = http("GET", &format!("{base}/api/v1/validators"), &[], None);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v[0]["committees"], json!([0]), "{body}");
+        let (_, _, body) = http("GET", &format!("{base}/api/v1/epochs"), &[], None);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v[0]["epoch"], 0, "{body}");
+        assert_eq!(v[0]["committees"][0].as_array().unwrap().len(), 1, "{body}");
         // A page knows the visitor by the address cookie the browser sets.
         let (_, _, body) = http(
             "GET",
@@ -571,4 +590,97 @@ async fn pages_render_csrf_guards_browser_writes_and_events_stream() {
     .await
     .unwrap();
     server.stop().await;
+}
+
+/// Every route the OpenAPI document lists, given garbage: path parameters
+/// that are not ids, malformed and oversized bodies, wrong types. Each
+/// answer is a JSON error with a 4xx status (503 where the node cannot
+/// serve it), never a 500, and the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_garbage_with_a_json_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, _user) = one_node(dir.path()).await;
+    let server = ios_web::serve(node, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr);
+    tokio::task::spawn_blocking(move || {
+        let (_, _, doc) = http("GET", &format!("{base}/api/openapi.json"), &[], None);
+        let doc: Value = serde_json::from_str(&doc).unwrap();
+        let paths = doc["paths"].as_object().unwrap();
+        assert!(paths.len() >= 25, "{} routes", paths.len());
+        let big = "x".repeat(300 << 10);
+        let mut checked = 0;
+        for (path, methods) in paths {
+            for (garbage, what) in [
+                ("zz", "a bad id"),
+                ("%00%ff", "bytes"),
+                (&"f".repeat(300)[..], "a long id"),
+            ] {
+                let url = format!("{base}{}", replace_params(path, garbage));
+                for method in methods.as_object().unwrap().keys() {
+                    let bodies: Vec<Option<&str>> = if method == "post" {
+                        vec![
+                            Some("{not json"),
+                            Some("[1, 2]"),
+                            Some(r#"{"sender": 5, "call": "transfer"}"#),
+                            Some(&big),
+                            Some(""),
+                        ]
+                    } else {
+                        vec![None]
+                    };
+                    for body in bodies {
+                        if path == "/api/v1/events" {
+                            continue; // a stream: answers 200 and stays open
+                        }
+                        let m = method.to_uppercase();
+                        let (status, _, text) = http(&m, &url, &[], body);
+                        checked += 1;
+                        let params = path.contains('{');
+                        // An upload is any bytes: garbage is a fine object.
+                        let any_bytes = path == "/api/v1/store/uploads";
+                        let ok = if (params || body.is_some()) && !any_bytes {
+                            (400..500).contains(&status) || status == 503
+                        } else {
+                            status == 200 || (400..500).contains(&status) || status == 503
+                        };
+                        assert!(
+                            ok,
+                            "{m} {path} with {what} ({} body bytes): {status} {}",
+                            body.map_or(0, str::len),
+                            &text[..text.len().min(300)]
+                        );
+                        if status != 200 {
+                            let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| {
+                                panic!("{m} {path}: not JSON: {}", &text[..text.len().min(300)])
+                            });
+                            assert!(v["error"]["code"].is_string(), "{m} {path}: {text}");
+                        }
+                    }
+                }
+            }
+        }
+        assert!(checked > 100, "only {checked} requests");
+        // Still serving.
+        let (status, _, _) = http("GET", &format!("{base}/api/v1/status"), &[], None);
+        assert_eq!(status, 200);
+    })
+    .await
+    .unwrap();
+    server.stop().await;
+}
+
+/// `path` with every `{param}` replaced by `with`.
+fn replace_params(path: &str, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = path;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let j = rest[i..].find('}').map_or(rest.len(), |j| i + j + 1);
+        out.push_str(with);
+        rest = &rest[j..];
+    }
+    out.push_str(rest);
+    out
 }

@@ -4,7 +4,10 @@
 
 use super::{call, render, short, who, Ctx, G};
 use crate::api::ApiError;
-use crate::types::{AtomixView, BlockView, ChainStatus, ProviderView, TxStatus};
+use crate::types::{
+    AtomixView, BlockView, ChainStatus, EpochView, LimitQuery, ProviderView, TxStatus,
+    ValidatorView,
+};
 use actix_web::{web, HttpRequest, HttpResponse};
 use maud::html;
 
@@ -25,6 +28,20 @@ pub async fn overview(g: G, req: HttpRequest) -> HttpResponse {
             }
             recent.push((sh.shard, blocks));
         }
+        let epochs: Vec<EpochView> = call(crate::api::epochs(
+            g.clone(),
+            web::Query(LimitQuery { limit: Some(5) }),
+        ))
+        .await
+        .unwrap_or_default();
+        let validators: Vec<ValidatorView> =
+            call(crate::api::validators(g.clone())).await.unwrap_or_default();
+        let transfers: Vec<AtomixView> = call(crate::api::atomix_list(
+            g.clone(),
+            web::Query(LimitQuery { limit: Some(10) }),
+        ))
+        .await
+        .unwrap_or_default();
         let body = html! {
             h1 { "Explorer" }
             p { "Chain " code { (s.chain_id) } " · beacon epoch " b #epoch { (s.epoch) } " · "
@@ -47,6 +64,46 @@ pub async fn overview(g: G, req: HttpRequest) -> HttpResponse {
                 }
             }
             @if !s.syncing.is_empty() { p.notice { "Syncing shards " (format!("{:?}", s.syncing)) } }
+            h2 { "Epochs" }
+            table #epochs {
+                tr { th { "epoch" } th { "randomness (beacon PVSS)" } th { "committees: beacon, then each shard" } }
+                @for e in &epochs {
+                    tr {
+                        td { (e.epoch) }
+                        td { code { (short(&e.randomness)) } }
+                        td { @for (i, c) in e.committees.iter().enumerate() {
+                            span.small { (i) ": " } @for m in c { (who(m)) " " } br;
+                        } }
+                    }
+                }
+            }
+            h2 { "Cross-shard transfers" }
+            @if transfers.is_empty() { p.small { "None followed right now." } }
+            table #transfers {
+                tr { th { "id" } th { "from shards" } th { "to" } th { "amount" } th { "Atomix state" } }
+                @for t in &transfers {
+                    tr {
+                        td { a href={"/explorer/atomix/" (t.id)} { (short(&t.id)) } }
+                        td { (format!("{:?}", t.input_shards)) }
+                        td { (who(&t.to)) " on " (t.output_shard) }
+                        td { (super::iost(&t.amount)) }
+                        td { b { (t.state) } " " span.small { (t.detail) } }
+                    }
+                }
+            }
+            h2 { "Validators" }
+            table #validators {
+                tr { th { "validator" } th { "stake" } th { "believability" } th { "committees now" } th {} }
+                @for v in &validators {
+                    tr {
+                        td { (who(&v.address)) }
+                        td { (super::iost(&v.stake)) }
+                        td { (v.believability / 10_000) "." (format!("{:02}", v.believability / 100 % 100)) " %" }
+                        td { (v.committees.iter().map(|s| if *s == 0 { "beacon".to_string() } else { format!("shard {s}") }).collect::<Vec<_>>().join(", ")) }
+                        td { @if v.jailed { "jailed" } }
+                    }
+                }
+            }
             h2 { "Recent blocks" }
             div.cols {
                 @for (shard, blocks) in &recent {
