@@ -71,44 +71,117 @@ const WORDS: [&str; 12] = [
 ];
 const CATEGORIES: [&str; 6] = ["design", "development", "writing", "audio", "data", "video"];
 
-fn load(latencies: &mut [Duration], errors: usize, seconds: f64) -> Load {
-    latencies.sort();
-    let q = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    };
-    Load {
-        requests: latencies.len(),
-        per_sec: latencies.len() as f64 / seconds,
-        p50_ms: q(50),
-        p99_ms: q(99),
-        errors,
+/// Latencies of the requests answered, and the failures, over `seconds`.
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<Duration>,
+    errors: usize,
+    seconds: f64,
+}
+
+impl Sample {
+    fn add(&mut self, other: Sample) {
+        self.latencies.extend(other.latencies);
+        self.errors += other.errors;
+        self.seconds += other.seconds;
+    }
+
+    fn load(mut self) -> Load {
+        self.latencies.sort();
+        let n = self.latencies.len();
+        let q = |p: usize| {
+            self.latencies
+                .get((n * p / 100).min(n.saturating_sub(1)))
+                .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        Load {
+            requests: n,
+            per_sec: n as f64 / self.seconds.max(1e-9),
+            p50_ms: q(50),
+            p99_ms: q(99),
+            errors: self.errors,
+        }
     }
 }
 
-/// `clients` threads asking for `url(i)` for `seconds` over kept-alive connections.
-fn http_load(clients: usize, seconds: f64, url: impl Fn(usize) -> String + Sync) -> Load {
+/// The search comparison runs in this many alternating slices (HTTP, then
+/// the handler), so both meet the same background (blocks, gossip).
+const SLICES: usize = 10;
+
+/// A minimal HTTP/1.1 keep-alive client, as load generators (wrk, ab)
+/// are: so the client's own work takes as little of the machine the server
+/// shares as it can. GETs only; bodies with a Content-Length.
+struct RawClient {
+    addr: std::net::SocketAddr,
+    conn: Option<std::io::BufReader<std::net::TcpStream>>,
+}
+
+impl RawClient {
+    fn get(&mut self, path: &str) -> std::io::Result<u16> {
+        use std::io::{BufRead, Read, Write};
+        if self.conn.is_none() {
+            let s = std::net::TcpStream::connect(self.addr)?;
+            s.set_nodelay(true)?;
+            self.conn = Some(std::io::BufReader::new(s));
+        }
+        let r = self.conn.as_mut().expect("connected");
+        let sent = write!(r.get_mut(), "GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n");
+        let result = sent.and_then(|_| {
+            let mut line = String::new();
+            r.read_line(&mut line)?;
+            let status: u16 = line
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| std::io::Error::other(format!("status line {line:?}")))?;
+            let mut len = 0usize;
+            loop {
+                line.clear();
+                if r.read_line(&mut line)? == 0 {
+                    return Err(std::io::Error::other("connection closed"));
+                }
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if let Some((k, v)) = l.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        len = v.trim().parse().map_err(std::io::Error::other)?;
+                    }
+                }
+            }
+            let mut body = vec![0u8; len];
+            r.read_exact(&mut body)?;
+            Ok(status)
+        });
+        if result.is_err() {
+            self.conn = None;
+        }
+        result
+    }
+}
+
+/// `clients` threads asking for `path(i)` for `seconds` over kept-alive connections.
+fn http_load(
+    addr: std::net::SocketAddr,
+    clients: usize,
+    seconds: f64,
+    path: impl Fn(usize) -> String + Sync,
+) -> Sample {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let results: Vec<(Vec<Duration>, usize)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
-                let url = &url;
+                let path = &path;
                 s.spawn(move || {
-                    let agent: ureq::Agent = ureq::Agent::config_builder()
-                        .http_status_as_error(false)
-                        .build()
-                        .into();
+                    let mut client = RawClient { addr, conn: None };
                     let (mut lat, mut errors, mut i) = (Vec::new(), 0, c);
                     while Instant::now() < deadline {
-                        let u = url(i);
+                        let p = path(i);
                         i += clients;
                         let t = Instant::now();
-                        match agent.get(&u).call() {
-                            Ok(mut r) if r.status() == 200 => {
-                                let _ = r.body_mut().read_to_vec();
-                                lat.push(t.elapsed());
-                            }
+                        match client.get(&p) {
+                            Ok(200) => lat.push(t.elapsed()),
                             _ => errors += 1,
                         }
                     }
@@ -121,9 +194,18 @@ fn http_load(clients: usize, seconds: f64, url: impl Fn(usize) -> String + Sync)
             .map(|h| h.join().expect("a load thread panicked"))
             .collect()
     });
-    let errors = results.iter().map(|r| r.1).sum();
-    let mut all: Vec<Duration> = results.into_iter().flat_map(|r| r.0).collect();
-    load(&mut all, errors, seconds)
+    let mut sample = Sample {
+        seconds,
+        ..Default::default()
+    };
+    for (latencies, errors) in results {
+        sample.add(Sample {
+            latencies,
+            errors,
+            seconds: 0.0,
+        });
+    }
+    sample
 }
 
 /// Runs the benchmark on a devnet in `dir`.
@@ -138,7 +220,7 @@ pub async fn run(
     );
     let progress = Arc::new(progress);
     let dcfg = DevnetConfig {
-        shards: 2,
+        shards: 1,
         committee: 4,
         data_dir: dir.join("devnet"),
         load_tps: 0,
@@ -147,7 +229,7 @@ pub async fn run(
         epoch_length: 1_000,
         providers: 6,
     };
-    progress("starting a devnet (2 shards, 6 storage providers)".into());
+    progress("starting a devnet (1 account shard, 6 storage providers)".into());
     let net = Devnet::start(&dcfg).await?;
     let api = crate::serve(net.gateway.clone(), "127.0.0.1:0".parse()?).await?;
     let url = format!("http://{}", api.addr);
@@ -167,40 +249,46 @@ async fn measure(
     let ids = tokio::task::spawn_blocking(move || seed(&u, n, &*p))
         .await
         .context("seeding")??;
-    let (clients, seconds) = (cfg.clients, cfg.seconds);
-    let search_url = {
-        let u = url.to_string();
-        move |i: usize| format!("{u}/api/v1/market/search?q={}", WORDS[i % WORDS.len()])
-    };
+    let (clients, seconds, addr) = (cfg.clients, cfg.seconds, api.addr);
     progress(format!(
-        "{clients} clients searching over HTTP for {seconds} s"
+        "{clients} clients searching over HTTP, and {clients} tasks through the handler without HTTP, {seconds} s each in {SLICES} alternating slices"
     ));
-    let search_http =
-        tokio::task::spawn_blocking(move || http_load(clients, seconds, search_url)).await?;
-    let (u, ids2) = (url.to_string(), ids.clone());
+    let (mut http, mut direct) = (Sample::default(), Sample::default());
+    let slice = seconds / SLICES as f64;
+    for _ in 0..SLICES {
+        http.add(
+            tokio::task::spawn_blocking(move || {
+                http_load(addr, clients, slice, |i| {
+                    format!("/api/v1/market/search?q={}", WORDS[i % WORDS.len()])
+                })
+            })
+            .await?,
+        );
+        direct.add(direct_search(api.gateway(), clients, slice).await);
+    }
+    let (search_http, search_direct) = (http.load(), direct.load());
+    let ids2 = ids.clone();
     progress(format!(
         "{clients} clients loading listing pages for {seconds} s"
     ));
     let listing_page_http = tokio::task::spawn_blocking(move || {
-        http_load(clients, seconds, move |i| {
-            format!("{u}/listings/{}", ids2[i % ids2.len()])
+        http_load(addr, clients, seconds, move |i| {
+            format!("/listings/{}", ids2[i % ids2.len()])
         })
     })
-    .await?;
-    let (u, ids2) = (url.to_string(), ids.clone());
+    .await?
+    .load();
+    let ids2 = ids.clone();
     progress(format!(
         "{clients} clients loading listings as JSON for {seconds} s"
     ));
     let listing_json_http = tokio::task::spawn_blocking(move || {
-        http_load(clients, seconds, move |i| {
-            format!("{u}/api/v1/market/listings/{}", ids2[i % ids2.len()])
+        http_load(addr, clients, seconds, move |i| {
+            format!("/api/v1/market/listings/{}", ids2[i % ids2.len()])
         })
     })
-    .await?;
-    progress(format!(
-        "{clients} tasks searching through the handler (no HTTP) for {seconds} s"
-    ));
-    let search_direct = direct_search(api.gateway(), clients, seconds).await;
+    .await?
+    .load();
     let factor = search_http.p99_ms / search_direct.p99_ms.max(1e-6);
     Ok(WebBenchReport {
         listings: ids.len(),
@@ -219,7 +307,7 @@ async fn direct_search(
     g: actix_web::web::Data<crate::api::Gateway>,
     clients: usize,
     seconds: f64,
-) -> Load {
+) -> Sample {
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
@@ -246,14 +334,20 @@ async fn direct_search(
             })
         })
         .collect();
-    let (mut all, mut errors) = (Vec::new(), 0);
+    let mut sample = Sample {
+        seconds,
+        ..Default::default()
+    };
     for t in tasks {
-        if let Ok((lat, e)) = t.await {
-            all.extend(lat);
-            errors += e;
+        if let Ok((latencies, errors)) = t.await {
+            sample.add(Sample {
+                latencies,
+                errors,
+                seconds: 0.0,
+            });
         }
     }
-    load(&mut all, errors, seconds)
+    sample
 }
 
 /// Creates `n` listings from devnet users 0-3 (one stored document each,
@@ -261,7 +355,7 @@ async fn direct_search(
 fn seed(url: &str, n: usize, progress: &(dyn Fn(String) + Sync)) -> Result<Vec<String>> {
     let c = Client::new(url);
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !c.providers().map(|p| p.len() >= 12).unwrap_or(false) {
+    while !c.providers().map(|p| p.len() >= 6).unwrap_or(false) {
         ensure!(
             Instant::now() < deadline,
             "the storage providers did not register in 180 s"

@@ -54,6 +54,31 @@ impl ApiServer {
     }
 }
 
+/// The access log (`ios_web::access` at info: client, request line,
+/// status, milliseconds), costing nothing when that level is off.
+async fn access_log(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if !tracing::enabled!(target: "ios_web::access", tracing::Level::INFO) {
+        return next.call(req).await.map(|r| r.map_into_boxed_body());
+    }
+    let start = std::time::Instant::now();
+    let client = req
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    let line = format!("{} {} {:?}", req.method(), req.uri(), req.version());
+    let res = next.call(req).await?;
+    tracing::info!(
+        target: "ios_web::access",
+        "{client} \"{line}\" {} {:.3}ms",
+        res.status().as_u16(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(res.map_into_boxed_body())
+}
+
 /// Serves the API for `node` on `addr` (on the current tokio runtime),
 /// with the default per-client rate limit.
 pub async fn serve(node: NodeHandle, addr: SocketAddr) -> Result<ApiServer> {
@@ -77,10 +102,7 @@ pub async fn serve_with(
             .wrap(actix_web::middleware::from_fn(ui::csrf))
             .wrap(actix_web::middleware::from_fn(limit::timeout))
             .wrap(actix_web::middleware::from_fn(limit::limit))
-            .wrap(
-                actix_web::middleware::Logger::new("%a \"%r\" %s %Dms")
-                    .log_target("ios_web::access"),
-            )
+            .wrap(actix_web::middleware::from_fn(access_log))
             .configure(api::configure)
             .configure(ui::configure)
     })
