@@ -170,6 +170,7 @@ impl Gateway {
         atomix_list,
         epochs,
         validators,
+        peers,
         crate::events::events,
         crate::store::upload,
         crate::store::object,
@@ -220,6 +221,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route("/atomix/{id}", web::get().to(atomix_status))
             .route("/epochs", web::get().to(epochs))
             .route("/validators", web::get().to(validators))
+            .route("/peers", web::get().to(peers))
             .route("/events", web::get().to(crate::events::events))
             .configure(crate::store::configure)
             .configure(crate::market::configure)
@@ -938,6 +940,21 @@ pub async fn epochs(g: web::Data<Gateway>, q: web::Query<LimitQuery>) -> ApiResu
                         .map(|c| c.members.iter().map(|a| a.to_string()).collect())
                         .collect(),
                 })
+                .collect::<Vec<_>>()
+        })
+        .await?;
+    Ok(web::Json(list))
+}
+
+#[utoipa::path(get, path = "/api/v1/peers", tag = "chain",
+    responses((status = 200, description = "The libp2p peers this node is connected to now (peer ids)", body = [String])))]
+pub async fn peers(g: web::Data<Gateway>) -> ApiResult<Vec<String>> {
+    let list = g
+        .node
+        .query(|v| {
+            v.connected
+                .iter()
+                .map(|p| p.to_string())
                 .collect::<Vec<_>>()
         })
         .await?;

@@ -493,7 +493,7 @@ async fn pages_render_csrf_guards_browser_writes_and_events_stream() {
                 .collect();
             assert_eq!(status, want, "{path}: ...{tail}");
         }
-        for path in ["/api/v1/epochs", "/api/v1/validators"] {
+        for path in ["/api/v1/epochs", "/api/v1/validators", "/api/v1/peers"] {
             let (status, _, body) = http("GET", &format!("{base}{path}"), &[], None);
             assert_eq!(status, 200, "{path}: {body}");
             let v: Value = serde_json::from_str(&body).unwrap();

@@ -270,6 +270,8 @@ pub struct View<'a> {
     pub epochs: &'a EpochChain,
     pub syncing: Vec<ShardId>,
     pub peers: usize,
+    /// The peers connected now.
+    pub connected: &'a BTreeSet<PeerId>,
     pub peer_id: PeerId,
     pub listen: &'a [Multiaddr],
 }
@@ -1350,6 +1352,7 @@ impl Node {
                     epochs: &self.epochs,
                     syncing: self.syncing.keys().copied().collect(),
                     peers: self.connected.len(),
+                    connected: &self.connected,
                     peer_id: *self.swarm.local_peer_id(),
                     listen: &self.listen,
                 };

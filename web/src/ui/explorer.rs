@@ -244,6 +244,7 @@ pub async fn network(g: G, req: HttpRequest) -> HttpResponse {
         let providers: Vec<ProviderView> = call(crate::store::providers(g.clone()))
             .await
             .unwrap_or_default();
+        let peers: Vec<String> = call(crate::api::peers(g.clone())).await?;
         let body = html! {
             h1 { "Network" }
             table.kv {
@@ -257,6 +258,16 @@ pub async fn network(g: G, req: HttpRequest) -> HttpResponse {
             table {
                 tr { th { "shard" } th { "committee (epoch)" } }
                 @for sh in &s.shard_status { tr { td { (sh.shard) } td { @for m in &sh.committee { (who(m)) " " } " (" (sh.epoch) ")" } } }
+            }
+            h2 { "Connected peers" }
+            ul #peer-list {
+                @for p in &peers {
+                    li { code { (p) }
+                        @for pr in providers.iter().filter(|pr| &pr.peer_id == p).take(1) {
+                            " · storage provider " (who(&pr.address))
+                        }
+                    }
+                }
             }
             h2 { "Storage provider peers" }
             table {
