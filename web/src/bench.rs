@@ -4,10 +4,8 @@
 //! without HTTP, at the same concurrency, in the same run. Target: HTTP at
 //! most doubles the p99 of a search.
 
-use crate::client::{put_signed, send_signed, Client};
-use crate::types::{
-    CallRequest, ListingSearchParams, ListingTermsJson, MarketCallJson, ObjectMetaJson,
-};
+use crate::client::{put_signed, send_market, wait_for_providers, Client};
+use crate::types::{ListingSearchParams, ListingTermsJson, MarketCallJson, ObjectMetaJson};
 use anyhow::{ensure, Context, Result};
 use ios_node::devnet::{user_keys, Devnet, DevnetConfig};
 use serde::Serialize;
@@ -80,6 +78,19 @@ struct Sample {
 }
 
 impl Sample {
+    /// One sample of `seconds` from what each client measured.
+    fn of(seconds: f64, parts: impl IntoIterator<Item = (Vec<Duration>, usize)>) -> Sample {
+        let mut sample = Sample {
+            seconds,
+            ..Default::default()
+        };
+        for (latencies, errors) in parts {
+            sample.latencies.extend(latencies);
+            sample.errors += errors;
+        }
+        sample
+    }
+
     fn add(&mut self, other: Sample) {
         self.latencies.extend(other.latencies);
         self.errors += other.errors;
@@ -194,18 +205,7 @@ fn http_load(
             .map(|h| h.join().expect("a load thread panicked"))
             .collect()
     });
-    let mut sample = Sample {
-        seconds,
-        ..Default::default()
-    };
-    for (latencies, errors) in results {
-        sample.add(Sample {
-            latencies,
-            errors,
-            seconds: 0.0,
-        });
-    }
-    sample
+    Sample::of(seconds, results)
 }
 
 /// Runs the benchmark on a devnet in `dir`.
@@ -334,34 +334,21 @@ async fn direct_search(
             })
         })
         .collect();
-    let mut sample = Sample {
-        seconds,
-        ..Default::default()
-    };
+    let mut parts = Vec::new();
     for t in tasks {
-        if let Ok((latencies, errors)) = t.await {
-            sample.add(Sample {
-                latencies,
-                errors,
-                seconds: 0.0,
-            });
+        if let Ok(part) = t.await {
+            parts.push(part);
         }
     }
-    sample
+    Sample::of(seconds, parts)
 }
 
 /// Creates `n` listings from devnet users 0-3 (one stored document each,
 /// shared by its listings), in parallel; returns their ids once searchable.
 fn seed(url: &str, n: usize, progress: &(dyn Fn(String) + Sync)) -> Result<Vec<String>> {
     let c = Client::new(url);
+    wait_for_providers(&c, 6, Duration::from_secs(180))?;
     let deadline = Instant::now() + Duration::from_secs(180);
-    while !c.providers().map(|p| p.len() >= 6).unwrap_or(false) {
-        ensure!(
-            Instant::now() < deadline,
-            "the storage providers did not register in 180 s"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
     progress(format!("creating {n} listings"));
     let keys = user_keys(4);
     let per = n.div_ceil(keys.len());
@@ -402,15 +389,12 @@ fn seed(url: &str, n: usize, progress: &(dyn Fn(String) + Sync)) -> Result<Vec<S
                             delivery_blocks: 600,
                             doc: doc.clone(),
                         };
-                        let (built, _) = send_signed(
+                        ids.push(send_market(
                             c,
                             key,
-                            CallRequest::Market {
-                                call: MarketCallJson::CreateListing(terms),
-                            },
+                            MarketCallJson::CreateListing(terms),
                             Duration::from_secs(60),
-                        )?;
-                        ids.push(built.signing_hash);
+                        )?);
                     }
                     Ok(ids)
                 })

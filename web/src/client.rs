@@ -487,6 +487,33 @@ pub fn send_signed(
     Ok((built, status))
 }
 
+/// A market call from `key` ([`send_signed`]); returns what the call
+/// names it by: its transaction's id, or for an order from another shard
+/// the Atomix transfer's id (which is the order's).
+pub fn send_market(
+    c: &Client,
+    key: &ios_chain::crypto::Keypair,
+    call: MarketCallJson,
+    timeout: Duration,
+) -> anyhow::Result<String> {
+    let (built, _) = send_signed(c, key, CallRequest::Market { call }, timeout)?;
+    Ok(built.atomix.unwrap_or(built.signing_hash))
+}
+
+/// Waits until at least `n` storage providers are registered (on all
+/// account shards together), up to `timeout`.
+pub fn wait_for_providers(c: &Client, n: usize, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    while !c.providers().is_ok_and(|p| p.len() >= n) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "fewer than {n} storage providers registered within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
+
 fn sign_and_wait(
     c: &Client,
     key: &ios_chain::crypto::Keypair,

@@ -6,8 +6,8 @@
 //! Uses the first devnet user accounts only (the built-in load leaves
 //! them alone): users 0-3 are the pre-trusted providers, 4-7 the buyers.
 
-use crate::client::{put_signed, send_signed, Client};
-use crate::types::{CallRequest, ListingTermsJson, MarketCallJson, ObjectMetaJson, ScoresJson};
+use crate::client::{put_signed, send_market, wait_for_providers, Client};
+use crate::types::{ListingTermsJson, MarketCallJson, ObjectMetaJson, ScoresJson};
 use anyhow::{ensure, Context, Result};
 use ios_chain::crypto::Keypair;
 use std::time::{Duration, Instant};
@@ -49,21 +49,8 @@ pub fn seed(c: &Client, progress: &(dyn Fn(&str) + Sync)) -> Result<DemoReport> 
     let t0 = Instant::now();
     let users = ios_node::devnet::user_keys(DEMO_USERS);
     let (providers, buyers) = users.split_at(4);
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let accounts = c.status()?.shards as usize;
-        if c.providers()
-            .map(|p| p.len() >= 6 * accounts)
-            .unwrap_or(false)
-        {
-            break;
-        }
-        ensure!(
-            Instant::now() < deadline,
-            "the storage providers did not register within 180 s"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let accounts = c.status()?.shards as usize;
+    wait_for_providers(c, 6 * accounts, Duration::from_secs(180))?;
     // Each provider lists two services (in parallel: one account each).
     let listed: Vec<Result<Vec<String>>> = std::thread::scope(|s| {
         let handles: Vec<_> = providers
@@ -122,8 +109,7 @@ pub fn seed(c: &Client, progress: &(dyn Fn(&str) + Sync)) -> Result<DemoReport> 
 }
 
 fn market(c: &Client, key: &Keypair, call: MarketCallJson) -> Result<String> {
-    let (built, _) = send_signed(c, key, CallRequest::Market { call }, TX_TIMEOUT)?;
-    Ok(built.atomix.unwrap_or(built.signing_hash))
+    send_market(c, key, call, TX_TIMEOUT)
 }
 
 fn store(c: &Client, key: &Keypair, bytes: &[u8], meta: ObjectMetaJson) -> Result<String> {

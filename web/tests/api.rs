@@ -395,6 +395,17 @@ async fn routes_answer_and_bad_input_is_a_json_4xx() {
     }
 }
 
+/// The whole app (API, UI, middleware) served for one node on a free
+/// port: the server, its base URL, the genesis' funded user.
+async fn served(dir: &std::path::Path) -> (ios_web::ApiServer, String, Keypair) {
+    let (node, user) = one_node(dir).await;
+    let server = ios_web::serve(node, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let base = format!("http://{}", server.addr);
+    (server, base, user)
+}
+
 /// One HTTP request to the served gateway: status, headers, body.
 fn http(
     method: &str,
@@ -443,11 +454,7 @@ fn http(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_render_csrf_guards_browser_writes_and_events_stream() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, user) = one_node(dir.path()).await;
-    let server = ios_web::serve(node, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", server.addr);
+    let (server, base, user) = served(dir.path()).await;
     let me = user.address().to_string();
     let b = base.clone();
     tokio::task::spawn_blocking(move || {
@@ -599,11 +606,7 @@ async fn pages_render_csrf_guards_browser_writes_and_events_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_garbage_with_a_json_4xx() {
     let dir = tempfile::tempdir().unwrap();
-    let (node, _user) = one_node(dir.path()).await;
-    let server = ios_web::serve(node, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
-    let base = format!("http://{}", server.addr);
+    let (server, base, _user) = served(dir.path()).await;
     tokio::task::spawn_blocking(move || {
         let (_, _, doc) = http("GET", &format!("{base}/api/openapi.json"), &[], None);
         let doc: Value = serde_json::from_str(&doc).unwrap();

@@ -177,12 +177,17 @@ fn order_state(u: &User) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_customer_finds_orders_receives_and_rates_a_service_in_the_browser() -> Result<()> {
+    on_devnet("market", market_flow).await
+}
+
+/// Runs `flow(url, output)` against a fresh devnet, off the async runtime.
+async fn on_devnet(test: &str, flow: fn(&str, &Path) -> Result<()>) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let out = output("market")?;
+    let out = output(test)?;
     let (net, api, url) = devnet(dir.path()).await?;
     let run = {
-        let (url, out) = (url.clone(), out.clone());
-        tokio::task::spawn_blocking(move || market_flow(&url, &out))
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || flow(&url, &out))
     };
     let result = run.await.context("the browser run panicked")?;
     api.stop().await;
@@ -194,9 +199,7 @@ fn market_flow(url: &str, out: &Path) -> Result<()> {
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
     let client = ios_web::client::Client::new(url);
-    wait("6 storage providers registered", 180, || {
-        Ok(client.providers()?.len() >= 6)
-    })?;
+    ios_web::client::wait_for_providers(&client, 6, Duration::from_secs(180))?;
     let keys = user_keys(8);
     let (provider_key, customer_key) = (&keys[1], &keys[5]);
     let driver = Driver::start()?;
@@ -523,37 +526,19 @@ fn rust_seal(plain: &[u8], reader: &ios_chain::crypto::Address) -> Result<Vec<u8
 /// A market call signed in Rust (the parts of a scene the browser is not
 /// the subject of); returns the transaction's id (or its Atomix id).
 fn call(c: &ios_web::client::Client, key: &Keypair, call: MarketCallJson) -> Result<String> {
-    let (built, _) = ios_web::client::send_signed(
-        c,
-        key,
-        ios_web::types::CallRequest::Market { call },
-        Duration::from_secs(60),
-    )?;
-    Ok(built.atomix.unwrap_or(built.signing_hash))
+    ios_web::client::send_market(c, key, call, Duration::from_secs(60))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dispute_goes_to_a_jury_and_its_verdict_splits_the_price() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let out = output("dispute")?;
-    let (net, api, url) = devnet(dir.path()).await?;
-    let run = {
-        let (url, out) = (url.clone(), out.clone());
-        tokio::task::spawn_blocking(move || dispute_flow(&url, &out))
-    };
-    let result = run.await.context("the browser run panicked")?;
-    api.stop().await;
-    net.stop().await?;
-    result
+    on_devnet("dispute", dispute_flow).await
 }
 
 fn dispute_flow(url: &str, out: &Path) -> Result<()> {
     let t0 = Instant::now();
     let step = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
     let c = ios_web::client::Client::new(url);
-    wait("6 storage providers registered", 180, || {
-        Ok(c.providers()?.len() >= 6)
-    })?;
+    ios_web::client::wait_for_providers(&c, 6, Duration::from_secs(180))?;
     let keys = user_keys(16);
     let (provider_key, buyer_key) = (&keys[2], &keys[6]);
     let jurors = [&keys[8], &keys[9], &keys[10]];

@@ -52,6 +52,17 @@ fn wait_until(what: &str, secs: u64, mut check: impl FnMut() -> Result<bool>) ->
     }
 }
 
+/// Waits (up to 60 s) until every shard is 3 blocks past where it is now.
+fn goes_on(gateway: &Client, what: &str) -> Result<()> {
+    let before = heights(gateway)?;
+    wait_until(what, 60, || {
+        let now = heights(gateway)?;
+        Ok(before
+            .iter()
+            .all(|(s, h)| now.get(s).is_some_and(|n| *n > h + 2)))
+    })
+}
+
 /// Node `i` has caught up: for every shard it runs, within 3 blocks of the gateway.
 fn caught_up(net: &ProcNet, i: usize, gateway: &Client) -> Result<bool> {
     let url = net.nodes[i].api_url().context("no API")?;
@@ -120,16 +131,9 @@ fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
         .collect();
     for &v in &victims {
         net.kill(v)?;
-        let before = heights(&gateway)?;
-        wait_until(
+        goes_on(
+            &gateway,
             &format!("the shards to go on without {}", net.nodes[v].name),
-            60,
-            || {
-                let now = heights(&gateway)?;
-                Ok(before
-                    .iter()
-                    .all(|(s, h)| now.get(s).is_some_and(|n| *n > h + 2)))
-            },
         )?;
         net.start(v)?;
         wait_until(
@@ -148,16 +152,9 @@ fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
     // The majority goes on. Not at once when the stop meets an epoch
     // change: a member joining a committee syncs into its shard only once
     // the epoch starts, and until it has, that committee of 4 misses two.
-    let before = heights(&gateway)?;
-    wait_until(
+    goes_on(
+        &gateway,
         "the majority to finalize without the stopped node",
-        60,
-        || {
-            let now = heights(&gateway)?;
-            Ok(before
-                .iter()
-                .all(|(s, h)| now.get(s).is_some_and(|n| *n > h + 2)))
-        },
     )?;
     for &v in &minority {
         net.start(v)?;
