@@ -337,6 +337,9 @@ const IOS = (() => {
     const heights = {};
     const order = $("#order");
     const es = new EventSource("/api/v1/events");
+    // Give the connection back when the page goes: a browser keeps only a
+    // few connections per host, and a stream left to linger holds one.
+    window.addEventListener("pagehide", () => es.close());
     es.addEventListener("commit", async (ev) => {
       const c = JSON.parse(ev.data);
       heights[c.shard] = c.height;

@@ -124,8 +124,14 @@ impl User {
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false);
             if open {
+                let summary = self.text("#sign-summary");
                 self.s.click("#sign-ok")?;
                 signed += 1;
+                eprintln!(
+                    "  {} signed {summary:?} after {:.1} s",
+                    self.name,
+                    t.elapsed().as_secs_f64()
+                );
             } else if let Some(msg) = self.s.toast().filter(|m| !m.starts_with("Signed")) {
                 if !msg.is_empty() && !msg.starts_with("Decrypted") {
                     let _ = self.shot("error");
@@ -352,6 +358,48 @@ fn market_flow(url: &str, out: &Path) -> Result<()> {
     );
     customer.shot("profile")?;
     step("the provider's profile shows the rating");
+
+    // Storage: a private file shared with the provider, sealed in the
+    // browser, listed, and opened again in the browser.
+    let notes = out.join("brief.txt");
+    std::fs::write(
+        &notes,
+        "Brief for the next logo: warm colours, a heliograph.\n",
+    )?;
+    customer.open("/storage")?;
+    customer
+        .s
+        .fill("#upload-form [name=file]", &notes.display().to_string())?;
+    customer.s.click("#upload-form [name=public]")?;
+    customer.s.fill(
+        "#upload-form [name=readers]",
+        &provider_key.address().to_string(),
+    )?;
+    customer.submit_and_sign("#upload-form", |u| u.text("#objects").contains("brief.txt"))?;
+    ensure!(
+        customer.text("#objects").contains("private"),
+        "{}",
+        customer.text("#objects")
+    );
+    customer.shot("storage")?;
+    let content = customer.s.exec(
+        "return document.querySelector('#objects .open-private').dataset.content;",
+        json!([]),
+    )?;
+    for u in [&customer, &provider] {
+        let plain = u.s.exec_async(
+            "const done = arguments[arguments.length - 1];
+             IOS.openPrivate(arguments[0], 'brief.txt')
+               .then((b) => done(new TextDecoder().decode(b)), (e) => done('ERROR ' + e.message));",
+            json!([content]),
+        )?;
+        ensure!(
+            plain.as_str() == Some("Brief for the next logo: warm colours, a heliograph.\n"),
+            "{} opened the shared file as {plain}",
+            u.name
+        );
+    }
+    step("a private file stored from the storage page and opened by both readers");
     Ok(())
 }
 
