@@ -1325,6 +1325,16 @@ impl Node {
     }
 
     /// A peer's input proved a fault: lower its score; ban it at the line.
+    /// A peer's frame refused: a fault if it was not a value, only noted
+    /// if it was cut short (see [`Frame::Cut`]).
+    fn refused_frame(&mut self, peer: PeerId, what: &str, refusal: &p2p::FrameRefusal) {
+        if refusal.fault {
+            self.fault(peer, what, refusal);
+        } else {
+            debug!(%peer, what, reason = %refusal, "frame cut short; not the peer's fault");
+        }
+    }
+
     fn fault(&mut self, peer: PeerId, what: &str, error: &dyn std::fmt::Display) {
         self.metrics.faults.fetch_add(1, Ordering::Relaxed);
         warn!(%peer, what, %error, score = self.book.score(&peer) - p2p::FAULT_PENALTY, "bad input from peer");
@@ -1420,9 +1430,13 @@ impl Node {
         };
         let request = match frame.into_request() {
             Ok(r) => r,
-            Err(reason) => {
-                self.fault(peer, "huds frame", &reason);
-                return answer(self, channel, crate::huds::refused("malformed", reason));
+            Err(refusal) => {
+                self.refused_frame(peer, "huds frame", &refusal);
+                return answer(
+                    self,
+                    channel,
+                    crate::huds::refused("malformed", refusal.reason),
+                );
             }
         };
         let Some(p) = self.provider.as_ref() else {
@@ -2025,9 +2039,9 @@ impl Node {
         // handled right here, within this call.
         let request = match frame.into_request() {
             Ok(r) => r,
-            Err(reason) => {
-                self.fault(peer, "rpc frame", &reason);
-                return Ok(Response::Refused(format!("refused frame: {reason}")));
+            Err(refusal) => {
+                self.refused_frame(peer, "rpc frame", &refusal);
+                return Ok(Response::Refused(format!("refused frame: {refusal}")));
             }
         };
         if !matches!(request, Request::Submit { .. }) {

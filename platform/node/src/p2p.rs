@@ -180,17 +180,48 @@ pub enum Frame<R = Request> {
     /// until the node takes it.
     Read(R, Held),
     Bad(String),
+    /// A frame that ended before its value did: the sender gave up while
+    /// writing (its request timed out under load, its connection went).
+    /// Refused, but not a fault: an honest peer on a busy machine sends
+    /// these, and banning it for them cut busy networks apart.
+    Cut(String),
+}
+
+/// Why a peer's frame was refused, and whether it counts against the peer.
+#[derive(Debug)]
+pub struct FrameRefusal {
+    pub reason: String,
+    pub fault: bool,
+}
+
+impl std::fmt::Display for FrameRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
 }
 
 impl<R> Frame<R> {
     /// The request, or why the peer's frame was refused (the budget it held
     /// is released here).
-    pub fn into_request(self) -> Result<R, String> {
+    pub fn into_request(self) -> Result<R, FrameRefusal> {
         match self {
             Frame::Good(r) | Frame::Read(r, _) => Ok(r),
-            Frame::Bad(reason) => Err(reason),
+            Frame::Bad(reason) => Err(FrameRefusal {
+                reason,
+                fault: true,
+            }),
+            Frame::Cut(reason) => Err(FrameRefusal {
+                reason,
+                fault: false,
+            }),
         }
     }
+}
+
+/// Whether borsh stopped because the input ended (the frame was cut short)
+/// rather than because what was there is not a value.
+fn cut_short(e: &io::Error) -> bool {
+    e.to_string() == "Unexpected length of input"
 }
 
 /// A shared byte budget for what peers send us.
@@ -372,6 +403,10 @@ where
         match read_frame(io, self.max_request, Some(&mut held)).await {
             Ok(bytes) => match decode(&bytes) {
                 Ok(r) => Ok(Frame::Read(r, Held(Arc::new(held)))),
+                Err(e) if cut_short(&e) => Ok(Frame::Cut(format!(
+                    "a frame cut short after {} bytes",
+                    bytes.len()
+                ))),
                 Err(e) => bad(e),
             },
             Err(e) if e.kind() == io::ErrorKind::InvalidData => bad(e),
@@ -383,7 +418,18 @@ where
     where
         T: AsyncRead + Unpin + Send,
     {
-        decode(&read_frame(io, self.max_response, None).await?)
+        let bytes = read_frame(io, self.max_response, None).await?;
+        decode(&bytes).map_err(|e| {
+            if cut_short(&e) {
+                // Not the peer's fault (see `Frame::Cut`): not InvalidData.
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("a response cut short after {} bytes", bytes.len()),
+                )
+            } else {
+                e
+            }
+        })
     }
 
     fn write_request<T>(
@@ -397,7 +443,7 @@ where
     {
         let bytes = match req {
             Frame::Good(r) | Frame::Read(r, _) => borsh::to_vec(&r),
-            Frame::Bad(_) => Err(io::Error::other("a refused frame is never sent")),
+            Frame::Bad(_) | Frame::Cut(_) => Err(io::Error::other("a refused frame is never sent")),
         };
         async move { io.write_all(&bytes?).await }
     }
@@ -736,12 +782,30 @@ mod tests {
             Frame::Read(Request::EpochChanges { from: 7 }, _)
         ));
 
+        // A frame cut short (the sender gave up mid-write) is refused
+        // without counting as the peer's fault.
+        let mut whole = Cursor::new(Vec::new());
+        codec
+            .write_request(
+                &RPC_PROTOCOL,
+                &mut whole,
+                Frame::Good(Request::EpochChanges { from: 7 }),
+            )
+            .await
+            .unwrap();
+        let bytes = whole.into_inner();
+        let mut cut = Cursor::new(bytes[..bytes.len() - 3].to_vec());
+        let back = codec.read_request(&RPC_PROTOCOL, &mut cut).await.unwrap();
+        assert!(matches!(back, Frame::Cut(_)), "{back:?}");
+        assert!(!back.into_request().unwrap_err().fault);
+
         let mut garbage = Cursor::new(vec![0xff; 40]);
         let back = codec
             .read_request(&RPC_PROTOCOL, &mut garbage)
             .await
             .unwrap();
         assert!(matches!(back, Frame::Bad(_)), "{back:?}");
+        assert!(back.into_request().unwrap_err().fault);
         let mut huge = Cursor::new(vec![0u8; MAX_REQUEST_BYTES + 10]);
         let back = codec.read_request(&RPC_PROTOCOL, &mut huge).await.unwrap();
         assert!(
