@@ -373,9 +373,12 @@ const IOS = (() => {
 
   document.addEventListener("DOMContentLoaded", () => {
     // The address cookie follows the key this browser holds.
+    // Reloaded once at most per tab: a browser that refuses the cookie must
+    // not loop.
+    const once = () => { if (!sessionStorage.getItem("ios.synced")) { sessionStorage.setItem("ios.synced", "1"); reload(); } };
     const seed = localStorage.getItem(KEY);
-    if (seed) key().then((k) => { if (!document.cookie.includes("ios_address=" + k.address)) { setAddressCookie(k.address); reload(); } });
-    else if (document.cookie.includes("ios_address=ios1")) { setAddressCookie(null); reload(); }
+    if (seed) key().then((k) => { if (!document.cookie.includes("ios_address=" + k.address)) { setAddressCookie(k.address); once(); } });
+    else if (document.cookie.includes("ios_address=ios1")) { setAddressCookie(null); once(); }
     if ($("#keys")) wallet();
     const form = $("#listing-form");
     if (form) form.dataset.description = val(form, "description");

@@ -1,7 +1,7 @@
 //! `ios key`: keys encrypted at rest in the local keystore.
 
 use crate::common::{password, print_json, KeystoreOpt};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use ios_chain::crypto::Keypair;
 use std::process::ExitCode;
@@ -41,6 +41,36 @@ enum KeyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a key as the web UI's backup file (`{address, seed}`, not
+    /// encrypted: keep it safe), to import in a browser's wallet.
+    Export {
+        name: String,
+        /// Where to write it (0600).
+        #[arg(short, long)]
+        out: std::path::PathBuf,
+    },
+    /// Store a web UI backup file (a key made in a browser) under NAME.
+    Import {
+        file: std::path::PathBuf,
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The web UI's key backup: the wallet's *Export a backup* writes it and
+/// *Import a backup* reads it.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Backup {
+    #[serde(default = "backup_version")]
+    ios_key: u32,
+    address: String,
+    /// The ed25519 seed, hex.
+    seed: String,
+}
+
+fn backup_version() -> u32 {
+    1
 }
 
 fn info_json(i: &ios_node::keystore::KeyInfo) -> serde_json::Value {
@@ -72,6 +102,50 @@ pub fn run(a: KeyArgs) -> Result<ExitCode> {
             } else {
                 println!("{} {}", info.name, info.address);
                 eprintln!("stored encrypted in {}", info.path.display());
+            }
+        }
+        KeyCommand::Export { name, out } => {
+            let pw = password(&format!("password for key {name:?}: "), false)?;
+            let key = ks.open(&name, &pw)?;
+            let backup = Backup {
+                ios_key: 1,
+                address: key.address().to_string(),
+                seed: ios_chain::hex::encode(&key.secret_bytes()),
+            };
+            ios_node::node::write_private(&out, &serde_json::to_vec_pretty(&backup)?)?;
+            println!("{} {}", name, backup.address);
+            eprintln!(
+                "wrote {} (the key in the clear: import it in the web UI's wallet, then delete it)",
+                out.display()
+            );
+        }
+        KeyCommand::Import { file, name, json } => {
+            let text =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let backup: Backup = serde_json::from_slice(&text)
+                .with_context(|| format!("{} is not a key backup", file.display()))?;
+            anyhow::ensure!(
+                backup.ios_key == 1,
+                "a key backup of version {}",
+                backup.ios_key
+            );
+            let seed: [u8; 32] = ios_chain::hex::decode(backup.seed.trim())
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .context("the backup's seed is not 32 bytes of hex")?;
+            let key = Keypair::from_secret(seed);
+            anyhow::ensure!(
+                key.address().to_string() == backup.address,
+                "the backup's seed gives {}, not its address {}",
+                key.address(),
+                backup.address
+            );
+            let pw = password(&format!("password for key {name:?}: "), true)?;
+            let info = ks.add(&name, &key, &pw)?;
+            if json {
+                print_json(&info_json(&info))?;
+            } else {
+                println!("{} {}", info.name, info.address);
             }
         }
         KeyCommand::List { json } => {

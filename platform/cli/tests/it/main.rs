@@ -399,3 +399,57 @@ fn committee_risk_rejects_a_share_over_100_percent() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("--byzantine 150 is outside 0..100"), "{err}");
 }
+
+/// `ios key export` writes the web UI's backup file and `ios key import`
+/// reads one back (a key moves between the CLI and a browser); a backup
+/// whose seed does not give its address is refused.
+#[test]
+fn keys_move_between_the_cli_and_the_web_ui_backup_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ios"))
+            .args(args)
+            .env("IOS_LOG", "error")
+            .env("IOS_PASSWORD", "test password")
+            .env("IOS_KEYSTORE", &keys)
+            .output()
+            .expect("the ios binary runs")
+    };
+    let o = run(&["key", "new", "carol", "--devnet-user", "3"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let file = dir.path().join("carol.json");
+    let o = run(&["key", "export", "carol", "-o", file.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let backup: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let devnet = ios_chain::crypto::Keypair::from_seed("devnet-user", 3);
+    assert_eq!(backup["address"], devnet.address().to_string());
+    assert_eq!(
+        backup["seed"],
+        ios_chain::hex::encode(&devnet.secret_bytes())
+    );
+    assert_eq!(backup["ios_key"], 1);
+
+    let o = run(&["key", "import", file.to_str().unwrap(), "dave", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(info["address"], devnet.address().to_string());
+
+    // A seed that does not give the address: refused, nothing stored.
+    let other = ios_chain::crypto::Keypair::from_seed("devnet-user", 4);
+    let forged = dir.path().join("forged.json");
+    std::fs::write(
+        &forged,
+        serde_json::json!({"ios_key": 1, "address": devnet.address().to_string(), "seed": ios_chain::hex::encode(&other.secret_bytes())}).to_string(),
+    )
+    .unwrap();
+    let o = run(&["key", "import", forged.to_str().unwrap(), "eve"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not its address"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&["key", "show", "eve"]);
+    assert!(!o.status.success(), "a refused import stored nothing");
+}
