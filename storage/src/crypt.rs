@@ -416,6 +416,32 @@ pub fn seal(key: &ObjectKey, reader: &ReaderKey, ephemeral_secret: [u8; 32]) -> 
     })
 }
 
+/// Writes `plain` as a private object sealed to `readers` (the envelope,
+/// then the encrypted stream), streaming. `random` fills buffers with
+/// fresh random bytes: the object key, each seal's ephemeral secret, the
+/// nonce prefix.
+pub fn write_private(
+    plain: impl Read,
+    readers: &[ReaderKey],
+    mut random: impl FnMut(&mut [u8]) -> std::io::Result<()>,
+    out: &mut impl Write,
+) -> Result<()> {
+    let mut fresh = || -> Result<[u8; 32]> {
+        let mut b = [0u8; 32];
+        random(&mut b)?;
+        Ok(b)
+    };
+    let key = ObjectKey(fresh()?);
+    let mut sealed = Vec::with_capacity(readers.len());
+    for r in readers {
+        sealed.push(seal(&key, r, fresh()?)?);
+    }
+    write_envelope(&sealed, out)?;
+    let prefix: [u8; 16] = fresh()?[..16].try_into().expect("16 of 32 bytes");
+    std::io::copy(&mut Encryptor::new(plain, &key, prefix), out)?;
+    Ok(())
+}
+
 /// Opens a key sealed to `me`.
 pub fn open(sealed: &SealedKey, me: &ReaderSecret) -> Result<ObjectKey> {
     let mine = me.public();
@@ -507,6 +533,47 @@ mod tests {
         let mut header = stored.clone();
         header[0] = b'X';
         assert!(decrypt(&header, &key, 4096).is_err());
+    }
+
+    #[test]
+    fn a_private_object_written_whole_opens_for_each_reader_only() {
+        let (carol, dave, eve) = (
+            ios_chain::crypto::Keypair::from_seed("carol", 0),
+            ios_chain::crypto::Keypair::from_seed("dave", 0),
+            ios_chain::crypto::Keypair::from_seed("eve", 0),
+        );
+        let readers = [carol.address(), dave.address()].map(|a| ReaderKey::of_address(&a).unwrap());
+        let plain: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+        let mut counter = 0u8;
+        let mut out = Vec::new();
+        write_private(
+            plain.as_slice(),
+            &readers,
+            |b| {
+                counter += 1;
+                b.fill(counter);
+                Ok(())
+            },
+            &mut out,
+        )
+        .unwrap();
+        // The object key, two ephemeral secrets, the nonce prefix.
+        assert_eq!(counter, 4);
+        for (who, opens) in [(&carol, true), (&dave, true), (&eve, false)] {
+            let mut r = out.as_slice();
+            let keys = read_envelope(&mut r).unwrap();
+            let me = ReaderSecret::of_account(who);
+            let key = keys.iter().find_map(|k| open(k, &me).ok());
+            assert_eq!(key.is_some(), opens);
+            if let Some(key) = key {
+                let mut d = Decryptor::new(Vec::new(), &key);
+                d.write_all(r).unwrap();
+                assert_eq!(d.finish().unwrap(), plain);
+            }
+        }
+        // No randomness, no object.
+        let failing = |_: &mut [u8]| Err(std::io::Error::other("no entropy"));
+        assert!(write_private(&b"x"[..], &readers, failing, &mut Vec::new()).is_err());
     }
 
     #[test]

@@ -270,21 +270,17 @@ fn trade(c: &Client, buyer: &Keypair, p: &Keypair, listing: &str, stars: u8) -> 
 /// `plain` as a private object sealed to `readers` (as the CLI and the
 /// browser make them).
 pub fn seal_for(plain: &[u8], readers: &[ios_chain::crypto::Address]) -> Result<Vec<u8>> {
-    use ios_storage::crypt::{seal, write_envelope, Encryptor, ObjectKey, ReaderKey};
-    let random = || -> Result<[u8; 32]> {
-        let mut b = [0u8; 32];
-        getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-        Ok(b)
-    };
-    let key = ObjectKey(random()?);
-    let mut sealed = Vec::new();
-    for r in readers {
-        sealed.push(seal(&key, &ReaderKey::of_address(r)?, random()?)?);
-    }
+    let readers = readers
+        .iter()
+        .map(ios_storage::crypt::ReaderKey::of_address)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let mut out = Vec::new();
-    write_envelope(&sealed, &mut out)?;
-    let prefix: [u8; 16] = random()?[..16].try_into().expect("16 bytes");
-    std::io::Read::read_to_end(&mut Encryptor::new(plain, &key, prefix), &mut out)?;
+    ios_storage::crypt::write_private(
+        plain,
+        &readers,
+        |b| getrandom::fill(b).map_err(std::io::Error::other),
+        &mut out,
+    )?;
     Ok(out)
 }
 

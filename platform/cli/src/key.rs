@@ -81,6 +81,20 @@ fn info_json(i: &ios_node::keystore::KeyInfo) -> serde_json::Value {
     })
 }
 
+/// Stores `key` under `name`, encrypted with a password asked for (or
+/// IOS_PASSWORD), and says so.
+fn store(ks: &ios_node::keystore::Keystore, name: &str, key: &Keypair, json: bool) -> Result<()> {
+    let pw = password(&format!("password for key {name:?}: "), true)?;
+    let info = ks.add(name, key, &pw)?;
+    if json {
+        print_json(&info_json(&info))?;
+    } else {
+        println!("{} {}", info.name, info.address);
+        eprintln!("stored encrypted in {}", info.path.display());
+    }
+    Ok(())
+}
+
 pub fn run(a: KeyArgs) -> Result<ExitCode> {
     let ks = a.keystore.open();
     match a.command {
@@ -95,14 +109,7 @@ pub fn run(a: KeyArgs) -> Result<ExitCode> {
                 (_, Some(n)) => Keypair::from_seed("devnet-validator", n),
                 _ => ios_node::keystore::generate()?,
             };
-            let pw = password(&format!("password for key {name:?}: "), true)?;
-            let info = ks.add(&name, &key, &pw)?;
-            if json {
-                print_json(&info_json(&info))?;
-            } else {
-                println!("{} {}", info.name, info.address);
-                eprintln!("stored encrypted in {}", info.path.display());
-            }
+            store(&ks, &name, &key, json)?;
         }
         KeyCommand::Export { name, out } => {
             let pw = password(&format!("password for key {name:?}: "), false)?;
@@ -140,13 +147,7 @@ pub fn run(a: KeyArgs) -> Result<ExitCode> {
                 key.address(),
                 backup.address
             );
-            let pw = password(&format!("password for key {name:?}: "), true)?;
-            let info = ks.add(&name, &key, &pw)?;
-            if json {
-                print_json(&info_json(&info))?;
-            } else {
-                println!("{} {}", info.name, info.address);
-            }
+            store(&ks, &name, &key, json)?;
         }
         KeyCommand::List { json } => {
             let keys = ks.list()?;

@@ -280,12 +280,10 @@ fn random<const N: usize>() -> Result<[u8; N]> {
 /// Encrypts `file` for `readers` into a private object's envelope, in a
 /// temporary file of the system's temp directory.
 fn encrypt(file: &Path, readers: &[ios_chain::crypto::Address]) -> Result<TempFile> {
-    use ios_storage::crypt::{seal, write_envelope, Encryptor, ObjectKey, ReaderKey};
-    let key = ObjectKey(random()?);
-    let mut sealed = Vec::new();
-    for r in readers {
-        sealed.push(seal(&key, &ReaderKey::of_address(r)?, random()?)?);
-    }
+    let readers = readers
+        .iter()
+        .map(ios_storage::crypt::ReaderKey::of_address)
+        .collect::<std::result::Result<Vec<_>, _>>()?;
     let tmp = TempFile(std::env::temp_dir().join(format!(
         "ios-private-{}-{}.iosp",
         std::process::id(),
@@ -294,10 +292,14 @@ fn encrypt(file: &Path, readers: &[ios_chain::crypto::Address]) -> Result<TempFi
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(&tmp.0).with_context(|| format!("creating {}", tmp.0.display()))?,
     );
-    write_envelope(&sealed, &mut out)?;
     let input = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    let mut enc = Encryptor::new(std::io::BufReader::new(input), &key, random()?);
-    std::io::copy(&mut enc, &mut out).context("encrypting")?;
+    ios_storage::crypt::write_private(
+        std::io::BufReader::new(input),
+        &readers,
+        |b| getrandom::fill(b).map_err(std::io::Error::other),
+        &mut out,
+    )
+    .context("encrypting")?;
     out.into_inner()?.sync_all()?;
     Ok(tmp)
 }

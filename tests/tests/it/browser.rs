@@ -561,13 +561,15 @@ fn rust_open(sealed: &[u8], key: &Keypair) -> Result<Vec<u8>> {
 }
 
 fn rust_seal(plain: &[u8], reader: &ios_chain::crypto::Address) -> Result<Vec<u8>> {
-    use ios_storage::crypt::{seal, write_envelope, Encryptor, ObjectKey, ReaderKey};
-    let key = ObjectKey([42u8; 32]);
-    let sealed = seal(&key, &ReaderKey::of_address(reader)?, [17u8; 32])?;
+    use ios_storage::crypt::{write_private, ReaderKey};
     let mut out = Vec::new();
-    write_envelope(&[sealed], &mut out)?;
-    let mut enc = Encryptor::new(plain, &key, [3u8; 16]);
-    std::io::Read::read_to_end(&mut enc, &mut out)?;
+    let mut n = 0u8;
+    let fixed = |b: &mut [u8]| {
+        n += 1;
+        b.fill(n);
+        Ok(())
+    };
+    write_private(plain, &[ReaderKey::of_address(reader)?], fixed, &mut out)?;
     Ok(out)
 }
 
