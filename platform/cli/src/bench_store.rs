@@ -115,7 +115,7 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
         progress(format!("devnet get of {mib} MiB"));
         let back = dir.join("back.bin");
         let t = Instant::now();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&back)?);
+        let mut out = crate::common::WriteBehind::new(std::fs::File::create(&back)?)?;
         let mut hasher = blake3::Hasher::new();
         struct Tee<'a, W>(&'a mut W, &'a mut blake3::Hasher);
         impl<W: Write> Write for Tee<'_, W> {
@@ -134,7 +134,7 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
             &mut Tee(&mut out, &mut hasher),
             |_| {},
         )?;
-        out.into_inner()?.sync_all()?;
+        out.finish()?;
         let get = t.elapsed();
         ensure!(n == bytes, "got {n} of {bytes} bytes");
         ensure!(

@@ -108,3 +108,79 @@ impl Progress {
         }
     }
 }
+
+/// A file written front to back and synced at the end, whose writeback
+/// runs behind the writes: every [`WriteBehind::EVERY`] bytes a helper
+/// thread syncs what is written so far, so the disk works while the data
+/// still arrives and the final sync waits only for the tail. (A download
+/// synced only at its end spent ~15% of its time in that one sync, the
+/// CPU idle.)
+pub struct WriteBehind {
+    file: std::fs::File,
+    since: u64,
+    kick: Option<std::sync::mpsc::SyncSender<()>>,
+    helper: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl WriteBehind {
+    pub const EVERY: u64 = 64 << 20;
+
+    pub fn new(file: std::fs::File) -> std::io::Result<WriteBehind> {
+        let behind = file.try_clone()?;
+        let (kick, kicked) = std::sync::mpsc::sync_channel::<()>(1);
+        let helper = std::thread::Builder::new()
+            .name("write-behind".into())
+            .spawn(move || {
+                while kicked.recv().is_ok() {
+                    behind.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(WriteBehind {
+            file,
+            since: 0,
+            kick: Some(kick),
+            helper: Some(helper),
+        })
+    }
+
+    /// Syncs the rest; returns once all of the file is on disk.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        self.stop()?;
+        self.file.sync_all()
+    }
+
+    fn stop(&mut self) -> std::io::Result<()> {
+        self.kick = None;
+        match self.helper.take().map(|h| h.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(std::io::Error::other("the write-behind thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Write for WriteBehind {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.since += n as u64;
+        if self.since >= Self::EVERY {
+            self.since = 0;
+            // Busy with the last one: this stretch goes with the next.
+            if let Some(k) = &self.kick {
+                let _ = k.try_send(());
+            }
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}

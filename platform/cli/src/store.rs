@@ -733,7 +733,9 @@ fn get(
     let part = output.with_extension("part");
     let file =
         std::fs::File::create(&part).with_context(|| format!("creating {}", part.display()))?;
-    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    // Synced before it takes the output's name: a finished download
+    // survives a crash whole or not at all.
+    let mut out = crate::common::WriteBehind::new(file)?;
     let started = Instant::now();
     let mut progress = Progress::new();
     let mut last = Instant::now();
@@ -772,7 +774,7 @@ fn get(
     );
     progress.finish();
     let n = match result.map_err(anyhow::Error::from).and_then(|n| {
-        out.flush()?;
+        out.finish()?;
         Ok(n)
     }) {
         Ok(n) => n,
@@ -789,7 +791,6 @@ fn get(
         let _ = std::fs::remove_file(&part);
         bail!("the bytes received do not hash to {content}; nothing written");
     }
-    drop(out);
     let head = {
         let mut h = [0u8; 5];
         let mut f = std::fs::File::open(&part)?;

@@ -19,6 +19,7 @@ pub mod fifo;
 pub mod huds;
 pub mod keystore;
 pub mod listings;
+pub mod mux;
 pub mod node;
 pub mod p2p;
 pub mod procnet;

@@ -35,7 +35,7 @@ use ios_chain::fast_sync::{FastSync, Progress};
 use ios_chain::hash::Hash;
 use ios_chain::ledger::{LedgerCall, LedgerModule};
 use ios_chain::light_client::{EpochChain, EpochChange};
-use ios_chain::message::Message;
+use ios_chain::message::{Message, MAX_SYNC_BLOCKS};
 use ios_chain::params::Genesis;
 use ios_chain::relayer::{step_call, Relayer};
 use ios_chain::replica::{CommittedBlock, Output, Replica, ReplicaConfig};
@@ -274,6 +274,10 @@ pub struct View<'a> {
     pub connected: &'a BTreeSet<PeerId>,
     pub peer_id: PeerId,
     pub listen: &'a [Multiaddr],
+    /// Shards on whose gossip topics this node is (members, full nodes).
+    pub subscribed: &'a BTreeSet<ShardId>,
+    /// Shards this node follows by pulling finalized blocks instead.
+    pub pulled: Vec<ShardId>,
 }
 
 type Query = Box<dyn FnOnce(&View<'_>) + Send>;
@@ -545,6 +549,34 @@ struct Outlets {
 type HudsWork = Box<dyn FnOnce() -> (HudsResponse, Option<(ShardId, FragmentId)>) + Send>;
 
 /// What an outbound request was for.
+/// How a node follows a shard it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Follow {
+    /// On the shard's gossip topics: every proposal, vote and transaction.
+    /// Committee members must; a full node does, to serve and relay at once.
+    Gossip,
+    /// Off the topics: the node asks a member for the blocks finalized
+    /// since its height every [`PULL_EVERY_MS`] and checks each one's commit
+    /// certificate. A storage provider follows its account shards this way:
+    /// it needs their state (deals, audits) a moment late, not their
+    /// consensus chatter, which costs every subscriber a check of every
+    /// message and a devnet most of its idle CPU.
+    Pull,
+}
+
+/// A shard followed by [`Follow::Pull`]: when to ask next and whom.
+#[derive(Debug, Default)]
+struct PullState {
+    next_at: TimeMs,
+    /// Turns through the shard's peers (a member serves one requester a
+    /// sync at most every gossip interval).
+    turn: usize,
+}
+
+/// How often a pulling node asks for finalized blocks (more often while a
+/// response comes back full: it is catching up).
+const PULL_EVERY_MS: TimeMs = 400;
+
 enum Pending {
     Shard(ShardId),
     Epochs,
@@ -569,6 +601,8 @@ struct Node {
     dbs: BTreeMap<ShardId, sled::Db>,
     syncing: BTreeMap<ShardId, FastSync>,
     subscribed: BTreeSet<ShardId>,
+    /// Shards followed by pulling finalized blocks ([`Follow::Pull`]).
+    pulls: BTreeMap<ShardId, PullState>,
     book: PeerBook,
     pending: HashMap<request_response::OutboundRequestId, Pending>,
     commits: broadcast::Sender<Arc<CommitEvent>>,
@@ -702,6 +736,7 @@ impl Node {
             dbs: BTreeMap::new(),
             syncing: BTreeMap::new(),
             subscribed: BTreeSet::new(),
+            pulls: BTreeMap::new(),
             book: PeerBook::default(),
             pending: HashMap::new(),
             commits,
@@ -811,16 +846,19 @@ impl Node {
 
     // ---- shards this node serves ----------------------------------------
 
-    /// Shards this node must run now.
-    fn needed_shards(&self) -> BTreeSet<ShardId> {
+    /// Shards this node must run now, each with how it follows the shard:
+    /// by gossip (a committee member, or a full node that serves the API
+    /// and relays) or by pulling finalized blocks (a storage provider off
+    /// the committee, see [`Follow`]).
+    fn needed_shards(&self) -> BTreeMap<ShardId, Follow> {
         if self.role == Role::Full {
-            return (0..=self.shards).collect();
+            return (0..=self.shards).map(|s| (s, Follow::Gossip)).collect();
         }
         let me = self.key.address();
         let latest = self.epochs.latest();
-        let mut out = BTreeSet::new();
+        let mut out = BTreeMap::new();
         if let Some(p) = &self.provider {
-            out.extend(p.keys.keys().copied());
+            out.extend(p.keys.keys().map(|s| (*s, Follow::Pull)));
         }
         for s in 0..=self.shards {
             let mut epochs = vec![latest, latest.saturating_sub(1)];
@@ -834,7 +872,7 @@ impl Node {
                     .is_some_and(|c| c.is_member(&me))
             });
             if member {
-                out.insert(s);
+                out.insert(s, Follow::Gossip);
             }
         }
         out
@@ -852,7 +890,7 @@ impl Node {
             .copied()
             .collect();
         for s in running {
-            if !needed.contains(&s) {
+            if !needed.contains_key(&s) {
                 info!(shard = s, "leaving shard (no longer on its committee)");
                 self.replicas.remove(&s);
                 self.syncing.remove(&s);
@@ -860,9 +898,20 @@ impl Node {
                     let _ = db.flush();
                 }
                 self.unsubscribe(s);
+                self.pulls.remove(&s);
             }
         }
-        for s in needed {
+        for (s, follow) in needed {
+            match follow {
+                Follow::Gossip => {
+                    self.pulls.remove(&s);
+                    self.subscribe(s)?;
+                }
+                Follow::Pull => {
+                    self.unsubscribe(s);
+                    self.pulls.entry(s).or_default();
+                }
+            }
             if !self.replicas.contains_key(&s) && !self.syncing.contains_key(&s) {
                 self.open_shard(s)?;
             }
@@ -875,7 +924,6 @@ impl Node {
     }
 
     fn open_shard(&mut self, shard: ShardId) -> Result<()> {
-        self.subscribe(shard)?;
         let dir = self.shard_dir(shard);
         let db = ios_chain::state::open_db(&dir, Some(500))
             .with_context(|| format!("opening {}", dir.display()))?;
@@ -999,6 +1047,7 @@ impl Node {
         self.relay_epoch_changes(now);
         self.relay_atomix(now);
         self.provider_duties(now);
+        self.pull_blocks(now);
         if self.joining.is_some_and(|t| now >= t) {
             info!("no peer told of later epochs: starting from what this node knows");
             self.joining = None;
@@ -1026,6 +1075,34 @@ impl Node {
             .peers
             .store(self.connected.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Asks a member of each pulled shard for the blocks finalized since
+    /// this replica's height (the answer goes to the replica, which checks
+    /// each block's certificate and commits it).
+    fn pull_blocks(&mut self, now: TimeMs) {
+        let due: Vec<ShardId> = self
+            .pulls
+            .iter()
+            .filter(|(s, p)| now >= p.next_at && self.replicas.contains_key(s))
+            .map(|(s, _)| *s)
+            .collect();
+        for s in due {
+            let peers = self.shard_peers(s);
+            let Some(height) = self.replicas.get(&s).map(|r| r.height()) else {
+                continue;
+            };
+            let Some(pull) = self.pulls.get_mut(&s) else {
+                continue;
+            };
+            pull.next_at = now + PULL_EVERY_MS;
+            if peers.is_empty() {
+                continue;
+            }
+            pull.turn = pull.turn.wrapping_add(1);
+            let peer = peers[pull.turn % peers.len()];
+            self.send_shard(peer, s, Message::SyncRequest { from: height });
+        }
     }
 
     fn step_fast_syncs(&mut self, now: TimeMs) -> Result<()> {
@@ -1226,7 +1303,13 @@ impl Node {
         for o in outs {
             match o {
                 Output::Broadcast(m) => {
-                    let t = p2p::shard_topic(&self.chain_id, shard, Channel::of(&m));
+                    let channel = Channel::of(&m);
+                    // Off the shard's consensus topics: no status or vote of
+                    // a non-member is worth sending (its own transactions are).
+                    if self.pulls.contains_key(&shard) && channel != Channel::Txs {
+                        continue;
+                    }
+                    let t = p2p::shard_topic(&self.chain_id, shard, channel);
                     self.publish(t, m.to_bytes());
                 }
                 Output::Send(h, m) => {
@@ -1365,6 +1448,8 @@ impl Node {
                     connected: &self.connected,
                     peer_id: *self.swarm.local_peer_id(),
                     listen: &self.listen,
+                    subscribed: &self.subscribed,
+                    pulled: self.pulls.keys().copied().collect(),
                 };
                 q(&view);
             }
@@ -2154,6 +2239,14 @@ impl Node {
             (Pending::Shard(shard), Response::Replies(msgs)) => {
                 let h = self.book.handle(peer);
                 let now = unix_ms();
+                // A pulling node that got a full batch is behind: ask again at once.
+                if let Some(pull) = self.pulls.get_mut(&shard) {
+                    if msgs.iter().any(|m| {
+                        matches!(m, Message::SyncResponse { blocks } if blocks.len() >= MAX_SYNC_BLOCKS as usize)
+                    }) {
+                        pull.next_at = 0;
+                    }
+                }
                 for m in msgs {
                     if let Some(fs) = self.syncing.get_mut(&shard) {
                         if let Err(e) = fs.handle(h, &m) {
@@ -2171,6 +2264,9 @@ impl Node {
                         Err(e) if e.is_peer_fault() => self.fault(peer, m.kind(), &e),
                         Err(e) => debug!(shard, kind = m.kind(), error = %e, "reply not taken"),
                     }
+                }
+                if self.pulls.get(&shard).is_some_and(|p| p.next_at == 0) {
+                    self.pull_blocks(now);
                 }
             }
             (Pending::Epochs, Response::EpochChanges(changes)) => {

@@ -15,7 +15,7 @@ use ios_chain::types::{Epoch, ShardId};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::{
     allow_block_list, connection_limits, gossipsub, identify, identity, kad, noise, ping,
-    request_response, tcp, yamux, PeerId, StreamProtocol, Swarm, SwarmBuilder,
+    request_response, tcp, PeerId, StreamProtocol, Swarm, SwarmBuilder,
 };
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -557,14 +557,15 @@ impl Behaviour {
     }
 }
 
-/// A swarm on TCP + noise + yamux with the IOS behaviour.
+/// A swarm on TCP + noise + yamux (frames sized for noise, see [`crate::mux`])
+/// with the IOS behaviour.
 pub fn build_swarm(key: identity::Keypair) -> anyhow::Result<Swarm<Behaviour>> {
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
             tcp::Config::default().nodelay(true),
             noise::Config::new,
-            yamux::Config::default,
+            crate::mux::Config::default,
         )?
         .with_behaviour(Behaviour::new)
         .map_err(|e| anyhow::anyhow!("building the network behaviour: {e}"))?

@@ -91,6 +91,7 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
     let (net, api, url) = devnet(&cfg).await?;
     let owner = user_keys(cfg.users)[0].clone();
     let data = object(20 << 20, b"huds-e2e");
+    let started = (net.providers[0].clone(), net.gateway.clone());
     // A small public text object: found by search by the words of its text.
     let small = b"Field notes: the heliotrope by the north wall flowered early.\n".repeat(16);
 
@@ -102,6 +103,7 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
             Ok((c.providers()?.len() == 12).then_some(()))
         })?;
         eprintln!("providers registered");
+        providers_follow_by_pulling(&started.0, &started.1)?;
         let meta =
             |name: &str, mime: &str, tags: &[&str], description: &str, public| ObjectMetaJson {
                 name: name.into(),
@@ -261,6 +263,47 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
 /// and a text object's text (once the catalog fetched it), by tag and media
 /// type, sorted by size; the unlisted object is never found; a bad query
 /// is a 400.
+/// A provider is on no shard's gossip: it pulls the account shards' finalized
+/// blocks, and keeps within a few blocks of the gateway (which gossips).
+fn providers_follow_by_pulling(
+    provider: &ios_node::node::NodeHandle,
+    gateway: &ios_node::node::NodeHandle,
+) -> Result<()> {
+    let rt = tokio::runtime::Handle::current();
+    let heights = |n: &ios_node::node::NodeHandle| {
+        rt.block_on(n.query(|v| {
+            let h: Vec<(u16, u64)> = v.replicas.iter().map(|(s, r)| (*s, r.height())).collect();
+            (
+                h,
+                v.subscribed.iter().copied().collect::<Vec<_>>(),
+                v.pulled.clone(),
+            )
+        }))
+    };
+    let (_, subscribed, pulled) = heights(provider)?;
+    ensure!(
+        subscribed.is_empty() && pulled == vec![1, 2],
+        "the provider is subscribed to {subscribed:?} and pulls {pulled:?}"
+    );
+    let (_, on_gateway, pulled) = heights(gateway)?;
+    ensure!(
+        on_gateway == vec![0, 1, 2] && pulled.is_empty(),
+        "the gateway gossips on {on_gateway:?} and pulls {pulled:?}"
+    );
+    wait("the provider to keep up with the gateway", 30, || {
+        let (mine, ..) = heights(provider)?;
+        let (theirs, ..) = heights(gateway)?;
+        Ok(mine
+            .iter()
+            .all(|(s, h)| {
+                theirs
+                    .iter()
+                    .any(|(t, g)| t == s && h + 10 >= *g && *h >= 20)
+            })
+            .then_some(()))
+    })
+}
+
 fn search_finds_public_objects(c: &Client, big: &str, little: &str, unlisted: &str) -> Result<()> {
     let find = |q: &str| -> Result<Vec<String>> {
         Ok(c.search(&SearchParams {
