@@ -89,6 +89,13 @@ pub struct ReplicaConfig {
     pub timeout_delta_ms: TimeMs,
     /// A proposer waits this long after the previous block before proposing.
     pub min_block_interval_ms: TimeMs,
+    /// ... and this long when it has nothing to include (an idle chain makes
+    /// fewer empty blocks; a transaction that arrives meanwhile is proposed
+    /// at once, `min_block_interval_ms` after the previous block). The other
+    /// members add this to their first round's propose timeout, so all of a
+    /// committee should use the same value. Equal to `min_block_interval_ms`:
+    /// no pacing.
+    pub empty_block_interval_ms: TimeMs,
     /// Period of status and vote re-broadcasts that make lost messages harmless.
     pub gossip_interval_ms: TimeMs,
     /// Flush the write-ahead record to disk before any vote leaves (real nodes).
@@ -114,6 +121,7 @@ impl Default for ReplicaConfig {
             timeout_precommit_ms: 500,
             timeout_delta_ms: 250,
             min_block_interval_ms: 100,
+            empty_block_interval_ms: 100,
             gossip_interval_ms: 300,
             durable: false,
             index_txs: true,
@@ -540,6 +548,9 @@ impl Replica {
             let txs = accepted.iter().map(|p| (*p.tx).clone()).collect();
             self.outputs
                 .push(Output::Broadcast(Arc::new(Message::Txs(txs))));
+            if let Err(e) = self.work_arrived() {
+                tracing::warn!(error = %e, "scheduling a proposal failed");
+            }
         }
         (results, self.drain())
     }
@@ -560,7 +571,10 @@ impl Replica {
     fn on_message(&mut self, from: PeerId, msg: &Message) -> Result<()> {
         match msg {
             Message::Txs(txs) => {
-                let (results, _) = self.admit_txs(txs.clone(), false);
+                let (results, accepted) = self.admit_txs(txs.clone(), false);
+                if !accepted.is_empty() {
+                    self.work_arrived()?;
+                }
                 // Mempool refusals (known, nonce too low) are normal under gossip;
                 // only a bad signature or encoding marks the peer.
                 if let Some(Err(e)) = results.into_iter().find(|r| {
@@ -1357,9 +1371,14 @@ impl Replica {
         self.round = round;
         self.step = Step::Propose;
         self.persist_wal()?;
+        let head_time = self.head_time();
         if self.proposer(round)? == self.me {
-            let head_time = self.store.head().map(|h| h.time).unwrap_or(0);
-            let earliest = head_time + self.config.min_block_interval_ms;
+            let earliest = head_time
+                + if self.has_work() {
+                    self.config.min_block_interval_ms
+                } else {
+                    self.empty_interval()
+                };
             if round == 0 && self.now < earliest && self.valid.is_none() {
                 self.schedule(Timeout::ProposeAt, earliest, round);
             } else {
@@ -1368,9 +1387,52 @@ impl Replica {
         }
         // The proposer too: after a restart it may re-send a proposal whose
         // proof-of-lock prevotes it no longer holds, so no rule moves it on,
-        // and it must not wait in this step forever.
-        let at = self.timeout_after(self.config.timeout_propose_ms, round);
+        // and it must not wait in this step forever. In the first round, a
+        // proposer with nothing to include may wait the empty-block interval.
+        let idle = match round {
+            0 => (head_time + self.empty_interval()).saturating_sub(self.now),
+            _ => 0,
+        };
+        let at = self.timeout_after(self.config.timeout_propose_ms + idle, round);
         self.schedule(Timeout::Propose, at, round);
+        Ok(())
+    }
+
+    fn head_time(&self) -> TimeMs {
+        self.store.head().map(|h| h.time).unwrap_or(0)
+    }
+
+    fn empty_interval(&self) -> TimeMs {
+        self.config
+            .empty_block_interval_ms
+            .max(self.config.min_block_interval_ms)
+    }
+
+    /// Transactions or relays pooled: a block would not be empty.
+    fn has_work(&self) -> bool {
+        !self.mempool.is_empty() || !self.relays.is_empty()
+    }
+
+    /// Work arrived: a proposer waiting out the empty-block interval
+    /// proposes as soon as the minimum interval allows.
+    fn work_arrived(&mut self) -> Result<()> {
+        if self.round != 0
+            || self.step != Step::Propose
+            || self.valid.is_some()
+            || !self.has_work()
+            || self.sent_proposals.contains_key(&0)
+            || self.proposer(0)? != self.me
+        {
+            return Ok(());
+        }
+        let at = (self.head_time() + self.config.min_block_interval_ms).max(self.now);
+        let waiting = self
+            .timeouts
+            .iter()
+            .any(|(t, k, r)| *k == Timeout::ProposeAt && *r == 0 && *t > at);
+        if waiting {
+            self.schedule(Timeout::ProposeAt, at, 0);
+        }
         Ok(())
     }
 
@@ -1630,7 +1692,10 @@ impl Replica {
         }
         match kind {
             Timeout::ProposeAt => {
-                if self.step == Step::Propose && self.proposer(round)? == self.me {
+                if self.step == Step::Propose
+                    && !self.sent_proposals.contains_key(&round)
+                    && self.proposer(round)? == self.me
+                {
                     self.propose(round)?;
                 }
             }

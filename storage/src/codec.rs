@@ -317,6 +317,38 @@ impl Codec {
         Ok(())
     }
 
+    /// Decodes a segment as the pieces it is made of, in order: the data
+    /// fragments themselves, taken out of `fragments` (missing ones rebuilt
+    /// first), the last cut to the segment's end. No byte is copied when
+    /// all data fragments came; their concatenation is the segment.
+    pub fn decode_pieces(
+        &self,
+        segment_len: u64,
+        fragments: &mut [Option<Vec<u8>>],
+    ) -> Result<Vec<Vec<u8>>> {
+        self.check_shape(segment_len, fragments)?;
+        let k = usize::from(self.coding.data);
+        if fragments[..k].iter().any(Option::is_none) {
+            self.rs.reconstruct_data(fragments).map_err(rs_error)?;
+        }
+        let mut left = segment_len as usize;
+        let mut pieces = Vec::with_capacity(k);
+        for f in fragments.iter_mut().take(k) {
+            let Some(mut f) = f.take() else {
+                return Err(StorageError::Params(
+                    "a data fragment is missing after reconstruction".into(),
+                ));
+            };
+            if left == 0 {
+                break;
+            }
+            f.truncate(left);
+            left -= f.len();
+            pieces.push(f);
+        }
+        Ok(pieces)
+    }
+
     fn check_shape(&self, segment_len: u64, fragments: &[Option<Vec<u8>>]) -> Result<()> {
         if fragments.len() != self.coding.fragments() {
             return Err(StorageError::Params(format!(
@@ -621,6 +653,37 @@ mod tests {
                 assert_eq!(dec.finish().unwrap(), bytes, "lost {a} and {b}");
             }
         }
+    }
+
+    #[test]
+    fn decoded_pieces_are_the_data_fragments_and_join_to_the_segment() {
+        let codec = Codec::new(small(4, 2, 10_000)).unwrap();
+        let bytes = object(35_123, 5);
+        let (layout, segs) = encode_all(small(4, 2, 10_000), &bytes);
+        let mut joined = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            let len = layout.segment_len(i as u32);
+            let mut all: Vec<Option<Vec<u8>>> = s.fragments.iter().cloned().map(Some).collect();
+            let pieces = codec.decode_pieces(len, &mut all).unwrap();
+            // Taken, not copied: the data fragments' own buffers.
+            assert!(pieces.len() <= 4 && all[..pieces.len()].iter().all(Option::is_none));
+            // Two data fragments lost: rebuilt, same bytes.
+            let mut lossy: Vec<Option<Vec<u8>>> = s.fragments.iter().cloned().map(Some).collect();
+            lossy[0] = None;
+            lossy[3] = None;
+            assert_eq!(codec.decode_pieces(len, &mut lossy).unwrap(), pieces);
+            let mut whole = Vec::new();
+            codec
+                .decode(
+                    len,
+                    &mut s.fragments.iter().cloned().map(Some).collect::<Vec<_>>(),
+                    &mut whole,
+                )
+                .unwrap();
+            assert_eq!(pieces.concat(), whole);
+            joined.extend(pieces.concat());
+        }
+        assert_eq!(joined, bytes);
     }
 
     #[test]

@@ -228,6 +228,7 @@ pub async fn run(
         duration: None,
         epoch_length: 1_000,
         providers: 6,
+        idle_block_ms: ios_node::devnet::IDLE_BLOCK_MS,
     };
     progress("starting a devnet (1 account shard, 6 storage providers)".into());
     let net = Devnet::start(&dcfg).await?;

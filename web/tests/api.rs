@@ -42,7 +42,7 @@ async fn node_of(
             bootstrap: vec![],
             genesis,
             key: Some(validator),
-            replica: ios_node::devnet::replica_config(),
+            replica: ios_node::devnet::replica_config(200),
             provider: None,
         },
         std::future::pending(),

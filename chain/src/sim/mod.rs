@@ -412,6 +412,9 @@ impl<'a> Sim<'a> {
             timeout_precommit_ms: 250,
             timeout_delta_ms: 100,
             min_block_interval_ms: 100,
+            // Idle stretches make fewer, slower empty blocks (as a devnet
+            // does), so every seed exercises the pacing too.
+            empty_block_interval_ms: 300,
             gossip_interval_ms: 250,
             durable: false,
             index_txs: true,

@@ -72,6 +72,10 @@ struct Net {
 
 impl Net {
     fn new(users: &[Keypair]) -> Net {
+        Net::with_config(users, ReplicaConfig::default())
+    }
+
+    fn with_config(users: &[Keypair], config: ReplicaConfig) -> Net {
         let keys: Vec<Keypair> = (0..VALIDATORS as u64)
             .map(|i| Keypair::from_seed("replica-validator", i))
             .collect();
@@ -80,7 +84,7 @@ impl Net {
         let mut net = Net {
             runtime: Runtime::new(genesis.params.clone()),
             genesis,
-            config: ReplicaConfig::default(),
+            config,
             nodes: keys
                 .into_iter()
                 .enumerate()
@@ -405,6 +409,49 @@ fn four_replicas_finalize_the_same_blocks_and_the_transfers_in_them() {
         assert_eq!(acct_a.balance, initial - sent_a - 5 * crate::FEE + 14);
         assert_eq!(acct_b.balance, initial + sent_a - 2 * crate::FEE - 14);
     }
+}
+
+#[test]
+fn an_idle_committee_paces_empty_blocks_and_proposes_a_transaction_at_once() {
+    let users = user_keys();
+    let config = ReplicaConfig {
+        min_block_interval_ms: 100,
+        empty_block_interval_ms: 1_000,
+        ..ReplicaConfig::default()
+    };
+    let mut net = Net::with_config(&users, config);
+    // Idle: about one empty block a second, not ten, and no round is lost
+    // (the other members wait the interval out before giving up on the
+    // proposer).
+    net.run_until(60_000, "height 5", |n| n.min_height() >= 5);
+    let t = net.now;
+    net.run_until(60_000, "ten more empty blocks", |n| n.min_height() >= 15);
+    let idle_ms = net.now - t;
+    assert!(
+        (9_000..12_000).contains(&idle_ms),
+        "ten empty blocks took {idle_ms} ms"
+    );
+    for i in 0..VALIDATORS {
+        assert_eq!(
+            net.replica(i).stats().rounds_skipped,
+            0,
+            "node {i} skipped a round"
+        );
+    }
+    // A transfer arriving mid-wait is proposed at once: final long before
+    // the empty block would have been.
+    let h = net.min_height();
+    net.run_until(60_000, "just after a block", |n| n.min_height() > h);
+    let g = net.genesis.clone();
+    let tx = transfer(&users[0], &g, 0, users[1].address(), 5);
+    let t = net.now;
+    net.submit(1, vec![tx.clone()]);
+    net.run_until(60_000, "the transfer final", |n| n.final_everywhere(&tx));
+    let took = net.now - t;
+    assert!(took < 600, "the transfer took {took} ms to finalize");
+    net.check_agreement();
+    net.check_stores();
+    assert_eq!(net.rejected, 0);
 }
 
 #[test]

@@ -82,6 +82,8 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
         duration: None,
         epoch_length: 1_000,
         providers: 6,
+        // As `ios devnet` runs: one empty block a second while idle.
+        idle_block_ms: ios_node::devnet::IDLE_BLOCK_MS,
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

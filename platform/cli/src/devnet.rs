@@ -49,6 +49,10 @@ pub struct DevnetArgs {
     /// listings, completed and rated orders) and print the web UI's URL.
     #[arg(long)]
     demo: bool,
+    /// How often an idle shard makes an empty block, in ms (a block with
+    /// transactions comes 200 ms after the previous one).
+    #[arg(long, default_value_t = devnet::IDLE_BLOCK_MS)]
+    idle_block_ms: u64,
 }
 
 impl DevnetArgs {
@@ -66,6 +70,7 @@ impl DevnetArgs {
             users: self.users,
             duration: self.seconds.map(Duration::from_secs),
             providers: self.providers,
+            idle_block_ms: self.idle_block_ms,
         }
     }
 }

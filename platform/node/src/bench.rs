@@ -225,6 +225,7 @@ pub fn run_chain(
     // gateway's job), no artificial pause between blocks.
     let rc = ReplicaConfig {
         min_block_interval_ms: 0,
+        empty_block_interval_ms: 0,
         index_txs: false,
         ..ReplicaConfig::default()
     };

@@ -337,6 +337,7 @@ pub fn run_one(cfg: &AtomixBenchConfig, shards: u16, pct: u8, dir: &Path) -> Res
     };
     let account_rc = ReplicaConfig {
         min_block_interval_ms: 0,
+        empty_block_interval_ms: 0,
         ..timeouts.clone()
     };
     // The beacon carries no load here; it keeps the usual pace.

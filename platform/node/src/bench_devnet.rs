@@ -223,6 +223,7 @@ async fn load_devnet(cfg: &DevnetBenchConfig, dir: &Path, rate: f64) -> Result<M
         epoch_length: 100_000,
         // Transfers only.
         providers: 0,
+        idle_block_ms: crate::devnet::IDLE_BLOCK_MS,
     };
     let net = Devnet::start(&dcfg).await?;
     // Every node's commits: the first commit of a transaction finalizes it.

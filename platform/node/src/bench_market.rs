@@ -361,6 +361,7 @@ fn run_lifecycles(
     genesis.validate().context("bench genesis")?;
     let rc = ReplicaConfig {
         min_block_interval_ms: 0,
+        empty_block_interval_ms: 0,
         index_txs: false,
         // Every replica runs on one thread; nothing fails here.
         timeout_propose_ms: 10_000,

@@ -980,7 +980,9 @@ impl Feeder {
         if !wants_body(&doc.mime, size) {
             return Ok(None);
         }
-        let pieces = located.deal.layout.segments.len() + 1;
+        // `read` sends a segment as its data fragments: room for all of them.
+        let layout = &located.deal.layout;
+        let pieces = layout.segments.len() * usize::from(layout.coding.data) + 1;
         let (tx, mut rx) = tokio::sync::mpsc::channel(pieces);
         crate::huds::read(&self.node, &located, 0, size, &tx).await?;
         drop(tx);

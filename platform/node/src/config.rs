@@ -39,6 +39,14 @@ pub struct NodeFile {
     /// Serve as a HUDS storage provider.
     #[serde(default)]
     pub provider: Option<crate::huds::ProviderConfig>,
+    /// How often an idle shard this node proposes for makes an empty block
+    /// (ms); every member of a committee should use the same value.
+    #[serde(default = "default_idle_block_ms")]
+    pub idle_block_ms: u64,
+}
+
+fn default_idle_block_ms() -> u64 {
+    crate::devnet::IDLE_BLOCK_MS
 }
 
 fn default_api_rate() -> u32 {
@@ -100,6 +108,12 @@ api = ""
 # Clients on this machine (loopback) are not limited.
 api_rate_per_sec = 50
 api_burst = 100
+
+# How often an idle shard makes an empty block, in milliseconds (a block
+# with transactions comes 200 ms after the previous one). Every validator
+# of a network should use the same value: the others wait this long for an
+# idle proposer before they move on.
+idle_block_ms = 1000
 
 # For validators: the name of the key in the keystore (`ios key new NAME`).
 # Its password comes from IOS_PASSWORD or is asked at start.
@@ -174,7 +188,7 @@ impl NodeFile {
                 .collect::<Result<_>>()?,
             genesis,
             key,
-            replica: crate::devnet::replica_config(),
+            replica: crate::devnet::replica_config(self.idle_block_ms),
             provider: self.provider.clone(),
         })
     }

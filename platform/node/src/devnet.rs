@@ -40,7 +40,15 @@ pub struct DevnetConfig {
     pub epoch_length: u64,
     /// HUDS storage providers (each serves every account shard).
     pub providers: usize,
+    /// How often an idle shard makes an empty block (ms); a block with
+    /// transactions comes 200 ms after the previous one.
+    pub idle_block_ms: u64,
 }
+
+/// The devnet's default [`DevnetConfig::idle_block_ms`]: an idle devnet
+/// makes one empty block a second per shard (a fifth of the CPU it spent at
+/// one every 200 ms). Tests that wait for heights use 200.
+pub const IDLE_BLOCK_MS: u64 = 1_000;
 
 impl Default for DevnetConfig {
     fn default() -> Self {
@@ -53,6 +61,7 @@ impl Default for DevnetConfig {
             duration: None,
             epoch_length: 50,
             providers: 6,
+            idle_block_ms: IDLE_BLOCK_MS,
         }
     }
 }
@@ -204,11 +213,13 @@ pub fn validator_count(genesis: &Genesis) -> usize {
         .count()
 }
 
-/// The replica settings of a devnet node: durable votes, short rounds.
-pub fn replica_config() -> ReplicaConfig {
+/// The replica settings of a devnet node: durable votes, short rounds, an
+/// empty block every `idle_block_ms` when there is nothing to include.
+pub fn replica_config(idle_block_ms: u64) -> ReplicaConfig {
     ReplicaConfig {
         durable: true,
         min_block_interval_ms: 200,
+        empty_block_interval_ms: idle_block_ms,
         ..ReplicaConfig::default()
     }
 }
@@ -254,7 +265,7 @@ impl Devnet {
                 bootstrap: bootstrap.to_vec(),
                 genesis: genesis.clone(),
                 key,
-                replica: replica_config(),
+                replica: replica_config(cfg.idle_block_ms),
                 provider,
             })
         };

@@ -381,14 +381,33 @@ async fn read_frame<T: AsyncRead + Unpin + Send>(
     }
 }
 
-fn decode<M: BorshDeserialize>(bytes: &[u8]) -> io::Result<M> {
+pub(crate) fn decode<M: BorshDeserialize>(bytes: &[u8]) -> io::Result<M> {
     borsh::from_slice(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
+
+/// A response on the wire: its borsh encoding. One that carries a large
+/// byte payload may write a head and then the payload where it lies, and
+/// take the payload out of the frame it was read into, instead of passing
+/// it through borsh's buffers (a copy each way, plus borsh growing and
+/// zeroing a second buffer as it reads).
+pub trait Wire: BorshSerialize + BorshDeserialize + Sized {
+    /// The encoding as a head and the bytes that follow it.
+    fn parts(&self) -> io::Result<(Vec<u8>, &[u8])> {
+        Ok((borsh::to_vec(self)?, &[]))
+    }
+
+    /// Decodes a whole frame (the same value, or error, as borsh).
+    fn from_frame(frame: Vec<u8>) -> io::Result<Self> {
+        decode(&frame)
+    }
+}
+
+impl Wire for Response {}
 
 impl<Req, Resp> request_response::Codec for BorshCodec<Req, Resp>
 where
     Req: BorshSerialize + BorshDeserialize + Send + 'static,
-    Resp: BorshSerialize + BorshDeserialize + Send + 'static,
+    Resp: Wire + Send + 'static,
 {
     type Protocol = StreamProtocol;
     type Request = Frame<Req>;
@@ -419,12 +438,13 @@ where
         T: AsyncRead + Unpin + Send,
     {
         let bytes = read_frame(io, self.max_response, None).await?;
-        decode(&bytes).map_err(|e| {
+        let len = bytes.len();
+        Resp::from_frame(bytes).map_err(|e| {
             if cut_short(&e) {
                 // Not the peer's fault (see `Frame::Cut`): not InvalidData.
                 io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("a response cut short after {} bytes", bytes.len()),
+                    format!("a response cut short after {len} bytes"),
                 )
             } else {
                 e
@@ -448,17 +468,18 @@ where
         async move { io.write_all(&bytes?).await }
     }
 
-    fn write_response<T>(
+    async fn write_response<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
         res: Resp,
-    ) -> impl Future<Output = io::Result<()>> + Send
+    ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let bytes = borsh::to_vec(&res);
-        async move { io.write_all(&bytes?).await }
+        let (head, body) = res.parts()?;
+        io.write_all(&head).await?;
+        io.write_all(body).await
     }
 }
 

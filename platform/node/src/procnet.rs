@@ -56,6 +56,7 @@ pub struct ProcNet {
     /// Validators first, then the gateway, then providers (and nodes
     /// added later).
     pub nodes: Vec<ProcNode>,
+    idle_block_ms: u64,
 }
 
 impl ProcNet {
@@ -110,6 +111,7 @@ impl ProcNet {
             dir: cfg.data_dir.clone(),
             genesis,
             nodes,
+            idle_block_ms: cfg.idle_block_ms,
         })
     }
 
@@ -163,6 +165,7 @@ impl ProcNet {
             key: (node.role == Role::Validator).then(|| node.name.clone()),
             keystore: Some("../keys".into()),
             provider: node.provider.then(crate::devnet::provider_config),
+            idle_block_ms: self.idle_block_ms,
         };
         let config = node.dir.join("node.toml");
         std::fs::write(&config, toml::to_string_pretty(&file)?)

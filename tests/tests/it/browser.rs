@@ -28,6 +28,7 @@ async fn devnet(dir: &Path) -> Result<(Devnet, ios_web::ApiServer, String)> {
         duration: None,
         epoch_length: 50,
         providers: 6,
+        idle_block_ms: 200,
     };
     let net = Devnet::start(&cfg).await?;
     let api = ios_web::serve(net.gateway.clone(), "127.0.0.1:0".parse()?).await?;

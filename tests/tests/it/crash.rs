@@ -104,6 +104,7 @@ fn killed_stopped_and_late_nodes_catch_up_and_lose_nothing() -> Result<()> {
         epoch_length: 20,
         // Validators are what this test kills; HUDS has its own tests.
         providers: 0,
+        idle_block_ms: 200,
     };
     let mut net = ProcNet::create(&ios_binary(), &cfg, "127.0.0.1:0".parse()?)?;
     net.start_all()?;

@@ -87,6 +87,7 @@ async fn objects_are_stored_and_read_back_while_providers_fail() -> Result<()> {
         duration: None,
         epoch_length: 20,
         providers: 6,
+        idle_block_ms: 200,
     };
     let (net, api, url) = devnet(&cfg).await?;
     let owner = user_keys(cfg.users)[0].clone();
@@ -391,6 +392,7 @@ async fn lost_fragments_are_rebuilt_on_other_providers() -> Result<()> {
         duration: None,
         epoch_length: 16,
         providers: 8,
+        idle_block_ms: 200,
     };
     let (net, api, url) = devnet(&cfg).await?;
     let owner = user_keys(cfg.users)[1].clone();

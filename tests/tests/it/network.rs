@@ -22,6 +22,7 @@ fn config(dir: &std::path::Path, epoch_length: u64) -> DevnetConfig {
         duration: None,
         epoch_length,
         providers: 0,
+        idle_block_ms: 200,
     }
 }
 

@@ -136,6 +136,8 @@ fn devnet_finalizes_transfers_and_stops_cleanly() {
     let data = dir.path().join("devnet");
     let o = ios(&[
         "devnet",
+        "--idle-block-ms",
+        "200",
         // Long enough for a beacon round lost to a loaded machine (the
         // next round's timeouts are longer) and two more blocks after it.
         "--seconds",
@@ -173,6 +175,8 @@ fn devnet_finalizes_transfers_and_stops_cleanly() {
     // Restarting on the same data continues the same chain.
     let o2 = ios(&[
         "devnet",
+        "--idle-block-ms",
+        "200",
         "--seconds",
         "6",
         "--tps",

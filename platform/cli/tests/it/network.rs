@@ -25,6 +25,9 @@ fn devnet(data: &Path, extra: &[&str]) -> Devnet {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ios"))
         .args([
             "devnet",
+            // Tests wait for heights: an empty block every 200 ms, not 1 s.
+            "--idle-block-ms",
+            "200",
             "--tps",
             "0",
             "--seconds",
