@@ -119,21 +119,13 @@ pub fn devnet_put_get(mib: u64, dir: &Path, progress: impl Fn(String)) -> Result
         let t = Instant::now();
         let mut out = crate::common::WriteBehind::new(std::fs::File::create(&back)?)?;
         let mut hasher = blake3::Hasher::new();
-        struct Tee<'a, W>(&'a mut W, &'a mut blake3::Hasher);
-        impl<W: Write> Write for Tee<'_, W> {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                let n = self.0.write(b)?;
-                self.1.update(&b[..n]);
-                Ok(n)
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                self.0.flush()
-            }
-        }
         let n = c.download(
             &stored.content,
             None,
-            &mut Tee(&mut out, &mut hasher),
+            &mut crate::common::Hashed {
+                out: &mut out,
+                hasher: &mut hasher,
+            },
             |_| {},
         )?;
         out.finish()?;

@@ -109,6 +109,25 @@ impl Progress {
     }
 }
 
+/// A writer that also hashes what it writes (a download's ContentId is
+/// checked over the bytes as they go to the file).
+pub struct Hashed<'a, W: Write> {
+    pub out: &'a mut W,
+    pub hasher: &'a mut blake3::Hasher,
+}
+
+impl<W: Write> Write for Hashed<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.out.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
 /// A file written front to back and synced at the end, whose writeback
 /// runs behind the writes: every [`WriteBehind::EVERY`] bytes a helper
 /// thread syncs what is written so far, so the disk works while the data

@@ -21,7 +21,6 @@ use ios_storage::module::{StorageCall, STORAGE_MODULE};
 use ios_storage::ContentId;
 use ios_web::client::Client;
 use ios_web::types::{ObjectMetaJson, SearchParams, SubmitTxRequest, TxState};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -740,24 +739,10 @@ fn get(
     let mut progress = Progress::new();
     let mut last = Instant::now();
     let mut hasher = blake3::Hasher::new();
-    struct Tee<'a, W: Write> {
-        out: &'a mut W,
-        hasher: &'a mut blake3::Hasher,
-    }
-    impl<W: Write> Write for Tee<'_, W> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            let n = self.out.write(buf)?;
-            self.hasher.update(&buf[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            self.out.flush()
-        }
-    }
     let result = client.download(
         content,
         range,
-        &mut Tee {
+        &mut crate::common::Hashed {
             out: &mut out,
             hasher: &mut hasher,
         },

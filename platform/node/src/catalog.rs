@@ -980,16 +980,22 @@ impl Feeder {
         if !wants_body(&doc.mime, size) {
             return Ok(None);
         }
-        // `read` sends a segment as its data fragments: room for all of them.
-        let layout = &located.deal.layout;
-        let pieces = layout.segments.len() * usize::from(layout.coding.data) + 1;
-        let (tx, mut rx) = tokio::sync::mpsc::channel(pieces);
-        crate::huds::read(&self.node, &located, 0, size, &tx).await?;
-        drop(tx);
-        let mut bytes = Vec::with_capacity(size as usize);
-        while let Some(piece) = rx.recv().await {
-            bytes.extend(piece.map_err(|e| anyhow::anyhow!(e))?);
-        }
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, String>>(4);
+        let collect = async {
+            let mut bytes = Vec::with_capacity(size as usize);
+            while let Some(piece) = rx.recv().await {
+                bytes.extend(piece.map_err(|e| anyhow::anyhow!(e))?);
+            }
+            anyhow::Ok(bytes)
+        };
+        let read = async {
+            let r = crate::huds::read(&self.node, &located, 0, size, &tx).await;
+            drop(tx);
+            r
+        };
+        let (read, bytes) = tokio::join!(read, collect);
+        read?;
+        let bytes = bytes?;
         // Not UTF-8 (a mislabelled binary): its metadata alone is indexed.
         doc.body = String::from_utf8(bytes).ok();
         Ok(Some(doc))
